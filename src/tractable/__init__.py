@@ -1,0 +1,6 @@
+"""tractable: image generative models with exact (tractable) likelihoods."""
+
+from tractable.config import __version__
+from tractable.models import TractableModel, load
+
+__all__ = ["TractableModel", "__version__", "load"]

@@ -1,0 +1,40 @@
+"""`tractable` command line: thin wrappers over the Python API.
+
+Each sub-module of this package adds its sub-commands through `register(subparsers)` and
+sets `func` on them. Errors meant for the user (`TractableError`) are printed as one line,
+without a traceback, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tractable.errors import TractableError
+
+# Modules that contribute sub-commands; each defines register(subparsers).
+COMMAND_MODULES = ["tractable.cli.data"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tractable", description="Image generative models with exact likelihoods."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TractableError as e:
+        print(f"tractable: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from tractable.cli import main
+
+sys.exit(main())

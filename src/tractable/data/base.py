@@ -1,0 +1,70 @@
+"""The dataset contract (DESIGN.md, "Data contract").
+
+A dataset yields `(uint8 image [C, H, W], label)` with label -1 when the data has none, and
+knows `num_classes`, `class_names` and `shape`. In-memory datasets also expose `images`
+(`uint8 [N, C, H, W]`) and `labels` (`long [N]`) so the trainer can batch by indexing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from tractable.errors import DataError
+
+
+class ImageDataset(Dataset[tuple[Tensor, int]]):
+    """An in-memory labelled (or unlabelled) image dataset."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor | None,
+        class_names: Sequence[str] = (),
+        name: str = "",
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise DataError(f"{name}: images must be uint8 [N, C, H, W], got "
+                            f"{images.dtype} {list(images.shape)}")
+        if labels is None:
+            labels = torch.full((len(images),), -1, dtype=torch.long)
+        if len(labels) != len(images):
+            raise DataError(f"{name}: {len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels.long()
+        self.class_names = list(class_names)
+        self.name = name
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c, h, w = self.images.shape[1:]
+        return (int(c), int(h), int(w))
+
+    @property
+    def has_labels(self) -> bool:
+        return self.num_classes > 0 and bool((self.labels >= 0).all())
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def subset(self, n: int, seed: int = 0) -> ImageDataset:
+        """A deterministic random subset of `n` images (same `seed` -> same subset)."""
+        if n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)[:n].sort().values
+        return ImageDataset(self.images[idx], self.labels[idx], self.class_names, self.name)
+
+    def __repr__(self) -> str:
+        return (f"ImageDataset({self.name!r}, n={len(self)}, shape={self.shape}, "
+                f"classes={self.num_classes})")

@@ -1,0 +1,36 @@
+"""Errors the user can act on.
+
+Every failure caused by input (a file, a shape, a flag) is raised as a subclass of
+`TractableError` with a message that names the problem and, where possible, the fix. The
+command line prints these messages without a traceback (see `tractable.cli`).
+"""
+
+from __future__ import annotations
+
+
+class TractableError(Exception):
+    """Base class of every error whose message is meant for the user."""
+
+
+class DataError(TractableError):
+    """A dataset is unknown, missing, corrupt or inconsistent."""
+
+
+class ChecksumError(DataError):
+    """A downloaded or cached file does not match its published checksum."""
+
+
+class ShapeError(TractableError, ValueError):
+    """A tensor has the wrong shape, dtype, range or channel count for this model."""
+
+
+class ConfigError(TractableError):
+    """A config is invalid, from an unknown version, or names an unknown model family."""
+
+
+class CheckpointError(TractableError):
+    """A saved model or training checkpoint is missing, corrupt or unsafe to load."""
+
+
+class TrainingError(TractableError):
+    """Training cannot continue (e.g. repeated NaN/inf losses)."""

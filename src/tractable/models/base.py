@@ -1,0 +1,151 @@
+"""The contract every model family meets (see DESIGN.md, "Interfaces").
+
+Images enter and leave as `uint8 [B, C, H, W]`; scaling to the network's input range
+happens inside the model. Every model gives exact discrete log-likelihoods in nats per
+image, bits/dim, a training loss, samples, and a save/load contract: a saved model is a
+folder with `config.json` (see `tractable.config`) and `model.safetensors`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from tractable._io import atomic_path
+from tractable.config import ModelConfig, TrainingDefaults, read_config_json, save_config
+from tractable.errors import CheckpointError, ConfigError, ShapeError
+
+WEIGHTS_NAME = "model.safetensors"  # EMA (Polyak) weights when saved by the trainer
+RAW_WEIGHTS_NAME = "raw.safetensors"  # the optimizer's current weights
+
+
+class TractableModel(nn.Module):
+    """Base class: an exact-likelihood image model over `uint8 [B, C, H, W]` images."""
+
+    family: ClassVar[str] = ""
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+
+    # ---- what each family implements -------------------------------------------------
+    def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Exact discrete log-likelihood of each image, in nats: `Tensor[B]`."""
+        raise NotImplementedError
+
+    def loss(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """What training minimizes, and metrics; `metrics["bpd"]` is always true bits/dim."""
+        bpd = self.bits_per_dim(x, y).mean()
+        return bpd, {"bpd": bpd.detach()}
+
+    def sample(
+        self,
+        n: int,
+        y: Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw `n` images, `uint8 [n, C, H, W]`."""
+        raise NotImplementedError
+
+    def data_dependent_init(self, x: Tensor, y: Tensor | None = None) -> None:  # noqa: B027
+        """Initialize from a data batch before training (weight norm, ActNorm). Default: none."""
+
+    @classmethod
+    def training_defaults(cls) -> TrainingDefaults:
+        """The paper's optimizer settings for this family."""
+        return TrainingDefaults()
+
+    # ---- shared behaviour ------------------------------------------------------------
+    @property
+    def num_dims(self) -> int:
+        c, h, w = self.config.image_shape
+        return c * h * w
+
+    def bits_per_dim(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """NLL in bits per sub-pixel: `-log_prob / (C·H·W·ln 2)`, `Tensor[B]`."""
+        return -self.log_prob(x, y) / (self.num_dims * math.log(2.0))
+
+    def check_images(self, x: Tensor) -> None:
+        """Raise `ShapeError` unless `x` is a `uint8 [B, C, H, W]` batch this model fits."""
+        if not isinstance(x, Tensor):
+            raise ShapeError(f"images must be a torch.Tensor, got {type(x).__name__}")
+        if x.dtype != torch.uint8:
+            raise ShapeError(f"images must be uint8 (0..255), got dtype {x.dtype}")
+        if x.dim() != 4:
+            raise ShapeError(f"images must be [B, C, H, W], got shape {list(x.shape)}")
+        if tuple(x.shape[1:]) != tuple(self.config.image_shape):
+            c, h, w = self.config.image_shape
+            raise ShapeError(
+                f"this model expects images of shape [B, {c}, {h}, {w}] "
+                f"(channels={c}), got {list(x.shape)}"
+            )
+
+    def save_pretrained(
+        self, directory: str | os.PathLike[str], raw_state: dict[str, Tensor] | None = None
+    ) -> None:
+        """Write `config.json` and `model.safetensors` (and `raw.safetensors` if given)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_config(directory, self.family, self.config)
+        _save_weights(directory / WEIGHTS_NAME, self.state_dict())
+        if raw_state is not None:
+            _save_weights(directory / RAW_WEIGHTS_NAME, raw_state)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | os.PathLike[str],
+        weights: str = WEIGHTS_NAME,
+        map_location: str | torch.device = "cpu",
+    ) -> TractableModel:
+        """Rebuild a model from its folder. Called on the base class, picks the family."""
+        from tractable.models.registry import model_class
+
+        family, cfg_dict = read_config_json(directory)
+        klass = model_class(family)
+        if cls is not TractableModel and not issubclass(klass, cls):
+            raise ConfigError(f"{directory} holds a {family!r} model, not a {cls.family!r} one")
+        model = klass(klass.config_class.from_dict(cfg_dict))
+        model.load_state_dict(_load_weights(Path(directory) / weights), strict=True)
+        return model.to(map_location)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """As `nn.Module.load_state_dict`, but a mismatch raises a readable `CheckpointError`."""
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"weights do not fit this {self.family} model (config and weights from "
+                f"different runs?): {str(e).splitlines()[0]} ..."
+            ) from None
+
+
+def _save_weights(path: Path, state: dict[str, Tensor]) -> None:
+    # safetensors refuses shared or non-contiguous storage: store independent copies.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+
+
+def _load_weights(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"missing weights file {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def load(directory: str | os.PathLike[str], **kwargs: Any) -> TractableModel:
+    """Load any saved model (or a training run's model folder) by reading its config."""
+    return TractableModel.from_pretrained(directory, **kwargs)

@@ -1,0 +1,1 @@
+"""Building blocks shared by the models (convolutions, weight norm, gates, conditioning)."""

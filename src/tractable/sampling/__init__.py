@@ -1,0 +1,1 @@
+"""Autoregressive samplers. They see models only through `AutoregressiveModel`'s surface."""

@@ -1,0 +1,34 @@
+"""Shared fixtures: where the real datasets live, and one thread per xdist worker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _find_shared_data() -> Path | None:
+    candidates = [os.environ.get("TRACTABLE_SHARED_DATA"), REPO.parent / "shared" / "data",
+                  Path("/work/shared/data")]
+    for c in candidates:
+        if c and (Path(c) / "PROVENANCE.md").is_file():
+            return Path(c)
+    return None
+
+
+SHARED_DATA = _find_shared_data()
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets of ../shared/data (official formats; see its PROVENANCE.md)."""
+    if SHARED_DATA is None:
+        pytest.skip("../shared/data not found (set TRACTABLE_SHARED_DATA)")
+    return SHARED_DATA
