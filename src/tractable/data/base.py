@@ -33,6 +33,12 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
             labels = torch.full((len(images),), -1, dtype=torch.long)
         if len(labels) != len(images):
             raise DataError(f"{name}: {len(images)} images but {len(labels)} labels")
+        if class_names and len(labels):
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < -1 or hi >= len(class_names):
+                bad = hi if hi >= len(class_names) else lo
+                raise DataError(f"{name}: label {bad} is outside -1..{len(class_names) - 1} "
+                                f"for {len(class_names)} classes")
         self.images = images
         self.labels = labels.long()
         self.class_names = list(class_names)
@@ -50,6 +56,11 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
     @property
     def has_labels(self) -> bool:
         return self.num_classes > 0 and bool((self.labels >= 0).all())
+
+    def class_counts(self) -> Tensor:
+        """Images per class, `long [num_classes]` (unlabelled images are not counted)."""
+        labelled = self.labels[self.labels >= 0]
+        return torch.bincount(labelled, minlength=self.num_classes)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -1,49 +1,90 @@
-"""Datasets by name: `load_dataset("mnist-mini", split="train")`."""
+"""Datasets by name: `load_dataset("cifar10", split="train", download=True)`.
+
+Every loader takes `(split, root=None, download=False, **options)`. `root` is a folder that
+holds the official files (default: the cache folder `$TRACTABLE_DATA/<name>`, or
+~/.cache/tractable/<name>); `download=True` fetches missing files there first. A folder of
+images loads by the name `folder:<path>` (options `size`, `channels`).
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
-from pathlib import Path
-
-import torch
+from functools import partial
 
 from tractable.data.base import ImageDataset
-from tractable.data.idx import read_idx
+from tractable.data.cifar import load_cifar10, load_cifar100
+from tractable.data.folder import load_image_folder
+from tractable.data.imagenet import load_imagenet32, load_imagenet64
+from tractable.data.mnist import load_fashion_mnist, load_mnist, load_mnist_mini
+from tractable.data.svhn import load_svhn
 from tractable.errors import DataError
 
-BUNDLED = Path(__file__).parent / "bundled"
-MNIST_CLASSES = [str(i) for i in range(10)]
+FOLDER_PREFIX = "folder:"
 
+_LOADERS: dict[str, Callable[..., ImageDataset]] = {
+    "mnist-mini": load_mnist_mini,
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "imagenet32": load_imagenet32,
+    "imagenet64": load_imagenet64,
+    "svhn": load_svhn,
+}
 
-def _idx_pair(images: Path, labels: Path, classes: list[str], name: str) -> ImageDataset:
-    x = read_idx(images)
-    y = read_idx(labels)
-    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise DataError(f"{name}: {images.name} {x.shape} and {labels.name} {y.shape} disagree")
-    return ImageDataset(torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype("int64")),
-                        classes, name)
-
-
-def load_mnist_mini(split: str, root: str | os.PathLike[str] | None = None) -> ImageDataset:
-    """The embedded 10,000-digit MNIST subset (train 9,000 / test 1,000), no network needed."""
-    prefix = {"train": "train", "test": "t10k"}[split]
-    d = BUNDLED / "mnist"
-    return _idx_pair(d / f"{prefix}-images-idx3-ubyte.gz", d / f"{prefix}-labels-idx1-ubyte.gz",
-                     MNIST_CLASSES, "mnist-mini")
-
-
-_LOADERS: dict[str, Callable[..., ImageDataset]] = {"mnist-mini": load_mnist_mini}
+DESCRIPTIONS = {
+    "mnist-mini": "10,000 real MNIST digits bundled with the package (9,000 / 1,000), 1x28x28",
+    "mnist": "MNIST, 60,000 / 10,000 digits, 1x28x28, IDX gz (12 MB)",
+    "fashion-mnist": "Fashion-MNIST, 60,000 / 10,000 articles, 1x28x28, IDX gz (31 MB)",
+    "cifar10": "CIFAR-10, 50,000 / 10,000, 3x32x32, python pickles (170 MB)",
+    "cifar100": "CIFAR-100, 50,000 / 10,000, 3x32x32, 100 fine or 20 coarse classes (169 MB)",
+    "imagenet32": "downsampled ImageNet, 1,281,167 / 50,000 (val), 3x32x32, npz batches",
+    "imagenet64": "downsampled ImageNet, 1,281,167 / 50,000 (val), 3x64x64, npz batches",
+    "svhn": "SVHN cropped digits, 73,257 / 26,032, 3x32x32, .mat (needs scipy; 246 MB)",
+}
 
 
 def known_datasets() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_dataset(name: str, split: str = "train", **kwargs: object) -> ImageDataset:
-    """Load dataset `name` (see `known_datasets()`) for `split` ("train" or "test")."""
+def dataset_loader(name: str) -> Callable[..., ImageDataset]:
+    """The loader function behind `name` (a registered name or `folder:<path>`)."""
+    if name.startswith(FOLDER_PREFIX):
+        return partial(_load_folder, name[len(FOLDER_PREFIX):])
     if name not in _LOADERS:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}")
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}, "
+                        f"or {FOLDER_PREFIX}<path> for a folder of PNG/JPEG images")
+    return _LOADERS[name]
+
+
+def _load_folder(path: str, split: str, root: object = None, download: bool = False,
+                 size: int | tuple[int, int] | None = None,
+                 channels: int | None = None) -> ImageDataset:
+    if download:
+        raise DataError("a folder of images cannot be downloaded; drop download=True")
+    return load_image_folder(path, split, size=size, channels=channels)
+
+
+def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] | None = None,
+                 download: bool = False, **options: object) -> ImageDataset:
+    """Load `split` ("train" or "test") of dataset `name` (see `known_datasets()`).
+
+    `root`: folder with the official files (default: the cache); `download`: fetch missing
+    files from the official mirrors first (`mirrors=[...]` or `$TRACTABLE_MIRROR` replace
+    them). Other options go to the loader, e.g. `batches=[1]` (cifar10, imagenet*),
+    `label_type="coarse"` (cifar100), `size=32` (folders), `progress=False`.
+    """
+    loader = dataset_loader(name)
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
-    return _LOADERS[name](split, **kwargs)
+    try:
+        inspect.signature(loader).bind(split, root=root, download=download, **options)
+    except TypeError:
+        accepted = [p for p in inspect.signature(loader).parameters
+                    if p not in ("split", "root", "download", "_")]
+        raise DataError(f"{name} does not take option(s) {', '.join(sorted(options))}; it "
+                        f"takes {', '.join(accepted) or 'none'}") from None
+    return loader(split, root=root, download=download, **options)
