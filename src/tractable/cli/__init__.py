@@ -14,7 +14,8 @@ import sys
 from tractable.errors import TractableError
 
 # Modules that contribute sub-commands; each defines register(subparsers).
-COMMAND_MODULES = ["tractable.cli.data"]
+COMMAND_MODULES = ["tractable.cli.data", "tractable.cli.train", "tractable.cli.glow",
+                   "tractable.cli.ood"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,10 +2,19 @@
 
 from tractable.models.autoregressive import AutoregressiveModel
 from tractable.models.base import TractableModel, load
+from tractable.models.gated_pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
+from tractable.models.glow import Glow, GlowConfig
+from tractable.models.pixelcnn_pp import PixelCNNPlusPlus, PixelCNNPlusPlusConfig
 from tractable.models.registry import known_families, model_class, register_model
 
 __all__ = [
     "AutoregressiveModel",
+    "GatedPixelCNN",
+    "GatedPixelCNNConfig",
+    "Glow",
+    "GlowConfig",
+    "PixelCNNPlusPlus",
+    "PixelCNNPlusPlusConfig",
     "TractableModel",
     "known_families",
     "load",

@@ -43,7 +43,10 @@ class AutoregressiveModel(TractableModel):
         """Per-pixel log-probabilities in nats, `[B, H, W]` (for NLL heatmaps)."""
         self.check_images(x)
         params = self(self.scale(x), y)
-        return self.likelihood.log_prob(params.float(), self.targets(x))
+        # Likelihoods run in fp32 even under bf16 autocast; float64 models stay exact.
+        if params.dtype != torch.float64:
+            params = params.float()
+        return self.likelihood.log_prob(params, self.targets(x))
 
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         return self.log_prob_pixels(x, y).sum(dim=(1, 2))

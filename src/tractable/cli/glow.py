@@ -1,0 +1,208 @@
+"""`tractable glow interpolate | manipulate`: walks in a Glow model's latent space (Glow §5.2–5.3).
+
+    tractable glow interpolate RUN --a 3 --b 17 --steps 8 --out strip.png [--data NAME]
+    tractable glow interpolate RUN --a face1.png --b face2.png
+    tractable glow manipulate RUN --data fashion-mnist --attribute Sneaker --alpha -1..1
+
+RUN is a training run folder or a saved-model folder. Integer --a/--b pick images of the
+dataset (default: the one the run was trained on); anything else is read as an image file
+of the model's size. Both commands use the model's exact encode/decode
+(`tractable.models.glow.latents`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from tractable.errors import ConfigError, DataError, ShapeError
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("glow", help="Glow latent-space tools: interpolate, manipulate")
+    gsub = p.add_subparsers(dest="glow_command", required=True)
+
+    q = gsub.add_parser("interpolate", help="decode a straight line between two images' latents")
+    _common(q)
+    q.add_argument("--a", required=True, metavar="IMG_OR_INDEX", help="first image")
+    q.add_argument("--b", required=True, metavar="IMG_OR_INDEX", help="last image")
+    q.add_argument("--steps", type=int, default=8, help="images in the strip, ends included")
+    q.add_argument("--out", default="interpolation.png")
+    q.set_defaults(func=cmd_interpolate)
+
+    m = gsub.add_parser("manipulate", help="add α·(attribute vector) to images' latents")
+    _common(m)
+    m.add_argument("--attribute", required=True, metavar="CLASS",
+                   help="class name or index whose presence is the attribute")
+    m.add_argument("--alpha", default="-1..1", metavar="LO..HI|A,B,..",
+                   help="a range (spread over --columns) or a comma list; default -1..1")
+    m.add_argument("--columns", type=int, default=5, help="α values for a LO..HI range")
+    m.add_argument("-n", "--images", type=int, default=8,
+                   help="images to edit: a seeded random pick of those without the attribute")
+    m.add_argument("--seed", type=int, default=0, help="seed of that pick")
+    m.add_argument("--attr-images", type=int, default=2000,
+                   help="images (the split's first) that estimate the attribute vector")
+    m.add_argument("--out", default="manipulate.png")
+    m.set_defaults(func=cmd_manipulate)
+    # let "--alpha -1..1" through: argparse would take "-1..1" for an unknown option
+    m._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]*\.\.")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    p.add_argument("--data", help="dataset name (default: the run's dataset)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
+                   help="Polyak-averaged (default) or the optimizer's raw weights")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=256, help="images per encode batch")
+
+
+# ---- loading ----------------------------------------------------------------------------
+def model_dir_of(path: str) -> Path:
+    """A run folder's saved-model folder (or `path` itself if it is one)."""
+    from tractable.training.checkpoint import model_dir_of as resolve
+
+    return resolve(path)
+
+
+def load_glow(path: str, weights: str = "ema", device: str = "auto"):  # type: ignore[no-untyped-def]
+    """The Glow model saved in a run or model folder, in eval mode."""
+    from tractable.models import Glow
+    from tractable.models.base import RAW_WEIGHTS_NAME, WEIGHTS_NAME, TractableModel
+    from tractable.training.distributed import pick_device
+
+    model_dir = model_dir_of(path)
+    file = WEIGHTS_NAME if weights == "ema" else RAW_WEIGHTS_NAME
+    model = TractableModel.from_pretrained(model_dir, weights=file,
+                                           map_location=pick_device(device))
+    if not isinstance(model, Glow):
+        raise ConfigError(f"{model_dir} holds a {model.family!r} model; `tractable glow` "
+                          "commands need a Glow model (train one with --model glow)")
+    return model.eval()
+
+
+def dataset_name(args: argparse.Namespace) -> str:
+    """--data, else the dataset recorded in the run's run.json."""
+    if args.data:
+        return str(args.data)
+    from tractable.training.checkpoint import RUN_NAME, read_json, run_dir_of
+
+    run = run_dir_of(model_dir_of(args.path))
+    name = read_json(run / RUN_NAME).get("data") if run else None
+    if not name:
+        raise ConfigError(f"{args.path} does not record its dataset: pass --data NAME")
+    return str(name)
+
+
+def read_image(path: Path, shape: tuple[int, int, int]) -> Tensor:
+    """An image file as uint8 [C, H, W] with the model's channels; its size must match."""
+    c, h, w = shape
+    try:
+        with Image.open(path) as file:
+            img = file.convert("L" if c == 1 else "RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise DataError(f"{path} is not a readable image: {e}") from None
+    if img.size != (w, h):
+        raise ShapeError(f"{path} is {img.size[0]}x{img.size[1]}; the model takes {w}x{h} "
+                         "images: resize it first")
+    arr = np.asarray(img, dtype=np.uint8).reshape(h, w, c)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def pick_image(spec: str, args: argparse.Namespace, shape: tuple[int, int, int]) -> Tensor:
+    """IMG_OR_INDEX -> uint8 [C, H, W]: an existing file, else an index into the dataset."""
+    if Path(spec).is_file():
+        return read_image(Path(spec), shape)
+    try:
+        index = int(spec)
+    except ValueError:
+        raise DataError(f"{spec!r} is neither an image file nor a dataset index") from None
+    from tractable.data import load_dataset
+
+    ds = load_dataset(dataset_name(args), split=args.split)
+    if not 0 <= index < len(ds):
+        raise DataError(f"index {index} out of range: {ds.name} {args.split} has {len(ds)} images")
+    return ds.images[index]
+
+
+def parse_alphas(text: str, columns: int) -> list[float]:
+    """"-1..1" -> `columns` evenly spaced values; "-1,0,2" -> those; "0.5" -> [0.5]."""
+    try:
+        if ".." in text:
+            lo, hi = (float(t) for t in text.split("..", 1))
+            if columns < 2:
+                raise ConfigError(f"--columns must be >= 2 for a range, got {columns}")
+            return torch.linspace(lo, hi, columns).tolist()
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--alpha expects LO..HI, a comma list or a number, got {text!r}") \
+            from None
+
+
+# ---- commands ---------------------------------------------------------------------------
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from tractable.models.glow.latents import interpolate
+    from tractable.viz import save_grid
+
+    if args.steps < 2:
+        raise ConfigError(f"--steps must be >= 2, got {args.steps}")
+    model = load_glow(args.path, args.weights, args.device)
+    shape = tuple(model.config.image_shape)
+    pair = torch.stack([pick_image(args.a, args, shape), pick_image(args.b, args, shape)])
+    with torch.no_grad():
+        za, zb = (model.encode(x.to(model.top_prior.learned.device)) for x in pair.split(1))
+        strip = model.decode(interpolate(za, zb, args.steps)).cpu()
+    save_grid(strip, args.out, nrow=args.steps)
+    print(f"wrote a {args.steps}-image interpolation from {args.a} to {args.b} to {args.out}")
+    return 0
+
+
+def class_index(attribute: str, class_names: list[str]) -> int:
+    if attribute in class_names:
+        return class_names.index(attribute)
+    try:
+        k = int(attribute)
+    except ValueError:
+        k = -1
+    if not 0 <= k < len(class_names):
+        raise ConfigError(f"unknown attribute {attribute!r}; classes: {', '.join(class_names)}")
+    return k
+
+
+def cmd_manipulate(args: argparse.Namespace) -> int:
+    from tractable.data import load_dataset
+    from tractable.models.glow.latents import attribute_vector, encode_batched, manipulate
+    from tractable.viz import save_grid
+
+    alphas = parse_alphas(args.alpha, args.columns)
+    if not alphas or args.images < 1 or args.attr_images < 2:
+        raise ConfigError("need at least one --alpha, --images >= 1 and --attr-images >= 2")
+    model = load_glow(args.path, args.weights, args.device)
+    ds = load_dataset(dataset_name(args), split=args.split)
+    if not ds.has_labels:
+        raise DataError(f"{ds.name} has no class labels: attribute vectors need labelled data")
+    if tuple(ds.shape) != tuple(model.config.image_shape):
+        raise ShapeError(f"{ds.name} images are {list(ds.shape)}, the model takes "
+                         f"{list(model.config.image_shape)}")
+    k = class_index(args.attribute, ds.class_names)
+    device = model.top_prior.learned.device
+    n = min(args.attr_images, len(ds))
+    latents = encode_batched(model, ds.images[:n].to(device), args.batch_size)
+    vector = attribute_vector(latents, ds.labels[:n] == k)
+    others = (ds.labels != k).nonzero().flatten()
+    pick = torch.randperm(len(others), generator=torch.Generator().manual_seed(args.seed))
+    rows = others[pick[: args.images]].sort().values
+    with torch.no_grad():
+        edited = manipulate(model.encode(ds.images[rows].to(device)), vector, alphas)
+        grid = model.decode(edited).cpu()
+    save_grid(grid, args.out, nrow=len(alphas))
+    print(f"wrote {len(rows)} images x alpha {[round(a, 3) for a in alphas]} along "
+          f"'{ds.class_names[k]}' (vector from {n} {ds.name} {args.split} images) to {args.out}")
+    return 0

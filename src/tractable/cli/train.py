@@ -1,0 +1,405 @@
+"""`tractable train | eval | sample | info`: thin wrappers over `tractable.training`.
+
+Model settings need no code here: every field of every registered family's config
+dataclass becomes a flag (`nr_filters` -> `--nr-filters`, bools as `--coord-conv` /
+`--no-coord-conv`), and `--set FIELD=VALUE` reaches any field. Values are converted with
+the chosen family's field types (`tractable.training.factory.parse_field_value`), and a
+flag the chosen family does not have is an error, never silently ignored. A family may give
+a field extra flag names and help with `field(metadata={"aliases": ["--nonlocal"],
+"help": "..."})`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tractable.errors import ConfigError, ShapeError
+from tractable.models.registry import known_families, model_class
+from tractable.training.checkpoint import (
+    RUN_NAME,
+    SUMMARY_NAME,
+    model_dir_of,
+    read_json,
+    run_dir_of,
+)
+from tractable.training.config import OPTIMIZER_FIELDS, TrainConfig
+from tractable.training.factory import settable_fields
+
+MODEL_FLAG_PREFIX = "mf__"  # argparse dest of auto-generated model-field flags
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    _register_train(sub)
+    _register_eval(sub)
+    _register_sample(sub)
+    _register_info(sub)
+
+
+# ---- train -------------------------------------------------------------------------------
+def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("train", help="train a model (or --resume a run)",
+                       description="Train a model; evaluates every epoch, saves checkpoints. "
+                       "Unset optimizer flags use the model family's paper defaults.")
+    a = p.add_argument
+    a("--model", help=f"model family: {', '.join(known_families())}")
+    a("--data", help="dataset name (see `tractable data list`); default mnist-mini")
+    a("--out", required=True, help="run folder (created; holds model/, state.pt, logs)")
+    a("--preset", help="a named model size offered by the family (e.g. small, paper)")
+    a("--conditional", action="store_true", default=None,
+      help="condition on the data's class labels")
+    a("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g = p.add_argument_group("length")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--max-steps", type=int, help="optimizer steps (wins over --epochs)")
+    g = p.add_argument_group("optimizer (default: the family's paper settings)")
+    g.add_argument("--optimizer", choices=["adam", "adamax"])
+    g.add_argument("--lr", type=float)
+    g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"))
+    g.add_argument("--lr-decay", type=float, help="multiplicative lr decay per step")
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--ema-decay", type=float, help="Polyak averaging decay")
+    g.add_argument("--grad-clip", type=float, help="max global gradient norm")
+    g.add_argument("--batch-size", type=int, help="global batch (split over processes)")
+    g = p.add_argument_group("numerics and hardware")
+    g.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 = autocast (default fp32)")
+    g.add_argument("--eval-precision", choices=["fp32", "bf16"])
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
+    g.add_argument("--channels-last", action="store_true", default=None)
+    g.add_argument("--device", help="auto (default), cpu or cuda")
+    g.add_argument("--seed", type=int)
+    g = p.add_argument_group("data")
+    _data_source_args(g)
+    g.add_argument("--limit-train", type=int, help="train on a fixed subset of N images")
+    g.add_argument("--limit-test", type=int, help="evaluate on a fixed subset of N images")
+    g.add_argument("--augment", help="comma-separated: flip, shift")
+    g.add_argument("--init-batch-size", type=int, help="batch for data-dependent init")
+    g = p.add_argument_group("reporting and safety")
+    g.add_argument("--log-every", type=int)
+    g.add_argument("--checkpoint-every", type=int)
+    g.add_argument("--eval-every", type=int, help="steps between evals (default: each epoch)")
+    g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--samples-per-eval", type=int, help="sample grid size (0: none)")
+    g.add_argument("--sampler", help="autoregressive sampler for the grids: naive|cached")
+    g.add_argument("--max-bad-steps", type=int, help="consecutive NaN/inf steps tolerated")
+    g.add_argument("--tensorboard", action="store_true", default=None)
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    g.add_argument("--quiet", action="store_true", default=None)
+    _add_model_field_flags(p)
+    p.set_defaults(func=cmd_train)
+
+
+def _data_source_args(g: Any) -> None:
+    """Where the data comes from (as in `tractable data`): passed on to `load_dataset`."""
+    g.add_argument("--root", help="folder with the dataset's official files (default: cache)")
+    g.add_argument("--download", action="store_true", default=None,
+                   help="download missing official files first")
+    g.add_argument("--batches", type=int, nargs="+", metavar="K",
+                   help="cifar10 / imagenet*: use only these training batches")
+    g.add_argument("--size", type=int, help="image folders: resize and crop to SIZE x SIZE")
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts = {"root": args.root, "download": args.download, "batches": args.batches,
+            "size": args.size}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _add_model_field_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per settable config field of every registered family (see module doc)."""
+    g = p.add_argument_group("model settings (fields of the family's config; default: "
+                             "the family's defaults or --preset)")
+    g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set any model config field (repeatable)")
+    owners: dict[str, list[str]] = {}
+    fields: dict[str, dataclasses.Field[Any]] = {}
+    for family in known_families():
+        for f in settable_fields(model_class(family)):
+            owners.setdefault(f.name, []).append(family)
+            fields.setdefault(f.name, f)
+    taken = set(p._option_string_actions)
+    for name, f in fields.items():
+        flags = [fl for fl in ["--" + name.replace("_", "-"), *f.metadata.get("aliases", ())]
+                 if fl not in taken]  # a clash with a trainer flag: reachable through --set
+        if not flags:
+            continue
+        taken.update(flags)
+        help_ = f.metadata.get("help", "") + f" [{', '.join(owners[name])}]"
+        if f.type in (bool, "bool"):
+            g.add_argument(*flags, dest=MODEL_FLAG_PREFIX + name,
+                           action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            g.add_argument(*flags, dest=MODEL_FLAG_PREFIX + name, default=None,
+                           metavar=str(f.type).replace("'", ""), help=help_)
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Model field values given on the command line (flags and --set), as given."""
+    out = {k[len(MODEL_FLAG_PREFIX):]: v for k, v in vars(args).items()
+           if k.startswith(MODEL_FLAG_PREFIX) and v is not None}
+    for item in getattr(args, "set", []) or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects FIELD=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def train_config_values(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig fields given on the command line (None = not given)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if data_options(args):
+        values["data_options"] = data_options(args)
+    if "betas" in values:
+        values["betas"] = tuple(values["betas"])
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tractable.training import TrainingInterrupted, resume, train
+
+    values = train_config_values(args)
+    try:
+        if args.resume:
+            if args.model is not None or model_overrides(args) or args.preset:
+                print("resume: model settings come from the run; --model/--preset/model "
+                      "flags are ignored", file=sys.stderr)
+            summary = resume(args.out, changes=values)
+        else:
+            if not args.model:
+                raise ConfigError(f"--model is required for a new run (one of "
+                                  f"{', '.join(known_families())})")
+            config = TrainConfig(**values)
+            summary = train(args.model, config, preset=args.preset,
+                            overrides=model_overrides(args), conditional=bool(args.conditional))
+    except TrainingInterrupted as e:
+        print(f"tractable: {e}", file=sys.stderr)
+        return 130
+    if summary.get("rank", 0) != 0:
+        return 0
+    best = summary["best_test_bpd"]
+    print(f"done: {summary['step']} steps; best test bits/dim (EMA) "
+          + (f"{best:.4f}" if best is not None else "n/a")
+          + f"; run folder {args.out} (model: {Path(args.out) / 'model'})")
+    return 0
+
+
+# ---- eval --------------------------------------------------------------------------------
+def _register_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("eval", help="exact bits/dim of a run or saved model on a dataset")
+    p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    p.add_argument("--data", help="dataset (default: the one the run trained on)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--limit", type=int, help="only the first N images of the split")
+    _data_source_args(p)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
+                   help="Polyak-averaged (default) or the optimizer's raw weights")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_eval)
+
+
+def load_for_use(path: str, weights: str, device: str) -> tuple[Any, Path]:
+    """Load the model of a run or model folder with its EMA or raw weights."""
+    from tractable.models.base import RAW_WEIGHTS_NAME, WEIGHTS_NAME, TractableModel
+    from tractable.training.distributed import pick_device
+
+    model_dir = model_dir_of(path)
+    file = WEIGHTS_NAME if weights == "ema" else RAW_WEIGHTS_NAME
+    model = TractableModel.from_pretrained(model_dir, weights=file,
+                                           map_location=pick_device(device))
+    return model.eval(), model_dir
+
+
+def _run_info(model_dir: Path) -> dict[str, Any]:
+    run = run_dir_of(model_dir)
+    return read_json(run / RUN_NAME) if run else {}
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tractable.data import load_dataset
+    from tractable.evaluation import evaluate_bpd
+
+    model, model_dir = load_for_use(args.path, args.weights, args.device)
+    run_train = _run_info(model_dir).get("train", {})
+    data = args.data or run_train.get("data")
+    if not data:
+        raise ConfigError(f"{args.path} does not record its dataset: pass --data NAME")
+    opts = data_options(args) if args.data else {**run_train.get("data_options", {}),
+                                                   **data_options(args)}
+    ds = load_dataset(data, split=args.split, **opts)
+    if args.limit is not None and args.limit < len(ds):
+        ds = type(ds)(ds.images[:args.limit], ds.labels[:args.limit], ds.class_names, ds.name)
+    res = evaluate_bpd(model, ds, batch_size=args.batch_size, precision=args.precision,
+                       progress=args.progress and sys.stderr.isatty())
+    out = {"data": data, "split": args.split, "model": str(model_dir), "family": model.family,
+           "weights": args.weights, "precision": args.precision, **res.to_dict()}
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        print(f"{data} {args.split}: {res.bits_per_dim:.4f} bits/dim over {res.num_images} "
+              f"images ({res.nats_per_image:.2f} nats/image; {model.family}, "
+              f"{args.weights} weights, {args.precision})")
+    return 0
+
+
+# ---- sample ------------------------------------------------------------------------------
+def _register_sample(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("sample", help="draw samples into a PNG grid (and .npy)")
+    p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    p.add_argument("-n", type=int, default=64, help="number of images (with --class all: "
+                   "per-class count is n // K, at least 1)")
+    p.add_argument("--out", default="samples.png")
+    p.add_argument("--class", dest="class_spec", metavar="SPEC",
+                   help="3 | cat | 4:0.5,9:0.5 (soft blend) | all (one row per class)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--npy", action="store_true", help="also write uint8 [n, C, H, W] as .npy")
+    p.add_argument("--sampler", help="naive | cached (autoregressive models)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="float64: exact mode of the autoregressive samplers")
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--nrow", type=int, help="images per grid row")
+    p.set_defaults(func=cmd_sample)
+
+
+def parse_class_spec(spec: str, n: int, num_classes: int,
+                     class_names: list[str]) -> tuple[torch.Tensor, int, int | None]:
+    """`--class` text -> (y, n, grid row length): LongTensor [n] or soft FloatTensor [n, K].
+
+    "3" or a class name: every sample of that class; "4:0.5,9:0.5": class weights
+    (normalized to sum 1); "all": one grid row per class, n // K samples each.
+    """
+    if num_classes == 0:
+        raise ConfigError("this model is unconditional (trained without class labels): "
+                          "drop --class")
+
+    def index(token: str) -> int:
+        token = token.strip()
+        if token in class_names:
+            return class_names.index(token)
+        try:
+            k = int(token)
+        except ValueError:
+            raise ConfigError(f"unknown class {token!r}; classes: "
+                              f"{', '.join(class_names) or f'0..{num_classes - 1}'}") from None
+        if not 0 <= k < num_classes:
+            raise ConfigError(f"class {k} out of range 0..{num_classes - 1}")
+        return k
+
+    spec = spec.strip()
+    if spec == "all":
+        per = max(1, n // num_classes)
+        y = torch.arange(num_classes).repeat_interleave(per)
+        return y, len(y), per
+    if ":" in spec:
+        w = torch.zeros(num_classes)
+        for part in spec.split(","):
+            name, _, weight = part.rpartition(":")
+            try:
+                value = float(weight)
+            except ValueError:
+                raise ConfigError(f"bad class weight {part!r}; use e.g. 4:0.5,9:0.5") from None
+            if value < 0 or not math.isfinite(value):
+                raise ConfigError(f"class weights must be >= 0, got {part!r}")
+            w[index(name)] += value
+        if w.sum() <= 0:
+            raise ConfigError("class weights sum to 0")
+        return (w / w.sum()).expand(n, num_classes).clone(), n, None
+    return torch.full((n,), index(spec), dtype=torch.long), n, None
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import inspect
+
+    from tractable.training.pictures import draw_samples
+    from tractable.viz import save_grid
+
+    if args.n < 1:
+        raise ShapeError(f"-n must be >= 1, got {args.n}")
+    model, model_dir = load_for_use(args.path, args.weights, args.device)
+    cfg = model.config
+    y, n, nrow = None, args.n, args.nrow
+    if args.class_spec is not None:
+        y, n, per_row = parse_class_spec(args.class_spec, args.n, cfg.num_classes,
+                                         list(cfg.class_names))
+        nrow = nrow or per_row
+    elif cfg.num_classes:
+        y = torch.arange(n) % cfg.num_classes
+        nrow = nrow or cfg.num_classes
+        print(f"class-conditional model: sampling classes 0..{cfg.num_classes - 1} in turn "
+              "(choose with --class)", file=sys.stderr)
+    model = model.to(torch.float64 if args.dtype == "float64" else torch.float32)
+    if y is not None:
+        y = y.to(next(model.parameters()).device)
+        if y.is_floating_point():
+            y = y.to(next(model.parameters()).dtype)
+    extra: dict[str, Any] = {"sampler": args.sampler}
+    if "progress" in inspect.signature(model.sample).parameters:
+        extra["progress"] = sys.stderr.isatty()
+    x = draw_samples(model, n, y=y, temperature=args.temperature, seed=args.seed, **extra)
+    save_grid(x, args.out, nrow=nrow)
+    print(f"wrote {n} samples from {model_dir} to {args.out}")
+    if args.npy:
+        from tractable._io import atomic_write_with
+
+        npy = Path(args.out).with_suffix(".npy")
+        atomic_write_with(npy, lambda f: np.save(f, x.numpy()))
+        print(f"wrote uint8 array {list(x.shape)} to {npy}")
+    return 0
+
+
+# ---- info --------------------------------------------------------------------------------
+def _register_info(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("info", help="config, parameter count, data and best bits/dim")
+    p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from tractable.config import read_config_json
+
+    model_dir = model_dir_of(args.path)
+    family, cfg = read_config_json(model_dir)
+    klass = model_class(family)
+    model = klass(klass.config_class.from_dict(cfg))
+    run = run_dir_of(model_dir)
+    run_json = read_json(run / RUN_NAME) if run else {}
+    summary = read_json(run / SUMMARY_NAME) if run else {}
+    info = {
+        "model_dir": str(model_dir), "family": family, "config": cfg,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "data": run_json.get("data"), "step": summary.get("step"),
+        "best_test_bpd": summary.get("best_test_bpd"),
+        "last_test_bpd": summary.get("last_test_bpd"),
+        "optimizer": run_json.get("optimizer"),
+    }
+    if args.json:
+        print(json.dumps(info, sort_keys=True))
+        return 0
+    print(f"{family} model in {model_dir}")
+    print(f"  parameters: {info['parameters']:,}")
+    for k, v in cfg.items():
+        print(f"  {k}: {v}")
+    if run_json:
+        opt = run_json.get("optimizer", {})
+        print(f"  data: {info['data']}; trained {info['step']} steps; optimizer "
+              + ", ".join(f"{k}={opt[k]}" for k in OPTIMIZER_FIELDS if k in opt))
+        best = info["best_test_bpd"]
+        print("  best test bits/dim (EMA): " + (f"{best:.4f}" if best is not None else "n/a"))
+    return 0

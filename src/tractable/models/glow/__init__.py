@@ -1,0 +1,11 @@
+"""Glow (Kingma & Dhariwal 2018): a flow with exact encode/decode and log-likelihoods.
+
+actnorm (§3.1) · invconv (§3.2) · coupling (§3.3) · step (Figure 2a) · multiscale (Figure 2b:
+squeeze, split with learned prior) · prior (top prior, class conditioning) · quantize
+(n_bits, dequantization) · model (`Glow`) · latents (interpolation, attribute vectors).
+"""
+
+from tractable.models.glow.config import GlowConfig
+from tractable.models.glow.model import Glow
+
+__all__ = ["Glow", "GlowConfig"]

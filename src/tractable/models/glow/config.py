@@ -1,0 +1,50 @@
+"""Glow hyperparameters (Kingma & Dhariwal 2018, §5 and Appendix; openai/glow `train.py`).
+
+Defaults are a small model for 28×28 digits. The paper's CIFAR-10 model is
+`K=32, L=3, width=512` (affine coupling, LU 1×1 convolutions, learned top prior); its 5-bit
+CelebA-HQ runs use `n_bits=5`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tractable.config import ModelConfig
+from tractable.errors import ConfigError
+from tractable.models.glow.coupling import COUPLINGS
+
+
+@dataclass
+class GlowConfig(ModelConfig):
+    n_bits: int = 8  # keep the top n_bits of each 8-bit value (paper: 5 for CelebA-HQ)
+    K: int = 8  # flow steps per level (paper: 32)
+    L: int = 2  # levels of the multi-scale architecture (paper: 3)
+    width: int = 128  # hidden channels of each coupling network (paper: 512)
+    coupling: str = "affine"  # "affine" | "additive"
+    lu: bool = True  # LU-decomposed 1×1 convolutions (else plain, float64 log-det)
+    learn_top: bool = True  # learned mean/log-std of the top prior (else N(0, I))
+    y_condition: bool = True  # class-conditional top prior + classifier when num_classes > 0
+    weight_y: float = 0.01  # weight of the classification loss (bits) on the top latent
+    checkpoint_grads: bool = False  # recompute each flow step in backward (less memory)
+
+    def validate(self) -> None:
+        super().validate()
+        _, h, w = self.image_shape
+        if not 1 <= self.n_bits <= 8:
+            raise ConfigError(f"n_bits must be in 1..8, got {self.n_bits}")
+        for name in ("K", "L", "width"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.coupling not in COUPLINGS:
+            raise ConfigError(f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
+        if self.weight_y < 0:
+            raise ConfigError(f"weight_y must be >= 0, got {self.weight_y}")
+        f = 2**self.L
+        if h % f or w % f:
+            fits = max(n for n in range(1, self.L + 1) if h % 2**n == 0 and w % 2**n == 0) \
+                if h % 2 == 0 and w % 2 == 0 else 0
+            raise ConfigError(
+                f"Glow with L={self.L} levels halves the image {self.L} times, so height and "
+                f"width must be divisible by {f}; {h}x{w} is not"
+                + (f": use L <= {fits}" if fits else ": use an even image size")
+            )

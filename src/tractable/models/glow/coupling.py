@@ -1,0 +1,76 @@
+"""Affine and additive coupling layers (Glow §3.3, Table 1 row 3; RealNVP §3.3).
+
+Split channels x = [x_a, x_b]; the kept half x_a passes unchanged and parameterizes a map of
+the other half:
+
+    additive:  y_b = x_b + NN(x_a)                                    log|det| = 0
+    affine:    (shift, h) = NN(x_a),  scale = sigmoid(h + 2),
+               y_b = (x_b + shift) ⊙ scale                             log|det| = Σ log scale
+
+(the `sigmoid(h + 2)` scale and add-then-scale order are openai/glow's, more stable than
+the paper's exp). NN() is conv3×3 → ActNorm → ReLU → conv1×1 → ActNorm → ReLU → zero conv3×3,
+so each coupling starts as (nearly) the identity.
+
+Under autocast only NN() runs in reduced precision: its output is cast back to the stream's
+dtype before it touches x_b, and the log-determinant is summed in that dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tractable.models.glow.actnorm import ActNorm
+from tractable.models.glow.zeroconv import ZeroConv2d
+
+COUPLINGS = ("affine", "additive")
+
+
+class CouplingNet(nn.Module):
+    """NN(): conv3×3 → ActNorm → ReLU → conv1×1 → ActNorm → ReLU → ZeroConv2d."""
+
+    def __init__(self, in_channels: int, width: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        self.norm1 = ActNorm(width)
+        self.conv2 = nn.Conv2d(width, width, 1, bias=False)
+        self.norm2 = ActNorm(width)
+        self.out = ZeroConv2d(width, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.norm1(self.conv1(x))[0])
+        h = F.relu(self.norm2(self.conv2(h))[0])
+        return self.out(h)
+
+
+class Coupling(nn.Module):
+    """Affine (`affine=True`) or additive coupling over the channel halves of x."""
+
+    def __init__(self, channels: int, width: int, affine: bool = True) -> None:
+        super().__init__()
+        self.keep = channels // 2
+        changed = channels - self.keep
+        self.affine = affine
+        self.net = CouplingNet(self.keep, width, 2 * changed if affine else changed)
+
+    def _params(self, x_a: Tensor) -> tuple[Tensor, Tensor | None]:
+        h = self.net(x_a).to(x_a.dtype)
+        if not self.affine:
+            return h, None
+        return h[:, 0::2], F.logsigmoid(h[:, 1::2] + 2.0)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x_a, x_b = x[:, : self.keep], x[:, self.keep :]
+        shift, log_scale = self._params(x_a)
+        if log_scale is None:
+            return torch.cat([x_a, x_b + shift], dim=1), x.new_zeros(x.shape[0])
+        y_b = (x_b + shift) * log_scale.exp()
+        return torch.cat([x_a, y_b], dim=1), log_scale.flatten(1).sum(1)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        y_a, y_b = y[:, : self.keep], y[:, self.keep :]
+        shift, log_scale = self._params(y_a)
+        if log_scale is None:
+            return torch.cat([y_a, y_b - shift], dim=1)
+        return torch.cat([y_a, y_b * (-log_scale).exp() - shift], dim=1)

@@ -1,0 +1,313 @@
+"""Glow: a multi-scale flow of ActNorm, invertible 1×1 convolutions and couplings.
+
+Kingma & Dhariwal, "Glow: Generative Flow with Invertible 1x1 Convolutions" (NeurIPS 2018);
+layout and details follow the reference code openai/glow.
+
+What `log_prob` returns
+-----------------------
+The flow is a density p_c on the continuous scale x_c = (x_q + u)/n_bins - 0.5 (see
+`quantize`). `log_prob(x)` is the single-sample estimate
+
+    log_prob(x) = log p_c(x_c) - D·log(n_bins),   u ~ U[0, 1)^D drawn fresh on each call,
+
+of the dequantization lower bound E_u[log p_c(x_c)] - D·log(n_bins) <= log P(x_q): nats per
+image, in expectation a lower bound on the exact discrete log-likelihood (Theis et al. 2016).
+Pass a seeded `generator` to repeat the same u. `bits_per_dim = -log_prob / (D·ln 2)` is
+then exactly the paper's (and openai/glow's) `bits_x`, including the -log(n_bins)·D term;
+with n_bits < 8 it is bits per n_bits-bit sub-pixel, as in the paper's 5-bit results.
+
+Latents
+-------
+`encode` maps images to one latent per level, nothing thrown away: for each split level i the
+factored-out half expressed in its prior's standard form eps_i = (z_i - mean_i)/exp(logs_i)
+(mean_i, logs_i computed from the kept half), and the raw top latent z_L last. The flow and
+the split priors do not see y, so the latents do not depend on y; only the top prior does.
+`sample` is `decode` of eps_i ~ N(0, T²) and z_L ~ N(mean_y, (T·exp(logs_y))²): temperature T
+scales the prior's std at every level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from tractable.config import TrainingDefaults
+from tractable.errors import ShapeError
+from tractable.models.base import TractableModel
+from tractable.models.glow.actnorm import ActNorm
+from tractable.models.glow.config import GlowConfig
+from tractable.models.glow.multiscale import Level, squeeze2d, unsqueeze2d
+from tractable.models.glow.prior import TopPrior, gaussian_log_prob
+from tractable.models.glow.quantize import to_continuous, to_uint8
+from tractable.models.glow.step import FlowStep
+from tractable.models.registry import register_model
+from tractable.nn.conditioning import class_weights
+
+
+@register_model("glow")
+class Glow(TractableModel):
+    """Glow over `uint8 [B, C, H, W]` images; see the module docstring for what it computes."""
+
+    config_class = GlowConfig
+    config: GlowConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "small": {"K": 8, "L": 2, "width": 128},
+        "paper": {"K": 32, "L": 3, "width": 512},  # the CIFAR-10 / ImageNet 32×32 model
+    }
+
+    def __init__(self, config: GlowConfig) -> None:
+        super().__init__(config)
+        c, h, w = config.image_shape
+        self.levels = nn.ModuleList()
+        self.latent_shapes: list[tuple[int, int, int]] = []
+        for i in range(config.L):
+            c, h, w = 4 * c, h // 2, w // 2
+            last = i == config.L - 1
+            self.levels.append(Level(c, config.K, config.width, config.coupling == "affine",
+                                     config.lu, split=not last))
+            if not last:
+                self.latent_shapes.append((c // 2, h, w))
+                c -= c // 2
+        self.latent_shapes.append((c, h, w))
+        n_y = config.num_classes if self.conditional else 0
+        self.top_prior = TopPrior((c, h, w), config.learn_top, n_y)
+        self.classifier = nn.Linear(c, n_y) if n_y else None  # openai/glow `ycond` head
+        if self.classifier is not None:
+            nn.init.zeros_(self.classifier.weight)
+            nn.init.zeros_(self.classifier.bias)
+        self._initialized: bool | None = None  # cache of all ActNorms' `initialized` buffers
+
+    # ---- small facts -----------------------------------------------------------------
+    @property
+    def conditional(self) -> bool:
+        """True when the top prior depends on the class (y_condition and num_classes > 0)."""
+        return self.config.y_condition and self.config.num_classes > 0
+
+    @property
+    def n_bins(self) -> int:
+        return 2**self.config.n_bits
+
+    def _levels(self) -> list[Level]:
+        return cast(list[Level], list(self.levels))
+
+    def _ref(self) -> Tensor:
+        return self.top_prior.learned  # a parameter or buffer: the model's dtype and device
+
+    def _labels(self, y: Tensor | None, batch: int) -> Tensor | None:
+        """Class weights `[B, K]` for a conditional model; None otherwise (y is ignored when
+        y_condition is off, refused when the model has no classes)."""
+        if self.conditional:
+            return class_weights(y, self.config.num_classes, batch)
+        if self.config.num_classes == 0:
+            class_weights(y, 0, batch)
+        return None
+
+    # ---- the bijection ---------------------------------------------------------------
+    def _run_step(self, step: FlowStep, z: Tensor) -> tuple[Tensor, Tensor]:
+        if self.config.checkpoint_grads and torch.is_grad_enabled():
+            # Store only the step's input; recompute its insides during backward.
+            return checkpoint(step, z, use_reentrant=False)  # type: ignore[return-value]
+        return step(z)
+
+    def _forward(self, x_c: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor]:
+        """x_c -> (raw latents, latents in encode's form, log|det J| of x_c -> raw latents,
+        Σ log p(z_i | kept_i) over split levels)."""
+        z = x_c
+        logdet = x_c.new_zeros(x_c.shape[0])
+        log_p_splits = x_c.new_zeros(x_c.shape[0])
+        raw: list[Tensor] = []
+        eps: list[Tensor] = []
+        for level in self._levels():
+            z = squeeze2d(z)
+            for step in level.flow_steps():
+                z, ld = self._run_step(step, z)
+                logdet = logdet + ld
+            if level.split is not None:
+                z, z_out = level.split.divide(z)
+                mean, logs = level.split.prior_params(z)
+                log_p_splits = log_p_splits + gaussian_log_prob(z_out, mean, logs)
+                raw.append(z_out)
+                eps.append((z_out - mean) * torch.exp(-logs))
+        raw.append(z)
+        eps.append(z)
+        return raw, eps, logdet, log_p_splits
+
+    def flow(self, x_c: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The bijection alone: x_c -> raw latents (z_1, …, z_L) and log|det dz/dx_c|, `[B]`."""
+        raw, _, logdet, _ = self._forward(x_c)
+        return raw, logdet
+
+    def _to_continuous_input(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.uint8:
+            self.check_images(x)
+            return to_continuous(x, self.config.n_bits, self._ref().dtype, noise=False)
+        if not x.is_floating_point() or tuple(x.shape[1:]) != tuple(self.config.image_shape):
+            raise ShapeError(
+                f"encode takes uint8 images or continuous float images x_c in [-0.5, 0.5) of "
+                f"shape [B, {', '.join(map(str, self.config.image_shape))}], got {x.dtype} "
+                f"{list(x.shape)}"
+            )
+        return x.to(self._ref().dtype)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> list[Tensor]:
+        """Images -> one latent per level (split levels standardized, raw top last).
+
+        uint8 images are placed at their bins' centres, x_c = (x_q + 0.5)/n_bins - 0.5, so
+        encoding is deterministic; a float tensor is taken as x_c itself (e.g. dequantized).
+        `y` is checked but unused: the latents do not depend on the class.
+        """
+        x_c = self._to_continuous_input(x)
+        self._labels(y, x_c.shape[0])
+        return self._forward(x_c)[1]
+
+    def _check_latents(self, latents: Sequence[Tensor]) -> int:
+        expected = [list(s) for s in self.latent_shapes]
+        got = [list(z.shape[1:]) for z in latents] if isinstance(latents, (list, tuple)) else None
+        batch = {z.shape[0] for z in latents} if got is not None else set()
+        if got != expected or len(batch) != 1:
+            raise ShapeError(
+                f"latents must be a list of {len(expected)} tensors [B, *shape] with shapes "
+                f"{expected} (one per level, as `encode` returns), got "
+                f"{[list(z.shape) for z in latents] if got is not None else type(latents)}"
+            )
+        return batch.pop()
+
+    def decode_continuous(self, latents: Sequence[Tensor], y: Tensor | None = None) -> Tensor:
+        """Exact inverse of `encode` on the continuous scale: latents -> x_c (float)."""
+        self._labels(y, self._check_latents(latents))
+        z = latents[-1].to(self._ref().dtype)
+        for i, level in reversed(list(enumerate(self._levels()))):
+            if level.split is not None:
+                mean, logs = level.split.prior_params(z)
+                z = level.split.join(z, mean + torch.exp(logs) * latents[i].to(z.dtype))
+            for step in reversed(level.flow_steps()):
+                z = step.inverse(z)
+            z = unsqueeze2d(z)
+        return z
+
+    def decode(self, latents: Sequence[Tensor], y: Tensor | None = None) -> Tensor:
+        """Latents -> uint8 images (the bin containing `decode_continuous(latents)`)."""
+        return to_uint8(self.decode_continuous(latents, y), self.config.n_bits)
+
+    # ---- likelihood ------------------------------------------------------------------
+    def continuous_log_prob(self, x_c: Tensor, y: Tensor | None = None) -> Tensor:
+        """log p_c(x_c) in nats, `[B]`: the flow's density at continuous inputs."""
+        return self._log_density(x_c, self._labels(y, x_c.shape[0]))[0]
+
+    def _log_density(self, x_c: Tensor, y_w: Tensor | None) -> tuple[Tensor, Tensor]:
+        _, eps, logdet, log_p_splits = self._forward(x_c)
+        z_top = eps[-1]
+        mean, logs = self.top_prior(x_c.shape[0], y_w)
+        return log_p_splits + gaussian_log_prob(z_top, mean, logs) + logdet, z_top
+
+    def _evaluate(
+        self, x: Tensor, y: Tensor | None, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        self.check_images(x)
+        y_w = self._labels(y, x.shape[0])
+        x_c = to_continuous(x, self.config.n_bits, self._ref().dtype, generator=generator)
+        if self.training and not self.is_initialized():
+            self._initialize_actnorms(x_c)
+        log_pc, z_top = self._log_density(x_c, y_w)
+        return log_pc - self.num_dims * math.log(self.n_bins), z_top, y_w
+
+    def log_prob(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """log p_c(x_c) - D·log(n_bins) with fresh uniform noise u: nats per image, `[B]`."""
+        return self._evaluate(x, y, generator)[0]
+
+    def loss(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Mean bits/dim, plus weight_y × classification bits on the top latent (ycond)."""
+        log_px, z_top, y_w = self._evaluate(x, y, None)
+        bpd = -log_px / (self.num_dims * math.log(2.0))
+        total = bpd.mean()
+        metrics = {"bpd": total.detach()}
+        if self.classifier is not None and y_w is not None:
+            logits = self.classifier(z_top.mean(dim=(2, 3))).float()
+            bits_y = -(y_w.float() * F.log_softmax(logits, dim=1)).sum(1) / math.log(2.0)
+            total = total + self.config.weight_y * bits_y.mean()
+            metrics["bits_y"] = bits_y.mean().detach()
+            metrics["acc_y"] = (logits.argmax(1) == y_w.argmax(1)).float().mean().detach()
+        return total, metrics
+
+    # ---- sampling --------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        y: Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw `n` images: eps_i ~ N(0, T²) per split level, z_L ~ N(mean_y, (T·std_y)²)."""
+        if n < 1:
+            raise ShapeError(f"number of samples must be >= 1, got {n}")
+        if not temperature >= 0:
+            raise ShapeError(f"temperature must be >= 0, got {temperature}")
+        y_w = self._labels(y, n)
+        ref = self._ref()
+
+        def noise(shape: tuple[int, int, int]) -> Tensor:
+            e = torch.randn((n, *shape), generator=generator, dtype=ref.dtype, device=ref.device)
+            return e * temperature
+
+        mean, logs = self.top_prior(n, y_w)
+        top = mean + torch.exp(logs) * noise(self.latent_shapes[-1])
+        latents = [noise(s) for s in self.latent_shapes[:-1]] + [top]
+        return self.decode(latents, y)
+
+    # ---- ActNorm data-dependent initialization ---------------------------------------
+    def _actnorms(self) -> list[ActNorm]:
+        return [m for m in self.modules() if isinstance(m, ActNorm)]
+
+    def is_initialized(self) -> bool:
+        """True once every ActNorm had its data-dependent initialization."""
+        if self._initialized is None:
+            self._initialized = all(bool(m.initialized) for m in self._actnorms())
+        return self._initialized
+
+    @torch.no_grad()
+    def _initialize_actnorms(self, x_c: Tensor) -> None:
+        pending = [m for m in self._actnorms() if not bool(m.initialized)]
+        for m in pending:
+            m.init_pending = True
+        try:
+            self._forward(x_c)
+        finally:
+            for m in pending:
+                m.init_pending = False
+        self._initialized = None
+
+    def data_dependent_init(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> None:
+        """Initialize every not-yet-initialized ActNorm from one dequantized batch (Glow §3.1).
+
+        Each ActNorm is set in turn, in forward order, so that its output on this batch has
+        zero mean and unit variance per channel. Already initialized ActNorms (e.g. of a
+        loaded model) are kept. A model put in training mode without this call initializes
+        itself on its first training batch, as openai/glow does.
+        """
+        self.check_images(x)
+        self._labels(y, x.shape[0])
+        x_c = to_continuous(x, self.config.n_bits, self._ref().dtype, generator=generator)
+        self._initialize_actnorms(x_c)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[no-untyped-def, override]
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._initialized = None
+        return result
+
+    @classmethod
+    def training_defaults(cls) -> TrainingDefaults:
+        """openai/glow: Adamax, lr 1e-3 with linear warm-up, Polyak averaging, batch 64 per
+        process; plus gradient clipping, since Glow is prone to early NaNs."""
+        return TrainingDefaults(optimizer="adamax", lr=1e-3, warmup_steps=500, ema_decay=0.999,
+                                grad_clip=50.0, batch_size=64)

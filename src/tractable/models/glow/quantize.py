@@ -1,0 +1,49 @@
+"""Bit-depth reduction and uniform dequantization (Glow §4 / openai/glow `preprocess`).
+
+Images are `uint8` 0..255. A model with `n_bits < 8` keeps the top `n_bits` of each value
+(x_q = floor(x / 2^(8-n_bits)), n_bins = 2^n_bits levels). The flow is a density on the
+continuous scale
+
+    x_c = (x_q + u) / n_bins - 0.5  in [-0.5, 0.5),   u ~ U[0, 1)^D,
+
+so the discrete model is P(x_q) = ∫ p_c((x_q + u)/n_bins - 0.5) n_bins^-D du, and by Jensen
+log P(x_q) >= E_u[log p_c(x_c)] - D·log(n_bins): the "−log(n_bins)·D" term of the paper's
+objective (Theis et al. 2016, "A note on the evaluation of generative models").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def reduce_bits(x: Tensor, n_bits: int) -> Tensor:
+    """uint8 0..255 -> integer levels 0..2^n_bits - 1 (floor(x / 2^(8 - n_bits)))."""
+    return torch.div(x.long(), 2 ** (8 - n_bits), rounding_mode="floor")
+
+
+def to_continuous(
+    x: Tensor,
+    n_bits: int,
+    dtype: torch.dtype = torch.float32,
+    noise: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """uint8 images -> x_c in [-0.5, 0.5): uniform noise inside each bin, or the bin centre.
+
+    Returns a new tensor; `x` is never modified.
+    """
+    n_bins = 2**n_bits
+    xq = reduce_bits(x, n_bits).to(dtype)
+    if noise:
+        u = torch.rand(x.shape, generator=generator, dtype=dtype, device=x.device)
+    else:
+        u = torch.full_like(xq, 0.5)
+    return (xq + u) / n_bins - 0.5
+
+
+def to_uint8(x_c: Tensor, n_bits: int) -> Tensor:
+    """x_c -> uint8 images: the bin containing x_c, scaled back to 0..255 (openai `postprocess`)."""
+    n_bins = 2**n_bits
+    xq = torch.floor((x_c.float() + 0.5) * n_bins).clamp(0, n_bins - 1)
+    return (xq * 2 ** (8 - n_bits)).to(torch.uint8)

@@ -1,0 +1,131 @@
+"""The cached autoregressive sampler (Ramachandran et al., 2017, "Fast Generation for
+Convolutional Autoregressive Models").
+
+The naive sampler (`tractable.sampling.naive`) reruns the whole network for every pixel,
+recomputing activations that cannot have changed. Here each activation is computed once,
+at the raster step where it becomes final, from cached activations; the total work is
+about one forward pass plus a small per-pixel overhead (`docs/sampling.md` has numbers).
+The model-specific part is a *cached network* (`cached_pixelcnn_pp`, `cached_gated`)
+built from the model's weights, with three methods:
+
+    start_row(r)             advance everything that becomes final when image row r begins
+    params_at(r, c) -> [P, B] the likelihood params of pixel (r, c)
+    observe(r, c, x)         the (partly) sampled pixel, scaled like the network input [B, C]
+
+and `reads_current_pixel`: True if `params_at` reads the current pixel with zero weight
+(masked kernels), so it must hold the same finite values as in the naive sampler's input.
+
+The generator is consumed exactly as the naive sampler consumes it — one
+`likelihood.sample(params [B, P, 1, 1], temperature, generator)` per pixel (per channel
+step for channel-sequential models), in raster order — so both samplers give the same
+images from the same generator: exactly in float64, and up to float rounding of the
+params (< 1e-4) in float32, which may rarely flip a sampled value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from tractable.models.gated_pixelcnn import GatedPixelCNN
+from tractable.models.pixelcnn_pp import PixelCNNPlusPlus
+from tractable.sampling.cached_gated import CachedGatedPixelCNN
+from tractable.sampling.cached_pixelcnn_pp import CachedPixelCNNPlusPlus
+from tractable.sampling.naive import _rows, sample_naive
+
+
+class CachedNetwork(Protocol):
+    reads_current_pixel: bool
+
+    def start_row(self, r: int) -> None: ...
+    def params_at(self, r: int, c: int) -> Tensor: ...
+    def observe(self, r: int, c: int, pixel: Tensor) -> None: ...
+
+
+def cached_network(model: Any, batch: int, y: Tensor | None) -> CachedNetwork | None:
+    """The cached form of `model` for `batch` images, or None if its family has none."""
+    if isinstance(model, PixelCNNPlusPlus):
+        return CachedPixelCNNPlusPlus(model, batch, y)
+    if isinstance(model, GatedPixelCNN):
+        return CachedGatedPixelCNN(model, batch, y)
+    return None
+
+
+@torch.no_grad()
+def sample_cached(
+    model: Any,
+    n: int,
+    y: Tensor | None = None,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Draw `n` images `uint8 [n, C, H, W]`; same arguments and samples as `sample_naive`.
+
+    Models without a cached form fall back to the naive sampler.
+    """
+    net = cached_network(model, n, y)
+    if net is None:
+        return sample_naive(model, n, y=y, temperature=temperature, generator=generator,
+                            progress=progress)
+    images, _ = run_cached(model, net, n, temperature, generator, progress)
+    return images
+
+
+@torch.no_grad()
+def sample_cached_with_params(
+    model: Any,
+    n: int,
+    y: Tensor | None = None,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Like `sample_cached`, also returning the params `[n, P, H, W]` each pixel was drawn
+    from (for channel-sequential models, those of the last channel step, which equal a
+    full forward pass on the finished image)."""
+    net = cached_network(model, n, y)
+    if net is None:
+        raise TypeError(f"{type(model).__name__} has no cached form")
+    return run_cached(model, net, n, temperature, generator, progress=False, keep_params=True)
+
+
+def run_cached(
+    model: Any,
+    net: CachedNetwork,
+    n: int,
+    temperature: float,
+    generator: torch.Generator | None,
+    progress: bool,
+    keep_params: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """The sampling loop: the naive sampler's, with `net` in place of full forward passes."""
+    c, h, w = model.config.image_shape
+    device = next(model.parameters()).device
+    values = torch.zeros(n, c, h, w, dtype=torch.long, device=device)
+    channel_steps: list[int | None] = list(range(c)) if model.channel_sequential else [None]
+    kept: Tensor | None = None
+
+    def network_input(row: int, col: int) -> Tensor:  # [n, C], as the naive forward sees it
+        return model.scale(model.from_targets(values[:, :, row, col]))
+
+    for row in _rows(h, progress):
+        net.start_row(row)
+        for col in range(w):
+            for channel in channel_steps:
+                if net.reads_current_pixel:
+                    net.observe(row, col, network_input(row, col))
+                params = net.params_at(row, col).t()  # [n, P]
+                draw = model.likelihood.sample(params[:, :, None, None], temperature,
+                                               generator)[:, :, 0, 0]
+                if channel is None:
+                    values[:, :, row, col] = draw
+                else:
+                    values[:, channel, row, col] = draw[:, channel]
+            net.observe(row, col, network_input(row, col))
+            if keep_params:
+                if kept is None:
+                    kept = params.new_zeros(n, params.shape[1], h, w)
+                kept[:, :, row, col] = params
+    return model.from_targets(values), kept

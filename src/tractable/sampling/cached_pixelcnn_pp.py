@@ -1,0 +1,507 @@
+"""PixelCNN++ as a cached network: every activation computed once, when it becomes final.
+
+Ramachandran et al. (2017, §3–4) observe that in a convolutional autoregressive network
+each activation depends on a known set of input pixels, so it can be computed once, as
+soon as they are all sampled, from cached activations of the layer below. For PixelCNN++
+(`tractable.models.pixelcnn_pp`; streams as in `tractable.nn.shifted`) with stride
+s = 2^L at resolution level L:
+
+* the *down* stream u at level-L position (p, q) depends only on image rows < s·p (and
+  u never reads ul), so a whole level-L row of every u layer becomes final when image
+  row s·p begins: `RowOp.row(p)` advances it, one row per layer;
+* the *down-right* stream ul at (p, q) depends only on pixels before (s·p, s·q) in raster
+  order, so it becomes final exactly at the step that samples pixel (s·p, s·q):
+  `PixelOp.pixel(p, q)` computes that one position per layer. Its kernels' upper rows
+  read the previous, already final, row: `PixelOp.prepare_row(p)` evaluates those taps
+  (and the skip inputs from u) for the whole row at once when the row begins, leaving one
+  small matrix product per layer and pixel for the current-row taps.
+
+Each image row thus runs, per level whose rows start there, the u layers of one row then
+`prepare_row`; each pixel runs the ul layers of the levels whose grid it lies on. The
+params of pixel (r, c) come out of the last ul layer at the step that samples it, from
+pixels < (r, c) only. Causal attention blocks cache the keys/values of final positions:
+u queries a whole row against all rows ≤ p, ul one position against positions ≤ (p, q).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tractable.models.pixelcnn_pp import NUM_LEVELS, PixelCNNPlusPlus
+from tractable.nn.attention import CausalNonLocalBlock
+from tractable.nn.conditioning import class_weights
+from tractable.nn.gated_resnet import GatedResNet
+from tractable.nn.weight_norm import WeightNormLayer
+from tractable.sampling.planes import Plane, column, concat_elu_rows, conv_row, tap_matrix
+
+Size = tuple[int, int]  # (height, width) of one resolution level
+
+
+class Act:
+    """A stream activation at one level: raw values and their concat_elu, as planes."""
+
+    def __init__(self, level: int, width: int, channels: int, batch: int, like: Tensor) -> None:
+        self.level, self.channels = level, channels
+        self.raw = Plane(width, channels, batch, like)
+        self.elu = Plane(width, 2 * channels, batch, like)
+
+    def finish_at(self, p: int, q: int) -> None:
+        """Fill the concat_elu of position (p, q) from its raw value."""
+        raw, e = self.raw.at(p, q), self.elu.at(p, q)
+        e[:self.channels].copy_(raw)
+        torch.neg(raw, out=e[self.channels:])
+        F.elu_(e)
+
+    def write_row(self, p: int, values: Tensor) -> None:
+        """Set row p (raw values `[W, C, B]`) and its concat_elu."""
+        self.raw.interior(p).copy_(values)
+        self.elu.interior(p).copy_(concat_elu_rows(values))
+
+
+def _matrix(layer: WeightNormLayer) -> Tensor:
+    """A weight-normed 1×1 layer's effective weight as an `[out, in]` matrix."""
+    return layer.weight()[:, :, 0, 0]
+
+
+def _stream_halves(w: Tensor, f: int) -> tuple[Tensor, Tensor]:
+    """Split a map of concat_elu(cat[a, b]) (columns [a, b, −a, −b], f each) into the maps
+    of concat_elu(a) and concat_elu(b) (columns [a, −a] and [b, −b])."""
+    return (torch.cat([w[:, :f], w[:, 2 * f:3 * f]], 1),
+            torch.cat([w[:, f:2 * f], w[:, 3 * f:]], 1))
+
+
+class RowOp:
+    """A layer of the down stream, advanced one whole row of its level at a time."""
+
+    level: int
+    outputs: list[Plane]
+
+    def row(self, p: int) -> None:
+        raise NotImplementedError
+
+
+class PixelOp:
+    """A layer of the down-right stream, evaluated one position at a time."""
+
+    level: int
+    outputs: list[Plane]
+
+    def prepare_row(self, p: int) -> None:
+        """Work that only needs rows < p (done when level row p begins)."""
+
+    def pixel(self, p: int, q: int) -> None:
+        raise NotImplementedError
+
+
+# ---- the first layers -----------------------------------------------------------------
+class InputU(RowOp):
+    """u = down_shift(conv₂ₓ₃(x)): row r is the conv at row r − 1 (zero for r = 0)."""
+
+    def __init__(self, model: PixelCNNPlusPlus, x: Plane, out: Act) -> None:
+        self.level, self.x, self.out = 0, x, out
+        self.outputs = [out.raw, out.elu]
+        self.weight, self.bias = model.u_init.weight(), model.u_init.b
+
+    def row(self, p: int) -> None:
+        if p == 0:
+            self.out.write_row(0, torch.zeros_like(self.out.raw.interior(0)))
+            return
+        self.out.write_row(p, conv_row(self.x.rows(p - 1, 2), self.weight, self.bias, 0,
+                                       self.x.width))
+
+
+class InputUL(PixelOp):
+    """ul = down_shift(conv₁ₓ₃(x)) + right_shift(conv₂ₓ₁(x)).
+
+    At (r, c): the 1×3 conv of x row r−1 around c, plus the 2×1 conv at (r, c−1), whose
+    upper tap reads row r−1 and lower tap the pixel just sampled, (r, c−1).
+    """
+
+    def __init__(self, model: PixelCNNPlusPlus, x: Plane, out: Act) -> None:
+        self.level, self.x, self.out = 0, x, out
+        self.outputs = [out.raw, out.elu]
+        down, right = model.ul_init_down, model.ul_init_right
+        self.down_weight, self.down_bias = down.weight(), down.b
+        w = right.weight()
+        self.right_top, self.right_bias = w[:, :, :1], right.b
+        self.right_bottom = tap_matrix(w, 1)
+        width, f = x.width, out.channels
+        self.top = x.data.new_zeros(width, f, x.data.shape[-1])
+
+    def prepare_row(self, p: int) -> None:
+        width = self.x.width
+        above = self.x.rows(p - 1, 1)
+        self.top.zero_()
+        if p > 0:
+            self.top.copy_(conv_row(above, self.down_weight, self.down_bias, 0, width))
+        self.top[1:] += conv_row(above, self.right_top, self.right_bias, self.x.left, width - 1)
+
+    def pixel(self, p: int, q: int) -> None:
+        out = self.out.raw.at(p, q)
+        if q == 0:
+            out.copy_(self.top[0])
+        else:
+            torch.addmm(self.top[q], self.right_bottom, self.x.at(p, q - 1), out=out)
+        self.out.finish_at(p, q)
+
+
+# ---- gated residual blocks (§2.4) ------------------------------------------------------
+class _Gated:
+    """Weights of a GatedResNet in matrix form; `cond` [2F, B] is h·W for this batch."""
+
+    def __init__(self, block: GatedResNet, cond: Tensor | None) -> None:
+        self.f = block.conv_in.weight().shape[0]
+        self.w_in, self.b_in = block.conv_in.weight(), block.conv_in.b
+        self.w_out, self.b_out = block.conv_out.weight(), block.conv_out.b
+        self.skip = _matrix(block.skip) if block.skip is not None else None
+        if block.skip is not None:
+            self.b_in = self.b_in + block.skip.b
+        self.cond = cond if block.cond is not None else None
+
+    def gate(self, c2: Tensor, dim: int) -> Tensor:
+        value, gate = c2.chunk(2, dim=dim)
+        return value * torch.sigmoid(gate)
+
+
+class RowBlock(RowOp, _Gated):
+    """A down-stream gated block (2×3 down-shifted convs), one row at a time."""
+
+    def __init__(self, level: int, block: GatedResNet, x: Act, skip: Act | None, out: Act,
+                 cond: Tensor | None, batch: int) -> None:
+        _Gated.__init__(self, block, cond)
+        self.level, self.x, self.a, self.out = level, x, skip, out
+        self.c1 = Plane(x.raw.width, 2 * self.f, batch, x.raw.data)
+        self.outputs = [self.c1, out.raw, out.elu]
+
+    def row(self, p: int) -> None:
+        width = self.x.raw.width
+        c1 = conv_row(self.x.elu.rows(p, 2), self.w_in, self.b_in, 0, width)
+        if self.skip is not None:
+            assert self.a is not None
+            c1 = c1 + torch.matmul(self.skip, self.a.elu.interior(p))
+        self.c1.interior(p).copy_(concat_elu_rows(c1))
+        c2 = conv_row(self.c1.rows(p, 2), self.w_out, self.b_out, 0, width)
+        if self.cond is not None:
+            c2 = c2 + self.cond
+        self.out.write_row(p, self.x.raw.interior(p) + self.gate(c2, dim=1))
+
+
+class PixelBlock(PixelOp, _Gated):
+    """A down-right-stream gated block (2×2 down-right convs), one position at a time.
+
+    Skip inputs: `skip_row` is read at the same position from a down-stream value (final
+    for the whole row), `skip_pixel` from a down-right-stream one (the up pass's ul).
+    """
+
+    def __init__(self, level: int, block: GatedResNet, x: Act, skip_row: Act | None,
+                 skip_pixel: Act | None, out: Act, cond: Tensor | None, batch: int) -> None:
+        _Gated.__init__(self, block, cond)
+        f, width = self.f, x.raw.width
+        self.level, self.x, self.out = level, x, out
+        self.a_row, self.a_pixel = skip_row, skip_pixel
+        self.c1 = Plane(width, 2 * f, batch, x.raw.data)
+        self.outputs = [self.c1, out.raw, out.elu]
+        self.skip_row = self.skip_pixel = None
+        if self.skip is not None and skip_pixel is not None:
+            self.skip_row, self.skip_pixel = _stream_halves(self.skip, f)
+        elif self.skip is not None:
+            self.skip_row = self.skip
+        self.in_top, self.in_bottom = self.w_in[:, :, :1], tap_matrix(self.w_in, 1)
+        self.out_top, self.out_bottom = self.w_out[:, :, :1], tap_matrix(self.w_out, 1)
+        like = x.raw.data
+        self.top_in = like.new_zeros(width, f, batch)
+        self.top_out = like.new_zeros(width, 2 * f, batch)
+
+    def prepare_row(self, p: int) -> None:
+        width = self.x.raw.width
+        top = conv_row(self.x.elu.rows(p - 1, 1), self.in_top, self.b_in, 0, width)
+        if self.skip_row is not None:
+            assert self.a_row is not None
+            top = top + torch.matmul(self.skip_row, self.a_row.elu.interior(p))
+        self.top_in.copy_(top)
+        top = conv_row(self.c1.rows(p - 1, 1), self.out_top, self.b_out, 0, width)
+        self.top_out.copy_(top if self.cond is None else top + self.cond)
+
+    def pixel(self, p: int, q: int) -> None:
+        f = self.f
+        c1 = self.c1.at(p, q)
+        torch.addmm(self.top_in[q], self.in_bottom, self.x.elu.taps(p, q, 2), out=c1[:f])
+        if self.skip_pixel is not None:
+            assert self.a_pixel is not None
+            c1[:f].addmm_(self.skip_pixel, self.a_pixel.elu.at(p, q))
+        torch.neg(c1[:f], out=c1[f:])
+        F.elu_(c1)
+        c2 = torch.addmm(self.top_out[q], self.out_bottom, self.c1.taps(p, q, 2))
+        value, gate = c2[:f], c2[f:]
+        value.mul_(gate.sigmoid_())
+        torch.add(self.x.raw.at(p, q), value, out=self.out.raw.at(p, q))
+        self.out.finish_at(p, q)
+
+
+# ---- changes of resolution ---------------------------------------------------------------
+class DownSizeU(RowOp):
+    """Stride-2 down-shifted 2×3 conv: level row p reads rows 2p−1, 2p of the level below."""
+
+    def __init__(self, level: int, layer: WeightNormLayer, x: Act, out: Act) -> None:
+        self.level, self.x, self.out = level, x, out
+        self.outputs = [out.raw, out.elu]
+        self.weight, self.bias = layer.weight(), layer.b
+
+    def row(self, p: int) -> None:
+        self.out.write_row(p, conv_row(self.x.raw.rows(2 * p, 2), self.weight, self.bias, 0,
+                                       self.out.raw.width, stride=2))
+
+
+class DownSizeUL(PixelOp):
+    """Stride-2 down-right 2×2 conv: (p, q) reads (2p−1..2p, 2q−1..2q) of the level below."""
+
+    def __init__(self, level: int, layer: WeightNormLayer, x: Act, out: Act) -> None:
+        self.level, self.x, self.out = level, x, out
+        self.outputs = [out.raw, out.elu]
+        w = layer.weight()
+        self.w_top, self.bias, self.bottom = w[:, :, :1], layer.b, tap_matrix(w, 1)
+        self.top = x.raw.data.new_zeros(out.raw.width, out.channels, x.raw.data.shape[-1])
+
+    def prepare_row(self, p: int) -> None:
+        self.top.copy_(conv_row(self.x.raw.rows(2 * p - 1, 1), self.w_top, self.bias, 0,
+                                self.out.raw.width, stride=2))
+
+    def pixel(self, p: int, q: int) -> None:
+        torch.addmm(self.top[q], self.bottom, self.x.raw.taps(2 * p, 2 * q, 2),
+                    out=self.out.raw.at(p, q))
+        self.out.finish_at(p, q)
+
+
+class UpSizeU(RowOp):
+    """Stride-2 transposed 2×3 conv: row p is kernel row p % 2 applied to row p // 2."""
+
+    def __init__(self, level: int, layer: WeightNormLayer, x: Act, out: Act) -> None:
+        self.level, self.x, self.out = level, x, out
+        self.outputs = [out.raw, out.elu]
+        self.weight, self.bias = layer.weight(), layer.b  # [in, out, 2, 3]
+
+    def row(self, p: int) -> None:
+        width = self.out.raw.width
+        x = self.x.raw.interior(p // 2).permute(2, 1, 0).unsqueeze(2)  # [B, C, 1, W/2]
+        a = p % 2
+        y = F.conv_transpose2d(x, self.weight[:, :, a:a + 1], self.bias, stride=(1, 2))
+        self.out.write_row(p, y[:, :, 0, 1:1 + width].permute(2, 1, 0))  # crop as the layer
+
+
+class UpSizeUL(PixelOp):
+    """Stride-2 transposed 2×2 conv: (p, q) is tap (p % 2, q % 2) applied to (p//2, q//2)."""
+
+    def __init__(self, level: int, layer: WeightNormLayer, x: Act, out: Act) -> None:
+        self.level, self.x, self.out = level, x, out
+        self.outputs = [out.raw, out.elu]
+        w = layer.weight()  # [in, out, 2, 2]
+        self.taps = [[w[:, :, a, b].t().contiguous() for b in range(2)] for a in range(2)]
+        self.bias = column(layer.b)
+
+    def pixel(self, p: int, q: int) -> None:
+        torch.addmm(self.bias, self.taps[p % 2][q % 2], self.x.raw.at(p // 2, q // 2),
+                    out=self.out.raw.at(p, q))
+        self.out.finish_at(p, q)
+
+
+# ---- causal attention (tractable.nn.attention) ------------------------------------------
+class AttentionU(RowOp):
+    """u' = u + out(attend(q(u), k(u), v(u))) over keys in rows ≤ p: one row of queries."""
+
+    def __init__(self, level: int, block: CausalNonLocalBlock, x: Act, out: Act, size: Size,
+                 batch: int) -> None:
+        self.level, self.x, self.out = level, x, out
+        self.outputs = [out.raw, out.elu]
+        self.maps = [(_matrix(m), m.b) for m in (block.u_query, block.u_key, block.u_value,
+                                                 block.u_out)]
+        dk, f = self.maps[0][0].shape[0], x.channels
+        n = size[0] * size[1]
+        like = x.raw.data
+        self.keys = like.new_full((batch, n, dk), float("nan"))
+        self.values = like.new_full((batch, n, f), float("nan"))
+        self.scale = math.sqrt(dk)
+
+    def row(self, p: int) -> None:
+        (wq, bq), (wk, bk), (wv, bv), (wo, bo) = self.maps
+        e = self.x.elu.interior(p).permute(2, 0, 1)  # [B, W, 2F]
+        width = e.shape[1]
+        end = (p + 1) * width
+        self.keys[:, p * width:end] = F.linear(e, wk, bk)
+        self.values[:, p * width:end] = F.linear(e, wv, bv)
+        scores = F.linear(e, wq, bq) @ self.keys[:, :end].transpose(1, 2) / self.scale
+        att = torch.softmax(scores, dim=-1) @ self.values[:, :end]
+        update = F.linear(att, wo, bo).permute(1, 2, 0)  # [W, F, B]
+        self.out.write_row(p, self.x.raw.interior(p) + update)
+
+
+class AttentionUL(PixelOp):
+    """ul' = ul + out(attend(q(ul), k(u', ul), v(u', ul))) over positions ≤ (p, q)."""
+
+    def __init__(self, level: int, block: CausalNonLocalBlock, u: Act, x: Act, out: Act,
+                 size: Size, batch: int) -> None:
+        self.level, self.u, self.x, self.out = level, u, x, out
+        self.outputs = [out.raw, out.elu]
+        f = x.channels
+        self.wq, self.bq = _matrix(block.ul_query), column(block.ul_query.b)
+        # keys/values read concat_elu(cat[u', ul]); we feed [concat_elu(u'), concat_elu(ul)].
+        self.wkv = torch.cat([torch.cat(_stream_halves(_matrix(m), f), 1)
+                              for m in (block.ul_key, block.ul_value)])
+        self.bkv = column(torch.cat([block.ul_key.b, block.ul_value.b]))
+        self.wo, self.bo = _matrix(block.ul_out), column(block.ul_out.b)
+        self.dk, self.width = self.wq.shape[0], size[1]
+        like = x.raw.data
+        self.keys = like.new_full((batch, size[0] * size[1], self.dk), float("nan"))
+        self.values = like.new_full((batch, size[0] * size[1], f), float("nan"))
+        self.scale = math.sqrt(self.dk)
+
+    def pixel(self, p: int, q: int) -> None:
+        n = p * self.width + q
+        e = self.x.elu.at(p, q)
+        query = torch.addmm(self.bq, self.wq, e)  # [dk, B]
+        kv = torch.addmm(self.bkv, self.wkv, torch.cat([self.u.elu.at(p, q), e]))
+        self.keys[:, n] = kv[:self.dk].t()
+        self.values[:, n] = kv[self.dk:].t()
+        scores = torch.bmm(self.keys[:, :n + 1], query.t().unsqueeze(2)) / self.scale
+        weights = torch.softmax(scores, dim=1)  # [B, n + 1, 1]
+        att = torch.bmm(weights.transpose(1, 2), self.values[:, :n + 1])[:, 0].t()  # [F, B]
+        torch.add(self.x.raw.at(p, q), torch.addmm(self.bo, self.wo, att),
+                  out=self.out.raw.at(p, q))
+        self.out.finish_at(p, q)
+
+
+# ---- the whole network ---------------------------------------------------------------------
+class CachedPixelCNNPlusPlus:
+    """Per-row / per-pixel evaluation of a PixelCNN++ for a batch of `batch` images.
+
+    Protocol used by `tractable.sampling.cached`: `start_row(r)` before the pixels of row
+    r; `params_at(r, c)` -> mixture params `[P, B]` of pixel (r, c); `observe(r, c, x)` with
+    the sampled pixel scaled like the model's input, `[B, C]`.
+    """
+
+    reads_current_pixel = False
+
+    @torch.no_grad()
+    def __init__(self, model: PixelCNNPlusPlus, batch: int, y: Tensor | None) -> None:
+        cfg = model.config
+        c, height, width = cfg.image_shape
+        like = next(model.parameters())
+        self.channels = c
+        h = class_weights(y, cfg.num_classes, batch)
+        self.h = None if h is None else h.to(device=like.device, dtype=like.dtype)
+        self.sizes = [(height >> level, width >> level) for level in range(NUM_LEVELS)]
+        self.batch, self.like, self.f = batch, like.detach(), cfg.nr_filters
+
+        # The input plane holds the whole image: x ⊕ ones (⊕ coordinates); pixels not yet
+        # sampled are NaN, the zero border is the convolutions' padding.
+        const = model.network_input(like.new_zeros(1, c, height, width))[0, c:]
+        self.x = Plane(width, const.shape[0] + c, batch, like, depth=height + 1, top=1)
+        self.x.data[1:, 1:width + 1, :c] = float("nan")
+        self.x.data[1:, 1:width + 1, c:] = const.permute(1, 2, 0)[..., None]
+
+        self.row_ops: list[RowOp] = []
+        self.pixel_ops: list[PixelOp] = []
+        self.final = self._build(model)
+        self.out_w, self.out_b = _matrix(model.out), column(model.out.b)
+        # Ops (and planes) active at a row / pixel whose coarsest level is m (0, 1, 2).
+        self.row_ops_upto = [[o for o in self.row_ops if o.level <= m] for m in range(3)]
+        self.pixel_ops_upto = [[o for o in self.pixel_ops if o.level <= m] for m in range(3)]
+        planes = [(o.level, pl) for o in [*self.row_ops, *self.pixel_ops] for pl in o.outputs]
+        self.planes_upto = [[(lv, pl) for lv, pl in planes if lv <= m] for m in range(3)]
+
+    def _act(self, level: int) -> Act:
+        return Act(level, self.sizes[level][1], self.f, self.batch, self.like)
+
+    def _cond(self, block: GatedResNet) -> Tensor | None:
+        if block.cond is None or self.h is None:
+            return None
+        return F.linear(self.h, block.cond.weight).t().contiguous()  # [2F, B]
+
+    def _build(self, model: PixelCNNPlusPlus) -> Act:
+        """Walk `up_pass` / `down_pass` of the model, creating one op per layer; return the
+        activation the output layer reads."""
+        b = self.batch
+        u, ul = self._act(0), self._act(0)
+        self.row_ops.append(InputU(model, self.x, u))
+        self.pixel_ops.append(InputUL(model, self.x, ul))
+        u_stack, ul_stack = [u], [ul]
+        for level in range(NUM_LEVELS):
+            if level > 0:
+                u, ul = self._act(level), self._act(level)
+                self.row_ops.append(DownSizeU(level, model.down_size_u[level - 1],
+                                              u_stack[-1], u))
+                self.pixel_ops.append(DownSizeUL(level, model.down_size_ul[level - 1],
+                                                 ul_stack[-1], ul))
+                u_stack.append(u)
+                ul_stack.append(ul)
+            for block_u, block_ul in _pairs(model.up_u[level], model.up_ul[level]):
+                u, ul = self._act(level), self._act(level)
+                self.row_ops.append(RowBlock(level, block_u, u_stack[-1], None, u,
+                                             self._cond(block_u), b))
+                self.pixel_ops.append(PixelBlock(level, block_ul, ul_stack[-1], u, None, ul,
+                                                 self._cond(block_ul), b))
+                u_stack.append(u)
+                ul_stack.append(ul)
+            u_stack[-1], ul_stack[-1] = self._attention(model, f"up{level}", level,
+                                                        u_stack[-1], ul_stack[-1])
+        u, ul = u_stack.pop(), ul_stack.pop()
+        for stage in range(NUM_LEVELS):
+            level = NUM_LEVELS - 1 - stage
+            if stage > 0:
+                up_u, up_ul = self._act(level), self._act(level)
+                self.row_ops.append(UpSizeU(level, model.up_size_u[stage - 1], u, up_u))
+                self.pixel_ops.append(UpSizeUL(level, model.up_size_ul[stage - 1], ul, up_ul))
+                u, ul = up_u, up_ul
+            for block_u, block_ul in _pairs(model.down_u[stage], model.down_ul[stage]):
+                next_u, next_ul = self._act(level), self._act(level)
+                self.row_ops.append(RowBlock(level, block_u, u, u_stack.pop(), next_u,
+                                             self._cond(block_u), b))
+                self.pixel_ops.append(PixelBlock(level, block_ul, ul, next_u, ul_stack.pop(),
+                                                 next_ul, self._cond(block_ul), b))
+                u, ul = next_u, next_ul
+            u, ul = self._attention(model, f"down{level}", level, u, ul)
+        assert not u_stack and not ul_stack, "every up-pass value is consumed once"
+        return ul
+
+    def _attention(self, model: PixelCNNPlusPlus, site: str, level: int, u: Act,
+                   ul: Act) -> tuple[Act, Act]:
+        if site not in model.attention:
+            return u, ul
+        block = cast(CausalNonLocalBlock, model.attention[site])
+        new_u, new_ul = self._act(level), self._act(level)
+        size = self.sizes[level]
+        self.row_ops.append(AttentionU(level, block, u, new_u, size, self.batch))
+        self.pixel_ops.append(AttentionUL(level, block, new_u, ul, new_ul, size, self.batch))
+        return new_u, new_ul
+
+    # ---- the sampler protocol -------------------------------------------------------------
+    def start_row(self, r: int) -> None:
+        m = _coarsest_level(r)
+        for level, plane in self.planes_upto[m]:
+            plane.begin_row(r >> level)
+        for op in self.row_ops_upto[m]:
+            op.row(r >> op.level)
+        for pop in self.pixel_ops_upto[m]:
+            pop.prepare_row(r >> pop.level)
+
+    def params_at(self, r: int, c: int) -> Tensor:
+        for op in self.pixel_ops_upto[min(_coarsest_level(r), _coarsest_level(c))]:
+            op.pixel(r >> op.level, c >> op.level)
+        elu = self.final.elu.at(r, c)[:self.f]  # params = nin(elu(ul))
+        return torch.addmm(self.out_b, self.out_w, elu)
+
+    def observe(self, r: int, c: int, pixel: Tensor) -> None:
+        self.x.at(r, c)[:self.channels].copy_(pixel.t())
+
+
+def _coarsest_level(i: int) -> int:
+    """The coarsest level whose grid contains index i: 2 if 4 | i, 1 if 2 | i, else 0."""
+    return 2 if i % 4 == 0 else (1 if i % 2 == 0 else 0)
+
+
+def _pairs(u_stage: nn.Module, ul_stage: nn.Module) -> list[tuple[GatedResNet, GatedResNet]]:
+    return list(zip(cast(nn.ModuleList, u_stage), cast(nn.ModuleList, ul_stage), strict=True))

@@ -1,0 +1,59 @@
+"""The naive autoregressive sampler: one full forward pass per pixel (and per channel).
+
+This is the reference every faster sampler must reproduce. For each position in raster
+order it runs the whole network on the partly generated batch, then asks the likelihood to
+sample **only that pixel**: `likelihood.sample(params[:, :, r:r+1, c:c+1], T, generator)`.
+So the generator is consumed pixel by pixel in raster order, one likelihood draw per
+pixel (per channel step for channel-sequential models), exactly as a cached sampler that
+computes the same per-pixel params and makes the same call consumes it; both then give
+identical samples from the same generator state.
+
+Channel-sequential models (`model.channel_sequential`, e.g. Gated PixelCNN on RGB) predict
+channel k of a pixel from channels < k of the same pixel: the sampler runs one forward per
+channel, draws the whole pixel from the likelihood and keeps channel k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+
+@torch.no_grad()
+def sample_naive(
+    model: Any,
+    n: int,
+    y: Tensor | None = None,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Draw `n` images `uint8 [n, C, H, W]` from an `AutoregressiveModel`, in eval mode."""
+    c, h, w = model.config.image_shape
+    device = next(model.parameters()).device
+    values = torch.zeros(n, c, h, w, dtype=torch.long, device=device)
+    channel_steps: list[int | None] = list(range(c)) if model.channel_sequential else [None]
+    was_training = model.training
+    model.eval()
+    try:
+        for row in _rows(h, progress):
+            for col in range(w):
+                for channel in channel_steps:
+                    params = model(model.scale(model.from_targets(values)), y)
+                    pixel = params[:, :, row:row + 1, col:col + 1]
+                    draw = model.likelihood.sample(pixel, temperature, generator)[:, :, 0, 0]
+                    if channel is None:
+                        values[:, :, row, col] = draw
+                    else:
+                        values[:, channel, row, col] = draw[:, channel]
+    finally:
+        model.train(was_training)
+    return model.from_targets(values)
+
+
+def _rows(height: int, progress: bool) -> Iterable[int]:
+    return tqdm(range(height), desc="sampling rows", unit="row") if progress else range(height)

@@ -1,0 +1,131 @@
+"""Train from names: `train("pixelcnn++", TrainConfig(data="mnist-mini", out="runs/x"))`.
+
+Loads the data, builds the model config from the family, the data's shape, a preset and
+overrides (see `factory`), seeds the initialization, and runs the `Trainer`. `resume(RUN)`
+rebuilds everything from the run folder and continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from tractable.config import read_config_json
+from tractable.data import load_dataset
+from tractable.errors import CheckpointError, DataError
+from tractable.models.base import TractableModel
+from tractable.models.registry import model_class
+from tractable.training.batches import BatchTransform, augmentation, mix_seed
+from tractable.training.checkpoint import MODEL_DIR, RUN_NAME, STATE_NAME, read_json
+from tractable.training.config import RESUMABLE_FIELDS, TrainConfig
+from tractable.training.factory import build_model, model_config_for
+from tractable.training.trainer import Callback, Trainer
+
+_MODEL_INIT_SALT = 0x40DE1
+
+
+def load_split(name: str, split: str, limit: int | None = None, seed: int = 0,
+               options: dict[str, Any] | None = None) -> Dataset:
+    """Dataset `name`'s `split`, optionally a fixed random subset of `limit` images.
+
+    `options` go to `load_dataset` (root, download, batches, size, ...).
+    """
+    ds = load_dataset(name, split=split, **(options or {}))
+    if limit is not None and limit < len(ds):
+        if not hasattr(ds, "subset"):
+            raise DataError(f"{name} does not support taking a subset (limit={limit})")
+        ds = ds.subset(limit, seed=seed)
+    return ds
+
+
+def load_splits(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    """The (train, test) datasets of a training config, with its limits and options."""
+    opts = config.data_options
+    return (load_split(config.data, "train", config.limit_train, config.seed, opts),
+            load_split(config.data, "test", config.limit_test, config.seed, opts))
+
+
+def make_model(family: str, train_set: Dataset, seed: int, preset: str | None = None,
+               overrides: dict[str, Any] | None = None, conditional: bool = False,
+               ) -> TractableModel:
+    """A freshly initialized `family` model for the shape (and classes) of `train_set`."""
+    num_classes = 0
+    names: list[str] = []
+    if conditional:
+        num_classes = getattr(train_set, "num_classes", 0)
+        has_labels = getattr(train_set, "has_labels", num_classes > 0)
+        if not num_classes or not has_labels:
+            raise DataError(f"{getattr(train_set, 'name', 'the data')} has no class labels; "
+                            "train an unconditional model (drop --conditional)")
+        names = list(getattr(train_set, "class_names", []))
+    cfg = model_config_for(family, train_set.shape, num_classes, names,  # type: ignore[attr-defined]
+                           preset=preset, overrides=overrides)
+    torch.manual_seed(mix_seed(seed, _MODEL_INIT_SALT))
+    return build_model(family, cfg)
+
+
+def train(
+    family: str,
+    config: TrainConfig,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    conditional: bool = False,
+    transform: BatchTransform | None = None,
+    callbacks: tuple[Callback, ...] = (),
+) -> dict[str, Any]:
+    """Train a new `family` model on `config.data`; returns the trainer's summary."""
+    train_set, test_set = load_splits(config)
+    model = make_model(family, train_set, config.seed, preset, overrides, conditional)
+    trainer = Trainer(model, train_set, test_set, config,
+                      transform=transform or augmentation(config.augment), callbacks=callbacks)
+    return trainer.fit()
+
+
+def saved_train_config(run_dir: str | os.PathLike[str]) -> tuple[str, TrainConfig]:
+    """(family, TrainConfig) a run was started with, from its run.json."""
+    run = read_json(Path(run_dir) / RUN_NAME)
+    if not run:
+        raise CheckpointError(f"{run_dir} is not a training run (no {RUN_NAME}); "
+                              "start a new run without --resume")
+    return run["family"], TrainConfig.from_dict(run["train"])
+
+
+def resume(
+    run_dir: str | os.PathLike[str],
+    changes: dict[str, Any] | None = None,
+    transform: BatchTransform | None = None,
+    callbacks: tuple[Callback, ...] = (),
+) -> dict[str, Any]:
+    """Continue the run in `run_dir` from its checkpoint, exactly as if never stopped.
+
+    `changes` may extend or re-schedule the run (max_steps, epochs, log/eval/checkpoint
+    intervals, device); settings that change what is computed are kept from the run.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / STATE_NAME).is_file():
+        raise CheckpointError(f"no checkpoint {run_dir / STATE_NAME} to resume from; start a "
+                              "new run without --resume")
+    family, config = saved_train_config(run_dir)
+    ignored = sorted(k for k, v in (changes or {}).items()
+                     if k not in (*RESUMABLE_FIELDS, "out") and v != getattr(config, k, v))
+    if ignored:
+        print(f"resume: keeping the run's own {', '.join(ignored)} (only "
+              f"{', '.join(RESUMABLE_FIELDS)} can change)", file=sys.stderr)
+    allowed = {k: v for k, v in (changes or {}).items() if k in RESUMABLE_FIELDS}
+    config = dataclasses.replace(config, out=str(run_dir), **allowed)
+    saved_family, cfg_dict = read_config_json(run_dir / MODEL_DIR)
+    if saved_family != family:
+        raise CheckpointError(f"{run_dir}: run.json says {family!r} but model/ holds "
+                              f"{saved_family!r}; the run folder is inconsistent")
+    klass = model_class(family)
+    model = klass(klass.config_class.from_dict(cfg_dict))
+    train_set, test_set = load_splits(config)
+    trainer = Trainer(model, train_set, test_set, config, resume=True,
+                      transform=transform or augmentation(config.augment), callbacks=callbacks)
+    return trainer.fit()

@@ -1,0 +1,115 @@
+"""A training run's folder and its checkpoint.
+
+    RUN/
+      run.json         what was trained: model family, data, training settings
+      model/           the saved-model folder: config.json, model.safetensors (EMA weights),
+                       raw.safetensors (the optimizer's weights); `tractable.load(RUN/model)`
+      state.pt         everything a resume needs: raw and EMA weights, optimizer, step, RNG
+                       states, data position, metric history; `torch.load(weights_only=True)`
+      metrics.jsonl, metrics.csv, samples/, samples.gif, bpd.png, summary.json
+
+`state.pt` is self-contained and written last with an atomic rename: it is the commit
+point of a checkpoint, so a kill at any moment leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tractable._io import atomic_write_with
+from tractable.config import CONFIG_NAME
+from tractable.errors import CheckpointError
+
+STATE_NAME = "state.pt"
+MODEL_DIR = "model"
+RUN_NAME = "run.json"
+SUMMARY_NAME = "summary.json"
+STATE_FORMAT = 1
+
+
+def model_dir_of(path: str | os.PathLike[str]) -> Path:
+    """The saved-model folder of a run folder, or `path` itself if it is a model folder."""
+    path = Path(path)
+    if (path / CONFIG_NAME).is_file():
+        return path
+    if (path / MODEL_DIR / CONFIG_NAME).is_file():
+        return path / MODEL_DIR
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist (expected a run or saved-model folder)")
+    raise CheckpointError(
+        f"{path} is neither a saved-model folder (no {CONFIG_NAME}) nor a training run "
+        f"(no {MODEL_DIR}/{CONFIG_NAME}); has training saved a checkpoint yet?"
+    )
+
+
+def run_dir_of(path: str | os.PathLike[str]) -> Path | None:
+    """The run folder `path` belongs to (itself or its parent), if any."""
+    path = Path(path)
+    for cand in (path, path.parent):
+        if (cand / RUN_NAME).is_file():
+            return cand
+    return None
+
+
+def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Write a training state dict atomically (temp file, fsync, rename)."""
+    state = {"format_version": STATE_FORMAT, **state}
+    atomic_write_with(path, lambda f: torch.save(state, f))
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read `state.pt` with `weights_only=True`: tensors and plain containers, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no training checkpoint {path}; start a new run without --resume")
+    try:
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = _unpickling_detail(str(e))
+        if "GLOBAL" in detail:
+            raise CheckpointError(
+                f"refused to load {path}: it holds pickled objects that would run code when "
+                f"loaded ({detail}). Checkpoints are read with weights_only=True, which allows "
+                "tensors and plain containers only; load only files you trust"
+            ) from None
+        raise CheckpointError(f"{path} is corrupt or not a torch checkpoint ({detail})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path} is corrupt or truncated and cannot be read ({e})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{path} is not a tractable training checkpoint (no 'step')")
+    version = state.get("format_version")
+    if not isinstance(version, int) or version > STATE_FORMAT:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version!r}; this tractable reads format "
+            f"{STATE_FORMAT} or older. Upgrade tractable to resume it."
+        )
+    return state
+
+
+def _unpickling_detail(message: str) -> str:
+    """The informative line of torch's weights-only refusal message."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL" in ln or "Unsupported" in ln:
+            return ln
+    return lines[0] if lines else "unreadable pickle"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a run's JSON file (run.json, summary.json); {} if absent, error if corrupt."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is corrupt ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is corrupt (expected a JSON object)")
+    return data

@@ -1,0 +1,50 @@
+"""Polyak averaging: an exponential moving average of the weights, used for eval and sampling.
+
+PixelCNN++ (Salimans et al., 2017) and Glow evaluate with Polyak-averaged weights (decay
+0.9995 in the PixelCNN++ code). Like TensorFlow's `ExponentialMovingAverage(num_updates=t)`
+the decay is capped at (1 + t) / (10 + t), so early in training (and in short runs) the
+average follows the weights instead of remembering the random initialization.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor
+
+from tractable.models.base import TractableModel
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """The decay used for the update after optimizer step `step` (0-based)."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+class EMA:
+    """A frozen copy of `model` whose parameters track an EMA of `model`'s parameters."""
+
+    def __init__(self, model: TractableModel, decay: float) -> None:
+        self.decay = decay
+        self.model: TractableModel = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: TractableModel, step: int) -> None:
+        """ema ← d·ema + (1 − d)·θ for parameters; buffers (e.g. init flags) are copied."""
+        d = ema_decay_at(step, self.decay)
+        ema_p = [p for p in self.model.parameters()]
+        src_p = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
+        for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    @torch.no_grad()
+    def copy_from(self, model: TractableModel) -> None:
+        """Reset the average to `model`'s current weights (after data-dependent init)."""
+        self.model.load_state_dict(model.state_dict())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.model.load_state_dict(state)

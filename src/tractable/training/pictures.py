@@ -1,0 +1,139 @@
+"""The pictures a run makes: sample grids during training, their GIF, the bits/dim curve."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from tractable._io import atomic_path
+from tractable.errors import ConfigError
+from tractable.models.base import TractableModel
+from tractable.viz import save_gif
+
+
+def sample_kwargs(model: TractableModel, **wanted: Any) -> dict[str, Any]:
+    """The subset of `wanted` options (None = not asked) that `model.sample` accepts.
+
+    Asking for an option the model's sampler does not have (e.g. `sampler` for a flow) is
+    an error, so a flag is never silently ignored.
+    """
+    params = inspect.signature(model.sample).parameters
+    out = {}
+    for name, value in wanted.items():
+        if value is None:
+            continue
+        if name not in params:
+            raise ConfigError(f"{model.family} models do not take a {name!r} option when "
+                              f"sampling (options: {sorted(set(params) - {'n', 'y'})})")
+        out[name] = value
+    return out
+
+
+@torch.no_grad()
+def draw_samples(
+    model: TractableModel,
+    n: int,
+    y: Tensor | None = None,
+    temperature: float = 1.0,
+    seed: int = 0,
+    **options: Any,
+) -> Tensor:
+    """`n` samples as `uint8 [n, C, H, W]`, reproducible from `seed` (eval mode)."""
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        return model.sample(n, y=y, temperature=temperature, generator=g,
+                            **sample_kwargs(model, **options)).cpu()
+    finally:
+        model.train(was_training)
+
+
+def cycling_labels(model: TractableModel, n: int) -> Tensor | None:
+    """Classes 0, 1, ..., K−1, 0, ... for a conditional model; None otherwise."""
+    k = model.config.num_classes
+    if not k:
+        return None
+    return torch.arange(n, device=next(model.parameters()).device) % k
+
+
+def save_gif_of_pngs(pngs: Sequence[Path], path: str | os.PathLike[str],
+                     duration_ms: int = 400) -> None:
+    """An animated GIF (`viz.save_gif`) of same-size PNG grids, e.g. samples over training."""
+    frames = []
+    for p in pngs:
+        a = np.asarray(Image.open(p))
+        frames.append(a[..., None] if a.ndim == 2 else a[..., :3])
+    if frames:
+        save_gif(frames, path, duration_ms=duration_ms, scale=1)
+
+
+def plot_curves(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike[str],
+    title: str = "bits/dim",
+    xlabel: str = "step",
+    size: tuple[int, int] = (720, 420),
+) -> None:
+    """A line plot of named `(xs, ys)` series as PNG, drawn with Pillow (no matplotlib)."""
+    series = {k: (list(xs), list(ys)) for k, (xs, ys) in series.items() if len(xs)}
+    w, h = size
+    left, right, top, bottom = 70, 20, 36, 46
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    d.text((left, 10), title, fill="black", font=font)
+    if not series:
+        _save_png(img, path)
+        return
+    xs_all = [x for xs, _ in series.values() for x in xs]
+    ys_all = [y for _, ys in series.values() for y in ys if math.isfinite(y)]
+    x0, x1 = min(xs_all), max(xs_all)
+    y0, y1 = (min(ys_all), max(ys_all)) if ys_all else (0.0, 1.0)
+    if x1 == x0:
+        x1 = x0 + 1
+    pad = 0.05 * (y1 - y0) if y1 > y0 else 0.5
+    y0, y1 = y0 - pad, y1 + pad
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x0) / (x1 - x0) * (w - left - right),
+                h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom))
+
+    d.rectangle([left, top, w - right, h - bottom], outline="black")
+    for i in range(6):
+        yv = y0 + (y1 - y0) * i / 5
+        _, yp = px(x0, yv)
+        d.line([left - 4, yp, left, yp], fill="black")
+        d.text((4, yp - 6), f"{yv:.3f}", fill="black", font=font)
+        xv = x0 + (x1 - x0) * i / 5
+        xp, _ = px(xv, y0)
+        d.line([xp, h - bottom, xp, h - bottom + 4], fill="black")
+        d.text((xp - 12, h - bottom + 8), f"{xv:.0f}", fill="black", font=font)
+    d.text((w // 2 - 12, h - 18), xlabel, fill="black", font=font)
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"]
+    for i, (name, (xs, ys)) in enumerate(series.items()):
+        color = colors[i % len(colors)]
+        pts = [px(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
+        if len(pts) > 1:
+            d.line(pts, fill=color, width=2)
+        for p in pts if len(pts) < 40 else pts[-1:]:
+            d.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=color)
+        lx, ly = w - right - 170, top + 14 + 14 * i
+        d.line([lx, ly, lx + 18, ly], fill=color, width=3)
+        d.text((lx + 24, ly - 6), name, fill=color, font=font)
+    _save_png(img, path)
+
+
+def _save_png(img: Image.Image, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

@@ -1,0 +1,441 @@
+"""The training loop: one model-agnostic trainer for every family.
+
+It uses only the `TractableModel` contract: `loss(x, y) -> (scalar, {"bpd": ...})`,
+`data_dependent_init`, `training_defaults()`, `sample`, `save_pretrained`. Per step:
+
+    batch(step) → [batch transform] → shard → autocast(loss) → backward → global grad norm
+    → NaN/inf guard → clip → optimizer step → EMA update
+
+Everything random in a step is a function of (seed, rank, step): batches (see `batches`),
+augmentation, and the global torch RNG (dropout), reseeded before each step. Together with
+the checkpoint (weights, EMA, optimizer, step) this makes a resumed run continue exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from tractable._io import atomic_write_json
+from tractable.config import __version__
+from tractable.errors import CheckpointError, ConfigError, TrainingError
+from tractable.evaluation.bpd import autocast, check_data_fits_model, evaluate_bpd, labels_for
+from tractable.models.base import TractableModel
+from tractable.training import distributed
+from tractable.training.batches import BatchStream, BatchTransform, mix_seed
+from tractable.training.checkpoint import (
+    MODEL_DIR,
+    RUN_NAME,
+    STATE_NAME,
+    SUMMARY_NAME,
+    load_state,
+    save_state,
+)
+from tractable.training.config import TrainConfig
+from tractable.training.ema import EMA
+from tractable.training.metrics import MetricsLog
+from tractable.training.optim import build_optimizer, lr_at, resolve_defaults, set_lr
+from tractable.training.pictures import cycling_labels, draw_samples, plot_curves, save_gif_of_pngs
+from tractable.viz import save_grid
+
+_INIT_SALT = 0x1A17
+_STEP_SALT = 0x57E9
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C: a checkpoint was saved and training stopped; `--resume` continues it."""
+
+
+class _LossOf(nn.Module):
+    """`forward = model.loss`, so DDP and torch.compile see the whole training objective."""
+
+    def __init__(self, model: TractableModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.model.loss(x, y)
+
+
+Callback = Callable[["Trainer"], None]
+
+
+class Trainer:
+    """Trains `model` on `train_set`, evaluating on `test_set` (may be None)."""
+
+    def __init__(
+        self,
+        model: TractableModel,
+        train_set: Dataset,
+        test_set: Dataset | None,
+        config: TrainConfig,
+        resume: bool = False,
+        transform: BatchTransform | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        config.validate()
+        self.cfg = config
+        self.env = distributed.setup(config.device)
+        self.run_dir = Path(config.out) if config.out else None
+        self.callbacks = list(callbacks)
+        self.opt_cfg = resolve_defaults(model.training_defaults(), config.optimizer_overrides())
+        check_data_fits_model(model, train_set, config.data)
+        if test_set is not None:
+            check_data_fits_model(model, test_set, config.data)
+        self.model = model.to(self.env.device)
+        self.train_set, self.test_set = train_set, test_set
+        self.stream = BatchStream(train_set, self.opt_cfg.batch_size, config.seed,
+                                  self.env.rank, self.env.world_size, transform)
+        self.total_steps = self._total_steps()
+        self.step = 0
+        self.best_bpd: float | None = None
+        self.consecutive_bad = 0
+        self.last_checkpoint: tuple[int, Path] | None = None
+        self._stop_requested = False
+        self._last_eval_step = -1
+        self._last_ckpt_step = -1
+        self._elapsed_before = 0.0  # wall time of earlier sessions of this run
+        self._t_start = time.perf_counter()
+
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.model.parameters(), self.opt_cfg)
+        self.log = MetricsLog(self.run_dir if self.env.is_main else None,
+                              tensorboard=config.tensorboard and self.env.is_main)
+        state = self._load_resume_state() if resume else None
+        if state is None:
+            self._check_fresh_run_dir()
+            self._data_dependent_init()
+        self.ema = EMA(self.model, self.opt_cfg.ema_decay)
+        if state is not None:
+            self._restore(state)
+        self.wrapped = self._wrap()
+        if self.env.is_main and self.run_dir is not None:
+            self._write_run_json()
+
+    # ---- set-up ------------------------------------------------------------------------
+    def _total_steps(self) -> int:
+        if self.cfg.max_steps is not None:
+            return self.cfg.max_steps
+        return (self.cfg.epochs or 1) * self.stream.steps_per_epoch
+
+    def _check_fresh_run_dir(self) -> None:
+        if self.run_dir is not None and (self.run_dir / STATE_NAME).exists():
+            raise ConfigError(f"{self.run_dir} already holds a training run; pass --resume to "
+                              "continue it, or choose another --out")
+
+    def _data_dependent_init(self) -> None:
+        """Rank 0 initializes from a data batch (weight norm, ActNorm), then broadcasts."""
+        if self.env.is_main:
+            n = min(self.cfg.init_batch_size or self.opt_cfg.batch_size, len(self.stream.images))
+            g = torch.Generator().manual_seed(mix_seed(self.cfg.seed, _INIT_SALT))
+            idx = torch.randperm(len(self.stream.images), generator=g)[:n]
+            x = self.stream.images[idx].to(self.env.device)
+            y = self.stream.labels[idx].to(self.env.device)
+            if self.cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            torch.manual_seed(mix_seed(self.cfg.seed, _INIT_SALT, 1))
+            with torch.no_grad():
+                self.model.data_dependent_init(x, labels_for(self.model, y))
+        distributed.broadcast_module(self.model, self.env)
+
+    def _wrap(self) -> nn.Module:
+        wrapped: nn.Module = _LossOf(self.model)
+        if self.env.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.env.device.index] if self.env.device.type == "cuda" else None
+            # static_graph: parameters a family leaves unused (the same ones every step)
+            # are found in the first step, with no per-step graph traversal afterwards.
+            wrapped = DDP(wrapped, device_ids=ids, static_graph=True)
+        if self.cfg.compile:
+            wrapped = torch.compile(wrapped)  # type: ignore[assignment]
+        return wrapped
+
+    def _write_run_json(self) -> None:
+        assert self.run_dir is not None
+        atomic_write_json(self.run_dir / RUN_NAME, {
+            "family": self.model.family,
+            "data": self.cfg.data,
+            "train": self.cfg.to_dict(),
+            "optimizer": asdict(self.opt_cfg),
+            "model_config": self.model.config.to_dict(),
+            "world_size": self.env.world_size,
+            "tractable_version": __version__,
+        })
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def _load_resume_state(self) -> dict[str, Any]:
+        if self.run_dir is None:
+            raise ConfigError("resume needs the run folder (out=...)")
+        return load_state(self.run_dir / STATE_NAME)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step = int(state["step"])
+        except (KeyError, ValueError) as e:
+            raise CheckpointError(f"{self.run_dir / STATE_NAME} is incomplete or from "
+                                  f"another model ({e})") from None
+        self.best_bpd = state.get("best_bpd")
+        self.consecutive_bad = int(state.get("consecutive_bad", 0))
+        self._elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.log.rows = list(state.get("history", []))
+        rng = state.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if self.env.device.type == "cuda" and rng.get("cuda") is not None:
+            torch.cuda.set_rng_state(rng["cuda"], self.env.device)
+        self._last_ckpt_step = self.step
+        self._last_eval_step = max([r["step"] for r in self.log.of_kind("eval")], default=-1)
+        self.last_checkpoint = (self.step, self.run_dir / STATE_NAME)  # type: ignore[operator]
+
+    def save_checkpoint(self) -> Path | None:
+        """Write model/ (EMA + raw weights) and then state.pt, the commit point (rank 0)."""
+        self._last_ckpt_step = self.step
+        if not self.env.is_main or self.run_dir is None:
+            return None
+        raw = self.model.state_dict()
+        self.ema.model.save_pretrained(self.run_dir / MODEL_DIR, raw_state=raw)
+        epoch, index = self.stream.position(self.step)
+        save_state(self.run_dir / STATE_NAME, {
+            "step": self.step,
+            "model": {k: v.detach().cpu() for k, v in raw.items()},
+            "ema": {k: v.detach().cpu() for k, v in self.ema.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(self.env.device)
+                    if self.env.device.type == "cuda" else None},
+            "data": {"epoch": epoch, "batch_in_epoch": index, "seed": self.cfg.seed,
+                     "steps_per_epoch": self.stream.steps_per_epoch,
+                     "permutation": self.stream.permutation(epoch).clone()},
+            "train_config": self.cfg.to_dict(),
+            "history": self.log.rows,
+            "best_bpd": self.best_bpd,
+            "consecutive_bad": self.consecutive_bad,
+            "elapsed_s": self.elapsed(),
+        })
+        self.log.write()
+        self._write_summary()
+        self.last_checkpoint = (self.step, self.run_dir / STATE_NAME)
+        return self.run_dir / STATE_NAME
+
+    def elapsed(self) -> float:
+        """Wall-clock seconds this run has trained, over all its sessions."""
+        return self._elapsed_before + time.perf_counter() - self._t_start
+
+    def _write_summary(self) -> None:
+        assert self.run_dir is not None
+        evals = self.log.of_kind("eval")
+        atomic_write_json(self.run_dir / SUMMARY_NAME, {
+            "family": self.model.family, "data": self.cfg.data, "step": self.step,
+            "total_steps": self.total_steps, "best_test_bpd": self.best_bpd,
+            "last_test_bpd": evals[-1]["test_bpd"] if evals else None,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "elapsed_s": round(self.elapsed(), 1),
+        })
+
+    # ---- the loop ----------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train to `total_steps`; returns a summary (final/best test bits/dim)."""
+        restore_sigint = self._install_sigint()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
+                   disable=not (self.cfg.progress and self.env.is_main and sys.stderr.isatty()))
+        window: list[tuple[float, float]] = []
+        t_window = time.perf_counter()
+        try:
+            while self.step < self.total_steps:
+                loss, bpd, gnorm, stop = self._train_step()
+                if math.isfinite(loss) and math.isfinite(gnorm):
+                    window.append((loss, bpd))
+                bar.update(1)
+                if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
+                    dt = time.perf_counter() - t_window
+                    self._log_train(window, gnorm, dt, bar)
+                    window, t_window = [], time.perf_counter()
+                t_side = time.perf_counter()
+                if self._eval_due():
+                    self.evaluate_and_draw()
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                t_window += time.perf_counter() - t_side  # img/s counts training only
+                for cb in self.callbacks:
+                    cb(self)
+                if stop:  # Ctrl-C on any rank: every rank stops after this same step
+                    self._interrupt()
+            if self._last_eval_step != self.step:
+                self.evaluate_and_draw()
+            if self._last_ckpt_step != self.step:
+                self.save_checkpoint()
+        finally:
+            bar.close()
+            restore_sigint()
+            self.log.close()
+        return {"step": self.step, "best_test_bpd": self.best_bpd, "rank": self.env.rank,
+                "run_dir": str(self.run_dir) if self.run_dir else None}
+
+    def _train_step(self) -> tuple[float, float, float, bool]:
+        """One optimizer step on batch `self.step`; returns (loss, bpd, grad norm, stop)."""
+        torch.manual_seed(mix_seed(self.cfg.seed, _STEP_SALT, self.env.rank, self.step))
+        x, y = self.stream.batch(self.step)
+        x, y = x.to(self.env.device, non_blocking=True), y.to(self.env.device, non_blocking=True)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        set_lr(self.optimizer, lr_at(self.step, self.opt_cfg))
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.env.device, self.cfg.precision):
+            loss, metrics = self.wrapped(x, labels_for(self.model, y))
+        loss.backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=x.device)
+        bpd = metrics.get("bpd", loss)
+        stats = torch.stack([loss.detach().float(), bpd.detach().float().mean(),
+                             gnorm.float().to(x.device),
+                             torch.tensor(float(self._stop_requested), device=x.device)])
+        if self.env.distributed:
+            distributed.all_reduce_sum(stats, self.env)
+            stats[:3] /= self.env.world_size
+        loss_v, bpd_v, gnorm_v, stop_v = stats.tolist()
+        if math.isfinite(loss_v) and math.isfinite(gnorm_v):
+            if self.opt_cfg.grad_clip is not None:
+                torch.nn.utils.clip_grads_with_norm_(self.model.parameters(),
+                                                     self.opt_cfg.grad_clip, gnorm)
+            self.optimizer.step()
+            self.ema.update(self.model, self.step)
+            self.consecutive_bad = 0
+        else:
+            self._bad_step(loss_v, gnorm_v)
+        self.step += 1
+        return loss_v, bpd_v, gnorm_v, stop_v > 0
+
+    def _bad_step(self, loss: float, gnorm: float) -> None:
+        """NaN/inf guard: skip the update and log it; give up after `max_bad_steps` in a row."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.consecutive_bad += 1
+        self.log.add("skip", self.step + 1, loss=loss, grad_norm=gnorm,
+                     skipped=self.consecutive_bad)
+        if self.env.is_main and not self.cfg.quiet:
+            tqdm.write(f"step {self.step + 1}: non-finite loss {loss} / grad norm {gnorm}; "
+                       f"update skipped ({self.consecutive_bad} in a row)", file=sys.stderr)
+        if self.consecutive_bad >= self.cfg.max_bad_steps:
+            self.log.write()
+            if self.last_checkpoint is not None:
+                where = (f"the last good checkpoint is {self.last_checkpoint[1]} (step "
+                         f"{self.last_checkpoint[0]}); resume from it with --resume")
+            else:
+                where = "no checkpoint was saved yet"
+            raise TrainingError(
+                f"{self.consecutive_bad} consecutive steps had a non-finite loss or gradient "
+                f"(last at step {self.step + 1}); training stopped. {where}, after lowering "
+                f"--lr or adding --warmup-steps / --grad-clip"
+            )
+
+    def _log_train(self, window: list[tuple[float, float]], gnorm: float, dt: float,
+                   bar: Any) -> None:
+        if not window:
+            return
+        loss = sum(w[0] for w in window) / len(window)
+        bpd = sum(w[1] for w in window) / len(window)
+        img_s = len(window) * self.opt_cfg.batch_size / max(dt, 1e-9)
+        epoch = self.step / self.stream.steps_per_epoch
+        self.log.add("train", self.step, epoch=epoch, loss=loss, bpd=bpd,
+                     lr=lr_at(self.step - 1, self.opt_cfg), grad_norm=gnorm, img_per_s=img_s,
+                     elapsed_s=self.elapsed())
+        self.log.write()
+        bar.set_postfix(loss=f"{loss:.4f}", bpd=f"{bpd:.4f}", img_s=f"{img_s:.1f}")
+        if self.env.is_main and not self.cfg.quiet and bar.disable:
+            print(f"step {self.step}/{self.total_steps} epoch {epoch:.2f} loss {loss:.4f} "
+                  f"bpd {bpd:.4f} {img_s:.1f} img/s", flush=True)
+
+    def _eval_due(self) -> bool:
+        if self.cfg.eval_every is not None:
+            return self.step % self.cfg.eval_every == 0
+        return self.step % self.stream.steps_per_epoch == 0
+
+    # ---- evaluation and pictures ---------------------------------------------------------
+    def evaluate_and_draw(self) -> float | None:
+        """Test bits/dim with the EMA weights (every rank scores a shard); rank 0 draws."""
+        self._last_eval_step = self.step
+        bpd = None
+        if self.test_set is not None:
+            res = evaluate_bpd(self.ema.model, self.test_set,
+                               batch_size=self.cfg.eval_batch_size or self.opt_cfg.batch_size,
+                               precision=self.cfg.eval_precision, device=self.env.device,
+                               rank=self.env.rank, world_size=self.env.world_size)
+            bpd = res.bits_per_dim
+            self.best_bpd = bpd if self.best_bpd is None else min(self.best_bpd, bpd)
+        if not self.env.is_main:
+            return bpd
+        grid = self._draw_grid()
+        epoch = self.step / self.stream.steps_per_epoch
+        self.log.add("eval", self.step, epoch=epoch, test_bpd=bpd, grid=grid)
+        if not self.cfg.quiet:
+            msg = f"step {self.step} epoch {epoch:.2f}: test bits/dim (EMA) "
+            tqdm.write(msg + (f"{bpd:.4f}" if bpd is not None else "n/a"))
+        if self.run_dir is not None:
+            self.log.write()
+            self._draw_curves()
+        return bpd
+
+    def _draw_grid(self) -> str | None:
+        n = self.cfg.samples_per_eval
+        if self.run_dir is None or n == 0:
+            return None
+        model = self.ema.model
+        y = cycling_labels(model, n)
+        x = draw_samples(model, n, y=y, seed=self.cfg.seed, sampler=self.cfg.sampler)
+        name = f"samples/step_{self.step:08d}.png"
+        k = model.config.num_classes
+        save_grid(x, self.run_dir / name, nrow=k if k else None)
+        frames = [self.run_dir / r["grid"] for r in self.log.of_kind("eval") if r.get("grid")]
+        save_gif_of_pngs(frames + [self.run_dir / name], self.run_dir / "samples.gif")
+        return name
+
+    def _draw_curves(self) -> None:
+        assert self.run_dir is not None
+        train = self.log.of_kind("train")
+        evals = [r for r in self.log.of_kind("eval") if r.get("test_bpd") is not None]
+        plot_curves({"train bits/dim": ([r["step"] for r in train], [r["bpd"] for r in train]),
+                     "test bits/dim (EMA)": ([r["step"] for r in evals],
+                                             [r["test_bpd"] for r in evals])},
+                    self.run_dir / "bpd.png", title=f"{self.model.family} on {self.cfg.data}")
+
+    # ---- Ctrl-C ------------------------------------------------------------------------
+    def _install_sigint(self) -> Callable[[], None]:
+        """First Ctrl-C: finish the step, save, stop. A second one stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            if self.env.is_main:
+                print("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to "
+                      "quit without saving)", file=sys.stderr, flush=True)
+
+        signal.signal(signal.SIGINT, handler)
+        return lambda: signal.signal(signal.SIGINT, previous)
+
+    def _interrupt(self) -> None:
+        path = self.save_checkpoint()
+        self.log.write()
+        raise TrainingInterrupted(
+            f"interrupted at step {self.step}/{self.total_steps}; checkpoint saved to {path}. "
+            "Continue with the same command plus --resume"
+            if path else f"interrupted at step {self.step}/{self.total_steps}")
