@@ -70,6 +70,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--ema-decay", type=float, help="Polyak averaging decay")
     g.add_argument("--grad-clip", type=float, help="max global gradient norm")
     g.add_argument("--batch-size", type=int, help="global batch (split over processes)")
+    g.add_argument("--grad-accum", type=int,
+                   help="split each process's batch into K micro-batches (less memory)")
     g = p.add_argument_group("numerics and hardware")
     g.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 = autocast (default fp32)")
     g.add_argument("--eval-precision", choices=["fp32", "bf16"])

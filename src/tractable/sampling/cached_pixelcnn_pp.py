@@ -37,7 +37,17 @@ from tractable.nn.attention import CausalNonLocalBlock
 from tractable.nn.conditioning import class_weights
 from tractable.nn.gated_resnet import GatedResNet
 from tractable.nn.weight_norm import WeightNormLayer
-from tractable.sampling.planes import Plane, column, concat_elu_rows, conv_row, tap_matrix
+from tractable.sampling.planes import (
+    Plane,
+    column,
+    concat_elu_rows,
+    conv_matrix,
+    conv_row,
+    im2col,
+    position_columns,
+    row_view,
+    tap_matrix,
+)
 
 Size = tuple[int, int]  # (height, width) of one resolution level
 
@@ -52,10 +62,11 @@ class Act:
 
     def finish_at(self, p: int, q: int) -> None:
         """Fill the concat_elu of position (p, q) from its raw value."""
-        raw, e = self.raw.at(p, q), self.elu.at(p, q)
-        e[:self.channels].copy_(raw)
-        torch.neg(raw, out=e[self.channels:])
-        F.elu_(e)
+        raw = self.raw.at(p, q)
+        positive, negative = self.elu.halves(p, q)
+        positive.copy_(raw)
+        torch.neg(raw, out=negative)
+        F.elu_(self.elu.at(p, q))
 
     def write_row(self, p: int, values: Tensor) -> None:
         """Set row p (raw values `[W, C, B]`) and its concat_elu."""
@@ -65,14 +76,27 @@ class Act:
 
 def _matrix(layer: WeightNormLayer) -> Tensor:
     """A weight-normed 1×1 layer's effective weight as an `[out, in]` matrix."""
-    return layer.weight()[:, :, 0, 0]
+    return layer.weight()[:, :, 0, 0].contiguous()
 
 
 def _stream_halves(w: Tensor, f: int) -> tuple[Tensor, Tensor]:
     """Split a map of concat_elu(cat[a, b]) (columns [a, b, −a, −b], f each) into the maps
     of concat_elu(a) and concat_elu(b) (columns [a, −a] and [b, −b])."""
-    return (torch.cat([w[:, :f], w[:, 2 * f:3 * f]], 1),
-            torch.cat([w[:, f:2 * f], w[:, 3 * f:]], 1))
+    return (torch.cat([w[:, :f], w[:, 2 * f:3 * f]], 1).contiguous(),
+            torch.cat([w[:, f:2 * f], w[:, 3 * f:]], 1).contiguous())
+
+
+def _row_bias(bias: Tensor, width: int, batch: int) -> Tensor:
+    """A bias `[out, 1]` or per-image `[out, B]` repeated for a row result `[out, W·B]`."""
+    return bias.expand(bias.shape[0], batch).repeat(1, width)
+
+
+class _RowBuffer:
+    """A preallocated `[W, C, B]` row with a view per position (the prepared upper taps)."""
+
+    def __init__(self, width: int, channels: int, like: Tensor) -> None:
+        self.data = like.new_zeros(width, channels, like.shape[-1])
+        self.at = list(self.data.unbind(0))
 
 
 class RowOp:
@@ -105,13 +129,13 @@ class InputU(RowOp):
     def __init__(self, model: PixelCNNPlusPlus, x: Plane, out: Act) -> None:
         self.level, self.x, self.out = 0, x, out
         self.outputs = [out.raw, out.elu]
-        self.weight, self.bias = model.u_init.weight(), model.u_init.b
+        self.matrix, self.bias = conv_matrix(model.u_init.weight()), column(model.u_init.b)
 
     def row(self, p: int) -> None:
         if p == 0:
             self.out.write_row(0, torch.zeros_like(self.out.raw.interior(0)))
             return
-        self.out.write_row(p, conv_row(self.x.rows(p - 1, 2), self.weight, self.bias, 0,
+        self.out.write_row(p, conv_row(self.x.rows(p - 1, 2), self.matrix, self.bias, 3, 0,
                                        self.x.width))
 
 
@@ -126,27 +150,27 @@ class InputUL(PixelOp):
         self.level, self.x, self.out = 0, x, out
         self.outputs = [out.raw, out.elu]
         down, right = model.ul_init_down, model.ul_init_right
-        self.down_weight, self.down_bias = down.weight(), down.b
+        self.down, self.down_bias = conv_matrix(down.weight()), column(down.b)
         w = right.weight()
-        self.right_top, self.right_bias = w[:, :, :1], right.b
+        self.right_top, self.right_bias = tap_matrix(w, 0), column(right.b)
         self.right_bottom = tap_matrix(w, 1)
-        width, f = x.width, out.channels
-        self.top = x.data.new_zeros(width, f, x.data.shape[-1])
+        self.top = _RowBuffer(x.width, out.channels, x.data)
 
     def prepare_row(self, p: int) -> None:
-        width = self.x.width
+        width, top = self.x.width, self.top.data
         above = self.x.rows(p - 1, 1)
-        self.top.zero_()
+        top.zero_()
         if p > 0:
-            self.top.copy_(conv_row(above, self.down_weight, self.down_bias, 0, width))
-        self.top[1:] += conv_row(above, self.right_top, self.right_bias, self.x.left, width - 1)
+            top.copy_(conv_row(above, self.down, self.down_bias, 3, 0, width))
+        # the 2×1 conv at (p, c−1), upper tap: row p−1, column c−1, for c ≥ 1
+        top[1:] += conv_row(above, self.right_top, self.right_bias, 1, self.x.left, width - 1)
 
     def pixel(self, p: int, q: int) -> None:
         out = self.out.raw.at(p, q)
         if q == 0:
-            out.copy_(self.top[0])
+            out.copy_(self.top.at[0])
         else:
-            torch.addmm(self.top[q], self.right_bottom, self.x.at(p, q - 1), out=out)
+            torch.addmm(self.top.at[q], self.right_bottom, self.x.at(p, q - 1), out=out)
         self.out.finish_at(p, q)
 
 
@@ -155,17 +179,14 @@ class _Gated:
     """Weights of a GatedResNet in matrix form; `cond` [2F, B] is h·W for this batch."""
 
     def __init__(self, block: GatedResNet, cond: Tensor | None) -> None:
-        self.f = block.conv_in.weight().shape[0]
-        self.w_in, self.b_in = block.conv_in.weight(), block.conv_in.b
-        self.w_out, self.b_out = block.conv_out.weight(), block.conv_out.b
+        w_in, w_out = block.conv_in.weight(), block.conv_out.weight()
+        self.f = w_in.shape[0]
+        self.w_in, self.w_out = w_in, w_out
+        b_in = block.conv_in.b if block.skip is None else block.conv_in.b + block.skip.b
+        self.b_in, self.b_out = column(b_in), column(block.conv_out.b)
         self.skip = _matrix(block.skip) if block.skip is not None else None
-        if block.skip is not None:
-            self.b_in = self.b_in + block.skip.b
-        self.cond = cond if block.cond is not None else None
-
-    def gate(self, c2: Tensor, dim: int) -> Tensor:
-        value, gate = c2.chunk(2, dim=dim)
-        return value * torch.sigmoid(gate)
+        if block.cond is not None and cond is not None:
+            self.b_out = self.b_out + cond  # [2F, B]: the class term is a per-image bias
 
 
 class RowBlock(RowOp, _Gated):
@@ -177,18 +198,19 @@ class RowBlock(RowOp, _Gated):
         self.level, self.x, self.a, self.out = level, x, skip, out
         self.c1 = Plane(x.raw.width, 2 * self.f, batch, x.raw.data)
         self.outputs = [self.c1, out.raw, out.elu]
+        self.m_in, self.m_out = conv_matrix(self.w_in), conv_matrix(self.w_out)
+        self.b_out_row = _row_bias(self.b_out, x.raw.width, batch)
 
     def row(self, p: int) -> None:
-        width = self.x.raw.width
-        c1 = conv_row(self.x.elu.rows(p, 2), self.w_in, self.b_in, 0, width)
+        width, f = self.x.raw.width, self.f
+        c1 = torch.addmm(self.b_in, self.m_in, im2col(self.x.elu.rows(p, 2), 3, 0, width))
         if self.skip is not None:
             assert self.a is not None
-            c1 = c1 + torch.matmul(self.skip, self.a.elu.interior(p))
-        self.c1.interior(p).copy_(concat_elu_rows(c1))
-        c2 = conv_row(self.c1.rows(p, 2), self.w_out, self.b_out, 0, width)
-        if self.cond is not None:
-            c2 = c2 + self.cond
-        self.out.write_row(p, self.x.raw.interior(p) + self.gate(c2, dim=1))
+            c1.addmm_(self.skip, position_columns(self.a.elu.interior(p)))
+        self.c1.interior(p).copy_(concat_elu_rows(row_view(c1, width)))
+        c2 = torch.addmm(self.b_out_row, self.m_out, im2col(self.c1.rows(p, 2), 3, 0, width))
+        value, gate = row_view(c2, width).split(f, dim=1)
+        self.out.write_row(p, self.x.raw.interior(p) + value * torch.sigmoid(gate))
 
 
 class PixelBlock(PixelOp, _Gated):
@@ -206,40 +228,41 @@ class PixelBlock(PixelOp, _Gated):
         self.a_row, self.a_pixel = skip_row, skip_pixel
         self.c1 = Plane(width, 2 * f, batch, x.raw.data)
         self.outputs = [self.c1, out.raw, out.elu]
-        self.skip_row = self.skip_pixel = None
+        self.skip_row: Tensor | None = None
+        self.skip_pixel: Tensor | None = None
         if self.skip is not None and skip_pixel is not None:
             self.skip_row, self.skip_pixel = _stream_halves(self.skip, f)
         elif self.skip is not None:
             self.skip_row = self.skip
-        self.in_top, self.in_bottom = self.w_in[:, :, :1], tap_matrix(self.w_in, 1)
-        self.out_top, self.out_bottom = self.w_out[:, :, :1], tap_matrix(self.w_out, 1)
-        like = x.raw.data
-        self.top_in = like.new_zeros(width, f, batch)
-        self.top_out = like.new_zeros(width, 2 * f, batch)
+        self.in_top, self.in_bottom = tap_matrix(self.w_in, 0), tap_matrix(self.w_in, 1)
+        self.out_top, self.out_bottom = tap_matrix(self.w_out, 0), tap_matrix(self.w_out, 1)
+        self.b_out_row = _row_bias(self.b_out, width, batch)
+        self.top_in = _RowBuffer(width, f, x.raw.data)
+        self.top_out = _RowBuffer(width, 2 * f, x.raw.data)
+        self.c2 = x.raw.data.new_zeros(2 * f, batch)
+        self.value, self.gate = self.c2[:f], self.c2[f:]
 
     def prepare_row(self, p: int) -> None:
         width = self.x.raw.width
-        top = conv_row(self.x.elu.rows(p - 1, 1), self.in_top, self.b_in, 0, width)
+        top = torch.addmm(self.b_in, self.in_top, im2col(self.x.elu.rows(p - 1, 1), 2, 0, width))
         if self.skip_row is not None:
             assert self.a_row is not None
-            top = top + torch.matmul(self.skip_row, self.a_row.elu.interior(p))
-        self.top_in.copy_(top)
-        top = conv_row(self.c1.rows(p - 1, 1), self.out_top, self.b_out, 0, width)
-        self.top_out.copy_(top if self.cond is None else top + self.cond)
+            top.addmm_(self.skip_row, position_columns(self.a_row.elu.interior(p)))
+        self.top_in.data.copy_(row_view(top, width))
+        top = torch.addmm(self.b_out_row, self.out_top, im2col(self.c1.rows(p - 1, 1), 2, 0, width))
+        self.top_out.data.copy_(row_view(top, width))
 
     def pixel(self, p: int, q: int) -> None:
-        f = self.f
-        c1 = self.c1.at(p, q)
-        torch.addmm(self.top_in[q], self.in_bottom, self.x.elu.taps(p, q, 2), out=c1[:f])
+        c1, c1_negative = self.c1.halves(p, q)
+        torch.addmm(self.top_in.at[q], self.in_bottom, self.x.elu.taps(p, q, 2), out=c1)
         if self.skip_pixel is not None:
             assert self.a_pixel is not None
-            c1[:f].addmm_(self.skip_pixel, self.a_pixel.elu.at(p, q))
-        torch.neg(c1[:f], out=c1[f:])
-        F.elu_(c1)
-        c2 = torch.addmm(self.top_out[q], self.out_bottom, self.c1.taps(p, q, 2))
-        value, gate = c2[:f], c2[f:]
-        value.mul_(gate.sigmoid_())
-        torch.add(self.x.raw.at(p, q), value, out=self.out.raw.at(p, q))
+            c1.addmm_(self.skip_pixel, self.a_pixel.elu.at(p, q))
+        torch.neg(c1, out=c1_negative)
+        F.elu_(self.c1.at(p, q))
+        torch.addmm(self.top_out.at[q], self.out_bottom, self.c1.taps(p, q, 2), out=self.c2)
+        self.value.mul_(self.gate.sigmoid_())
+        torch.add(self.x.raw.at(p, q), self.value, out=self.out.raw.at(p, q))
         self.out.finish_at(p, q)
 
 
@@ -250,10 +273,10 @@ class DownSizeU(RowOp):
     def __init__(self, level: int, layer: WeightNormLayer, x: Act, out: Act) -> None:
         self.level, self.x, self.out = level, x, out
         self.outputs = [out.raw, out.elu]
-        self.weight, self.bias = layer.weight(), layer.b
+        self.matrix, self.bias = conv_matrix(layer.weight()), column(layer.b)
 
     def row(self, p: int) -> None:
-        self.out.write_row(p, conv_row(self.x.raw.rows(2 * p, 2), self.weight, self.bias, 0,
+        self.out.write_row(p, conv_row(self.x.raw.rows(2 * p, 2), self.matrix, self.bias, 3, 0,
                                        self.out.raw.width, stride=2))
 
 
@@ -264,15 +287,15 @@ class DownSizeUL(PixelOp):
         self.level, self.x, self.out = level, x, out
         self.outputs = [out.raw, out.elu]
         w = layer.weight()
-        self.w_top, self.bias, self.bottom = w[:, :, :1], layer.b, tap_matrix(w, 1)
-        self.top = x.raw.data.new_zeros(out.raw.width, out.channels, x.raw.data.shape[-1])
+        self.w_top, self.bias, self.bottom = tap_matrix(w, 0), column(layer.b), tap_matrix(w, 1)
+        self.top = _RowBuffer(out.raw.width, out.channels, x.raw.data)
 
     def prepare_row(self, p: int) -> None:
-        self.top.copy_(conv_row(self.x.raw.rows(2 * p - 1, 1), self.w_top, self.bias, 0,
-                                self.out.raw.width, stride=2))
+        self.top.data.copy_(conv_row(self.x.raw.rows(2 * p - 1, 1), self.w_top, self.bias, 2, 0,
+                                     self.out.raw.width, stride=2))
 
     def pixel(self, p: int, q: int) -> None:
-        torch.addmm(self.top[q], self.bottom, self.x.raw.taps(2 * p, 2 * q, 2),
+        torch.addmm(self.top.at[q], self.bottom, self.x.raw.taps(2 * p, 2 * q, 2),
                     out=self.out.raw.at(p, q))
         self.out.finish_at(p, q)
 

@@ -38,6 +38,7 @@ class TrainConfig:
     ema_decay: float | None = None
     grad_clip: float | None = None
     batch_size: int | None = None  # global batch, split over data-parallel processes
+    grad_accum: int = 1  # micro-batches per process per step (same global batch, less memory)
     # numerics
     precision: str = "fp32"  # "fp32" | "bf16" (autocast; likelihood stays fp32)
     eval_precision: str = "fp32"
@@ -65,7 +66,7 @@ class TrainConfig:
     def validate(self) -> None:
         for name in ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every",
                      "batch_size", "eval_batch_size", "limit_train", "limit_test",
-                     "init_batch_size", "max_bad_steps"):
+                     "init_batch_size", "max_bad_steps", "grad_accum"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")

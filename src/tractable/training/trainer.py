@@ -13,6 +13,7 @@ the checkpoint (weights, EMA, optimizer, step) this makes a resumed run continue
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -98,6 +99,10 @@ class Trainer:
         self.train_set, self.test_set = train_set, test_set
         self.stream = BatchStream(train_set, self.opt_cfg.batch_size, config.seed,
                                   self.env.rank, self.env.world_size, transform)
+        if (self.opt_cfg.batch_size // self.env.world_size) % config.grad_accum:
+            raise ConfigError(
+                f"batch size {self.opt_cfg.batch_size} over {self.env.world_size} process(es) "
+                f"does not split into {config.grad_accum} equal micro-batches (--grad-accum)")
         self.total_steps = self._total_steps()
         self.step = 0
         self.best_bpd: float | None = None
@@ -153,13 +158,14 @@ class Trainer:
 
     def _wrap(self) -> nn.Module:
         wrapped: nn.Module = _LossOf(self.model)
+        self._ddp: Any = None
         if self.env.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.env.device.index] if self.env.device.type == "cuda" else None
             # static_graph: parameters a family leaves unused (the same ones every step)
             # are found in the first step, with no per-step graph traversal afterwards.
-            wrapped = DDP(wrapped, device_ids=ids, static_graph=True)
+            wrapped = self._ddp = DDP(wrapped, device_ids=ids, static_graph=True)
         if self.cfg.compile:
             wrapped = torch.compile(wrapped)  # type: ignore[assignment]
         return wrapped
@@ -297,13 +303,10 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         set_lr(self.optimizer, lr_at(self.step, self.opt_cfg))
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.env.device, self.cfg.precision):
-            loss, metrics = self.wrapped(x, labels_for(self.model, y))
-        loss.backward()
+        loss, bpd = self._accumulate_gradients(x, y)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=x.device)
-        bpd = metrics.get("bpd", loss)
-        stats = torch.stack([loss.detach().float(), bpd.detach().float().mean(),
+        stats = torch.stack([loss, bpd,
                              gnorm.float().to(x.device),
                              torch.tensor(float(self._stop_requested), device=x.device)])
         if self.env.distributed:
@@ -321,6 +324,27 @@ class Trainer:
             self._bad_step(loss_v, gnorm_v)
         self.step += 1
         return loss_v, bpd_v, gnorm_v, stop_v > 0
+
+    def _accumulate_gradients(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Backward over `grad_accum` equal micro-batches; (mean loss, mean bpd), detached.
+
+        Each micro-batch's loss is divided by their number, so the gradient is that of the
+        mean over this rank's batch; DDP synchronizes only on the last micro-batch.
+        """
+        k = self.cfg.grad_accum
+        size = len(x) // k
+        total_loss = torch.zeros((), device=x.device)
+        total_bpd = torch.zeros((), device=x.device)
+        for i in range(k):
+            xs, ys = x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]
+            sync = i == k - 1 or self._ddp is None
+            with contextlib.nullcontext() if sync else self._ddp.no_sync():  # type: ignore[union-attr]
+                with autocast(self.env.device, self.cfg.precision):
+                    loss, metrics = self.wrapped(xs, labels_for(self.model, ys))
+                (loss / k if k > 1 else loss).backward()
+            total_loss += loss.detach().float()
+            total_bpd += metrics.get("bpd", loss).detach().float().mean()
+        return total_loss / k, total_bpd / k
 
     def _bad_step(self, loss: float, gnorm: float) -> None:
         """NaN/inf guard: skip the update and log it; give up after `max_bad_steps` in a row."""
