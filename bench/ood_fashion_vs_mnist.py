@@ -111,7 +111,7 @@ def main() -> int:
                                   args.n_fit, args.seed)
     m_in = measure(model, ds_in, background=background, codecs=("png", "jpeg2000"))
     m_out = measure(model, ds_out, background=background, codecs=("png", "jpeg2000"))
-    heldout = score_dataset(model, fit).bits_per_dim
+    heldout = score_dataset(model, fit, marginal=True).bits_per_dim
     report = evaluate_ood(m_in, m_out, heldout, typicality_m=10, seed=args.seed)
     score_s = time.perf_counter() - t0
 

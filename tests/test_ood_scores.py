@@ -12,7 +12,7 @@ from PIL import Image
 
 from tractable.data import load_dataset
 from tractable.data.mutation import mutate, mutation_transform
-from tractable.errors import ShapeError, TractableError
+from tractable.errors import ConfigError, ShapeError, TractableError
 from tractable.evaluation import evaluate_bpd
 from tractable.evaluation.complexity import (
     available_codecs,
@@ -28,8 +28,10 @@ from tractable.evaluation.ood import (
     measure,
     ood_scores,
 )
-from tractable.evaluation.scoring import pixel_nll, score_dataset
+from tractable.evaluation.scoring import marginal_log_prob, pixel_nll, score_dataset
 from tractable.models import Glow, GlowConfig, PixelCNNPlusPlus, PixelCNNPlusPlusConfig
+from tractable.training import TrainConfig
+from tractable.training.batches import BatchStream, augmentation
 from tractable.viz import heat_colors, nll_overlays, save_histograms
 
 
@@ -84,6 +86,19 @@ def test_mutation_transform_fits_the_batch_hook_and_keeps_labels(digits):
     t = mutation_transform(0.5)
     x, y = t(digits.images, digits.labels, torch.Generator().manual_seed(1))
     assert torch.equal(y, digits.labels) and not torch.equal(x, digits.images)
+
+
+def test_trainer_batches_are_mutated_reproducibly_when_asked(digits):
+    clean = BatchStream(digits, 8, seed=0)
+    mutated = BatchStream(digits, 8, seed=0, transform=augmentation(None, mutation_rate=0.5))
+    x, y = clean.batch(2)
+    m1, y1 = mutated.batch(2)
+    assert torch.equal(y1, y)  # same images and labels, ...
+    assert 0.4 < (m1 != x).float().mean() < 0.6  # ... about half the sub-pixels redrawn,
+    assert torch.equal(mutated.batch(2)[0], m1)  # ... the same way again (exact resume)
+    assert augmentation(None) is None
+    with pytest.raises(ConfigError, match="mutation_rate"):
+        TrainConfig(mutation_rate=1.5).validate()
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.5, "0.2", True])
@@ -157,6 +172,28 @@ def test_pixel_nll_maps_sum_to_the_image_nll_and_are_causal(tiny_pcnn, digits):
     diff = (pixel_nll(tiny_pcnn, y, batch_size=3) - maps).abs().flatten(1)
     first = 14 * 28 + 10
     assert diff[:, :first].max() == 0 and diff[:, first].min() > 0
+
+
+def test_conditional_models_are_scored_by_their_marginal_likelihood(digits):
+    torch.manual_seed(0)
+    cfg = PixelCNNPlusPlusConfig(image_shape=(1, 28, 28), nr_resnet=0, nr_filters=8,
+                                 nr_logistic_mix=2, dropout=0.0, num_classes=3)
+    model = PixelCNNPlusPlus(cfg)
+    model.data_dependent_init(digits.images[:8], torch.arange(8) % 3)
+    model.eval()
+    x = digits.images[:5]
+    with torch.no_grad():
+        per_class = torch.stack([model.log_prob(x, torch.full((5,), k)) for k in range(3)])
+    assert not torch.allclose(per_class[0], per_class[1])  # the classes matter
+    marginal = marginal_log_prob(model, x)
+    # log of the mean of p(x | k), computed relative to the largest term to avoid underflow.
+    top = per_class.double().max(0).values
+    torch.testing.assert_close(marginal, top + (per_class.double() - top).exp().mean(0).log())
+    assert bool((marginal <= per_class.max(0).values + 1e-6).all())
+    assert bool((marginal >= per_class.min(0).values - 1e-6).all())
+    # Digits carry labels 0..9, which this 3-class model could not take: marginal ignores them.
+    s = score_dataset(model, digits.subset(5, seed=1), marginal=True)
+    assert s.nll_nats.shape == (5,) and np.isfinite(s.nll_nats).all()
 
 
 def test_pixel_nll_needs_an_autoregressive_model(digits):

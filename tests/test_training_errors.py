@@ -113,3 +113,15 @@ def test_unconditional_model_refuses_class_and_unknown_flags(run, capsys, tmp_pa
           "pixelcnn++ models have no setting 'K'")
     fails(["train", "--model", "nope", "--out", str(tmp_path / "g")], capsys,
           "unknown model family 'nope'")
+
+
+def test_tensorboard_without_the_package_says_how_to_install(tmp_path, capsys):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tensorboard is installed")
+    fails(["train", "--model", "pixelcnn++", "--nr-resnet", "0", "--nr-filters", "4",
+           "--tensorboard", "--max-steps", "1", "--out", str(tmp_path / "tb")], capsys,
+          "pip install 'tractable[tensorboard]'")

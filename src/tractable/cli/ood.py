@@ -250,7 +250,8 @@ def cmd_ood(args: argparse.Namespace) -> int:
     if args.fit_limit:
         fit, note = heldout_train_images(args.in_data, args.in_root, _run_json(model_dir),
                                          args.fit_limit, args.seed)
-        heldout = score_dataset(model, fit, args.batch_size, progress=_progress()).bits_per_dim
+        heldout = score_dataset(model, fit, args.batch_size, progress=_progress(),
+                                marginal=True).bits_per_dim
         note = f"entropy estimate and bootstrap from {len(fit)} {note}"
     report = evaluate_ood(m_in, m_out, heldout, args.typicality_m, args.alpha,
                           args.bootstrap, args.seed)

@@ -84,6 +84,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--limit-train", type=int, help="train on a fixed subset of N images")
     g.add_argument("--limit-test", type=int, help="evaluate on a fixed subset of N images")
     g.add_argument("--augment", help="comma-separated: flip, shift")
+    g.add_argument("--mutation-rate", type=float, metavar="MU",
+                   help="replace sub-pixels at rate MU by uniform values: trains the "
+                   "background model for `tractable ood` (Ren et al. 2019; with --weight-decay)")
     g.add_argument("--init-batch-size", type=int, help="batch for data-dependent init")
     g = p.add_argument_group("reporting and safety")
     g.add_argument("--log-every", type=int)

@@ -66,15 +66,21 @@ def measure(
     batch_size: int = 64,
     progress: bool = False,
 ) -> Measurements:
-    """Score every image of `dataset` with the model, the background model and the codecs."""
-    nll = score_dataset(model, dataset, batch_size, progress=progress).bits_per_dim
+    """Score every image of `dataset` with the model, the background model and the codecs.
+
+    Class-conditional models give the marginal likelihood over their classes: an OOD set's
+    labels (if any) mean nothing to them.
+    """
+    nll = score_dataset(model, dataset, batch_size, progress=progress,
+                        marginal=True).bits_per_dim
     bg = None
     if background is not None:
         if tuple(background.config.image_shape) != tuple(model.config.image_shape):
             raise ShapeError(f"the background model is built for images of shape "
                              f"{background.config.image_shape}, the model for "
                              f"{model.config.image_shape}; train both on the same data")
-        bg = score_dataset(background, dataset, batch_size, progress=progress).bits_per_dim
+        bg = score_dataset(background, dataset, batch_size, progress=progress,
+                           marginal=True).bits_per_dim
     images, _ = dataset_tensors(dataset)
     dims = model.num_dims
     compressed = {c: compressed_bits(images, c) / dims for c in codecs}

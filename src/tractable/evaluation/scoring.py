@@ -47,6 +47,18 @@ def _batches(n: int, batch_size: int, progress: bool, desc: str) -> tqdm:
     return tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False)
 
 
+def marginal_log_prob(model: TractableModel, x: Tensor) -> Tensor:
+    """log p(x) = log Σ_k p(x | k) p(k) of a class-conditional model, uniform p(k), `[B]`.
+
+    What OOD scores need: the labels of an OOD set mean nothing to the model.
+    """
+    k = model.config.num_classes
+    per_class = torch.stack([
+        model.log_prob(x, torch.full((len(x),), c, dtype=torch.long, device=x.device))
+        for c in range(k)])
+    return torch.logsumexp(per_class.double(), dim=0) - math.log(k)
+
+
 @torch.no_grad()
 def score_dataset(
     model: TractableModel,
@@ -54,10 +66,19 @@ def score_dataset(
     batch_size: int = 64,
     precision: str = "fp32",
     progress: bool = False,
+    marginal: bool = False,
 ) -> ImageScores:
-    """Exact NLL (nats) and bits/dim of every image of `dataset` under `model` (eval mode)."""
-    check_data_fits_model(model, dataset)
+    """Exact NLL (nats) and bits/dim of every image of `dataset` under `model` (eval mode).
+
+    A class-conditional model scores each image given its label, or with `marginal=True`
+    without it (`marginal_log_prob`; K passes per image).
+    """
+    marginal = marginal and model.config.num_classes > 0
     images, labels = dataset_tensors(dataset)
+    if marginal:
+        model.check_images(images[:1])  # labels unused: only the shape must fit
+    else:
+        check_data_fits_model(model, dataset)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -67,7 +88,8 @@ def score_dataset(
             x = images[start:start + batch_size].to(device)
             y = labels[start:start + batch_size].to(device)
             with autocast(device, precision):
-                lp = model.log_prob(x, labels_for(model, y))
+                lp = (marginal_log_prob(model, x) if marginal
+                      else model.log_prob(x, labels_for(model, y)))
             nll[start:start + len(x)] = (-lp.double()).cpu().numpy()
     finally:
         model.train(was_training)

@@ -57,7 +57,7 @@ class AutoregressiveModel(TractableModel):
         y: Tensor | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
-        sampler: str = "naive",
+        sampler: str = "cached",
         progress: bool = False,
     ) -> Tensor:
         """Draw `n` images pixel by pixel (see `tractable.sampling`)."""

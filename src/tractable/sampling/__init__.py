@@ -2,11 +2,13 @@
 
 `sample_autoregressive` picks a sampler by name:
 
+* "cached" (the default): the fast sampler of Ramachandran et al. (2017), which computes
+  every activation once, when it becomes final, from cached activations
+  (`tractable.sampling.cached`; hundreds of times faster, `docs/sampling.md`). Model
+  families without a cached form (see `cached_network`) fall back to the naive sampler.
 * "naive": one full forward pass per pixel (`tractable.sampling.naive`), the reference.
-* "cached": the fast sampler of Ramachandran et al. (2017) that caches each layer's past
-  activations, in `tractable.sampling.cached` (`sample_cached`, same signature as
-  `sample_naive`). Until that module exists, "cached" falls back to the naive sampler —
-  the samples are the same by contract, only slower.
+
+Both give the same samples from the same generator (exactly in float64).
 
 Samplers run the model in eval mode without gradients and consume `generator` pixel by
 pixel (see `tractable.sampling.naive`), so a fixed generator gives reproducible samples.
@@ -14,8 +16,6 @@ pixel (see `tractable.sampling.naive`), so a fixed generator gives reproducible 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +37,7 @@ def sample_autoregressive(
     y: Tensor | None = None,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
-    sampler: str = "naive",
+    sampler: str = "cached",
     progress: bool = False,
 ) -> Tensor:
     """Draw `n` images `uint8 [n, C, H, W]` from an autoregressive model.
@@ -66,6 +66,8 @@ def sample_autoregressive(
 def _sampler(name: str) -> Callable[..., Tensor]:
     if name not in SAMPLERS:
         raise TractableError(f"unknown sampler {name!r}; choose one of {list(SAMPLERS)}")
-    if name == "cached" and importlib.util.find_spec("tractable.sampling.cached") is not None:
-        return importlib.import_module("tractable.sampling.cached").sample_cached
-    return sample_naive  # "naive", or "cached" before the cached sampler exists
+    if name == "cached":
+        from tractable.sampling.cached import sample_cached  # imports the model families
+
+        return sample_cached
+    return sample_naive

@@ -91,6 +91,7 @@ def sample_cached_with_params(
     return run_cached(model, net, n, temperature, generator, progress=False, keep_params=True)
 
 
+@torch.no_grad()
 def run_cached(
     model: Any,
     net: CachedNetwork,

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from tractable.models.gated_pixelcnn import GatedLayer, GatedPixelCNN
 from tractable.nn.conditioning import class_weights
 from tractable.nn.masked import MaskedConv2d
-from tractable.sampling.planes import Plane, column, conv_row, tap_matrix
+from tractable.sampling.planes import Plane, column, conv_matrix, conv_row, tap_matrix
 
 
 def _matrix(conv: nn.Conv2d) -> Tensor:
@@ -50,9 +50,10 @@ class _Layer:
                  last: bool) -> None:
         self.last, self.add_input = last, layer.add_input
         self.v_in, self.h_in = v_in, h_in
-        self.v_weight, self.v_bias = layer.v_conv.masked_weight(), layer.v_conv.bias
-        self.v_height, v_width = self.v_weight.shape[2:]
-        self.v_start = v_in.left - v_width // 2
+        v_weight = layer.v_conv.masked_weight()
+        self.v_matrix, self.v_bias = conv_matrix(v_weight), column(layer.v_conv.bias)
+        self.v_height, self.v_width = v_weight.shape[2:]
+        self.v_start = v_in.left - self.v_width // 2
         h_weight = layer.h_conv.masked_weight()
         self.h_taps = h_weight.shape[-1]
         self.h_matrix = tap_matrix(h_weight, 0)
@@ -68,13 +69,14 @@ class _Layer:
         if layer.residual is not None:
             self.residual, self.residual_bias = _matrix(layer.residual), column(layer.residual.bias)
         self.row_bias = v_in.data.new_zeros(v_in.width, f2, batch)
+        self.row_bias_at = list(self.row_bias.unbind(0))
         self.v_out: Plane | None = None
         self.h_out: Plane | None = None
 
     def vertical_row(self, i: int) -> None:
         """Row i of v_pre: the next layer's v input, and the link for image row i + 1."""
-        v_pre = conv_row(self.v_in.rows(i, self.v_height), self.v_weight, self.v_bias,
-                         self.v_start, self.v_in.width)
+        v_pre = conv_row(self.v_in.rows(i, self.v_height), self.v_matrix, self.v_bias,
+                         self.v_width, self.v_start, self.v_in.width)
         self.row_bias.copy_(torch.matmul(self.link, v_pre) + self.h_constant)
         if self.v_out is not None:
             self.v_out.begin_row(i)
@@ -87,7 +89,7 @@ class _Layer:
     def horizontal(self, i: int, j: int, skip: Tensor | None) -> Tensor:
         """Run the layer at (i, j); return the skip sum so far, `[F, B]`."""
         f = self.f
-        pre = torch.addmm(self.row_bias[j], self.h_matrix, self.h_in.taps(i, j, self.h_taps))
+        pre = torch.addmm(self.row_bias_at[j], self.h_matrix, self.h_in.taps(i, j, self.h_taps))
         g = pre[:f].tanh_().mul_(pre[f:].sigmoid_())
         # The first layer starts the skip sum with every layer's skip bias (see __init__).
         skip = (torch.addmm(self.skip_bias, self.skip, g) if skip is None

@@ -40,7 +40,6 @@ from tractable.nn.weight_norm import WeightNormLayer
 from tractable.sampling.planes import (
     Plane,
     column,
-    concat_elu_rows,
     conv_matrix,
     conv_row,
     im2col,
@@ -52,26 +51,37 @@ from tractable.sampling.planes import (
 Size = tuple[int, int]  # (height, width) of one resolution level
 
 
-class Act:
-    """A stream activation at one level: raw values and their concat_elu, as planes."""
+class Act(Plane):
+    """An activation at one level, stored as the pair `[x; −x]` (2C channels).
+
+    The raw value is the first half (a view), and the ELU of any window of the plane is
+    concat_elu of that window (§2.4's nonlinearity), computed by the layer reading it.
+    """
 
     def __init__(self, level: int, width: int, channels: int, batch: int, like: Tensor) -> None:
-        self.level, self.channels = level, channels
-        self.raw = Plane(width, channels, batch, like)
-        self.elu = Plane(width, 2 * channels, batch, like)
+        super().__init__(width, 2 * channels, batch, like)
+        self.level, self.half = level, channels
 
-    def finish_at(self, p: int, q: int) -> None:
-        """Fill the concat_elu of position (p, q) from its raw value."""
-        raw = self.raw.at(p, q)
-        positive, negative = self.elu.halves(p, q)
-        positive.copy_(raw)
-        torch.neg(raw, out=negative)
-        F.elu_(self.elu.at(p, q))
+    def raw(self, p: int, q: int) -> Tensor:
+        """x at (p, q), `[C, B]` (a view, also the `out=` target of the layer making it)."""
+        return self.halves(p, q)[0]
+
+    def mirror(self, p: int, q: int) -> None:
+        """Complete position (p, q) after its raw value was written: set −x."""
+        x, negative = self.halves(p, q)
+        torch.neg(x, out=negative)
 
     def write_row(self, p: int, values: Tensor) -> None:
-        """Set row p (raw values `[W, C, B]`) and its concat_elu."""
-        self.raw.interior(p).copy_(values)
-        self.elu.interior(p).copy_(concat_elu_rows(values))
+        """Set row p from raw values `[W, C, B]`."""
+        self.interior(p).copy_(torch.cat([values, -values], dim=1))
+
+    def raw_row(self, p: int) -> Tensor:
+        """x on row p, `[W, C, B]` (a view)."""
+        return self.interior(p)[:, :self.half]
+
+    def raw_rows(self, last: int, n: int) -> Tensor:
+        """x on rows last−n+1..last with the border, `[n, padded W, C, B]` (a view of a copy)."""
+        return self.rows(last, n)[:, :, :self.half]
 
 
 def _matrix(layer: WeightNormLayer) -> Tensor:
@@ -127,13 +137,12 @@ class InputU(RowOp):
     """u = down_shift(conv₂ₓ₃(x)): row r is the conv at row r − 1 (zero for r = 0)."""
 
     def __init__(self, model: PixelCNNPlusPlus, x: Plane, out: Act) -> None:
-        self.level, self.x, self.out = 0, x, out
-        self.outputs = [out.raw, out.elu]
+        self.level, self.x, self.out, self.outputs = 0, x, out, [out]
         self.matrix, self.bias = conv_matrix(model.u_init.weight()), column(model.u_init.b)
 
     def row(self, p: int) -> None:
         if p == 0:
-            self.out.write_row(0, torch.zeros_like(self.out.raw.interior(0)))
+            self.out.write_row(0, torch.zeros_like(self.out.raw_row(0)))
             return
         self.out.write_row(p, conv_row(self.x.rows(p - 1, 2), self.matrix, self.bias, 3, 0,
                                        self.x.width))
@@ -147,14 +156,13 @@ class InputUL(PixelOp):
     """
 
     def __init__(self, model: PixelCNNPlusPlus, x: Plane, out: Act) -> None:
-        self.level, self.x, self.out = 0, x, out
-        self.outputs = [out.raw, out.elu]
+        self.level, self.x, self.out, self.outputs = 0, x, out, [out]
         down, right = model.ul_init_down, model.ul_init_right
         self.down, self.down_bias = conv_matrix(down.weight()), column(down.b)
         w = right.weight()
         self.right_top, self.right_bias = tap_matrix(w, 0), column(right.b)
         self.right_bottom = tap_matrix(w, 1)
-        self.top = _RowBuffer(x.width, out.channels, x.data)
+        self.top = _RowBuffer(x.width, out.half, x.data)
 
     def prepare_row(self, p: int) -> None:
         width, top = self.x.width, self.top.data
@@ -166,12 +174,12 @@ class InputUL(PixelOp):
         top[1:] += conv_row(above, self.right_top, self.right_bias, 1, self.x.left, width - 1)
 
     def pixel(self, p: int, q: int) -> None:
-        out = self.out.raw.at(p, q)
+        out = self.out.raw(p, q)
         if q == 0:
             out.copy_(self.top.at[0])
         else:
             torch.addmm(self.top.at[q], self.right_bottom, self.x.at(p, q - 1), out=out)
-        self.out.finish_at(p, q)
+        self.out.mirror(p, q)
 
 
 # ---- gated residual blocks (§2.4) ------------------------------------------------------
@@ -196,38 +204,40 @@ class RowBlock(RowOp, _Gated):
                  cond: Tensor | None, batch: int) -> None:
         _Gated.__init__(self, block, cond)
         self.level, self.x, self.a, self.out = level, x, skip, out
-        self.c1 = Plane(x.raw.width, 2 * self.f, batch, x.raw.data)
-        self.outputs = [self.c1, out.raw, out.elu]
+        self.c1 = Act(level, x.width, self.f, batch, x.data)
+        self.outputs = [self.c1, out]
         self.m_in, self.m_out = conv_matrix(self.w_in), conv_matrix(self.w_out)
-        self.b_out_row = _row_bias(self.b_out, x.raw.width, batch)
+        self.b_out_row = _row_bias(self.b_out, x.width, batch)
 
     def row(self, p: int) -> None:
-        width, f = self.x.raw.width, self.f
-        c1 = torch.addmm(self.b_in, self.m_in, im2col(self.x.elu.rows(p, 2), 3, 0, width))
+        width, f = self.x.width, self.f
+        c1 = torch.addmm(self.b_in, self.m_in, im2col(F.elu(self.x.rows(p, 2)), 3, 0, width))
         if self.skip is not None:
             assert self.a is not None
-            c1.addmm_(self.skip, position_columns(self.a.elu.interior(p)))
-        self.c1.interior(p).copy_(concat_elu_rows(row_view(c1, width)))
-        c2 = torch.addmm(self.b_out_row, self.m_out, im2col(self.c1.rows(p, 2), 3, 0, width))
+            c1.addmm_(self.skip, position_columns(F.elu(self.a.interior(p))))
+        self.c1.write_row(p, row_view(c1, width))
+        c2 = torch.addmm(self.b_out_row, self.m_out,
+                         im2col(F.elu(self.c1.rows(p, 2)), 3, 0, width))
         value, gate = row_view(c2, width).split(f, dim=1)
-        self.out.write_row(p, self.x.raw.interior(p) + value * torch.sigmoid(gate))
+        self.out.write_row(p, torch.addcmul(self.x.raw_row(p), value, torch.sigmoid(gate)))
 
 
 class PixelBlock(PixelOp, _Gated):
     """A down-right-stream gated block (2×2 down-right convs), one position at a time.
 
     Skip inputs: `skip_row` is read at the same position from a down-stream value (final
-    for the whole row), `skip_pixel` from a down-right-stream one (the up pass's ul).
+    for the whole row, so its term is prepared with the upper taps), `skip_pixel` from a
+    down-right-stream one (the up pass's ul).
     """
 
     def __init__(self, level: int, block: GatedResNet, x: Act, skip_row: Act | None,
                  skip_pixel: Act | None, out: Act, cond: Tensor | None, batch: int) -> None:
         _Gated.__init__(self, block, cond)
-        f, width = self.f, x.raw.width
+        f, width = self.f, x.width
         self.level, self.x, self.out = level, x, out
         self.a_row, self.a_pixel = skip_row, skip_pixel
-        self.c1 = Plane(width, 2 * f, batch, x.raw.data)
-        self.outputs = [self.c1, out.raw, out.elu]
+        self.c1 = Act(level, width, f, batch, x.data)
+        self.outputs = [self.c1, out]
         self.skip_row: Tensor | None = None
         self.skip_pixel: Tensor | None = None
         if self.skip is not None and skip_pixel is not None:
@@ -237,33 +247,35 @@ class PixelBlock(PixelOp, _Gated):
         self.in_top, self.in_bottom = tap_matrix(self.w_in, 0), tap_matrix(self.w_in, 1)
         self.out_top, self.out_bottom = tap_matrix(self.w_out, 0), tap_matrix(self.w_out, 1)
         self.b_out_row = _row_bias(self.b_out, width, batch)
-        self.top_in = _RowBuffer(width, f, x.raw.data)
-        self.top_out = _RowBuffer(width, 2 * f, x.raw.data)
-        self.c2 = x.raw.data.new_zeros(2 * f, batch)
+        self.top_in = _RowBuffer(width, f, x.data)
+        self.top_out = _RowBuffer(width, 2 * f, x.data)
+        self.c2 = x.data.new_zeros(2 * f, batch)
         self.value, self.gate = self.c2[:f], self.c2[f:]
 
     def prepare_row(self, p: int) -> None:
-        width = self.x.raw.width
-        top = torch.addmm(self.b_in, self.in_top, im2col(self.x.elu.rows(p - 1, 1), 2, 0, width))
+        width = self.x.width
+        top = torch.addmm(self.b_in, self.in_top,
+                          im2col(F.elu(self.x.rows(p - 1, 1)), 2, 0, width))
         if self.skip_row is not None:
             assert self.a_row is not None
-            top.addmm_(self.skip_row, position_columns(self.a_row.elu.interior(p)))
+            top.addmm_(self.skip_row, position_columns(F.elu(self.a_row.interior(p))))
         self.top_in.data.copy_(row_view(top, width))
-        top = torch.addmm(self.b_out_row, self.out_top, im2col(self.c1.rows(p - 1, 1), 2, 0, width))
+        top = torch.addmm(self.b_out_row, self.out_top,
+                          im2col(F.elu(self.c1.rows(p - 1, 1)), 2, 0, width))
         self.top_out.data.copy_(row_view(top, width))
 
     def pixel(self, p: int, q: int) -> None:
-        c1, c1_negative = self.c1.halves(p, q)
-        torch.addmm(self.top_in.at[q], self.in_bottom, self.x.elu.taps(p, q, 2), out=c1)
+        c1 = self.c1.raw(p, q)
+        torch.addmm(self.top_in.at[q], self.in_bottom, F.elu(self.x.taps(p, q, 2)), out=c1)
         if self.skip_pixel is not None:
             assert self.a_pixel is not None
-            c1.addmm_(self.skip_pixel, self.a_pixel.elu.at(p, q))
-        torch.neg(c1, out=c1_negative)
-        F.elu_(self.c1.at(p, q))
-        torch.addmm(self.top_out.at[q], self.out_bottom, self.c1.taps(p, q, 2), out=self.c2)
-        self.value.mul_(self.gate.sigmoid_())
-        torch.add(self.x.raw.at(p, q), self.value, out=self.out.raw.at(p, q))
-        self.out.finish_at(p, q)
+            c1.addmm_(self.skip_pixel, F.elu(self.a_pixel.at(p, q)))
+        self.c1.mirror(p, q)
+        torch.addmm(self.top_out.at[q], self.out_bottom, F.elu(self.c1.taps(p, q, 2)),
+                    out=self.c2)
+        torch.addcmul(self.x.raw(p, q), self.value, self.gate.sigmoid_(),
+                      out=self.out.raw(p, q))
+        self.out.mirror(p, q)
 
 
 # ---- changes of resolution ---------------------------------------------------------------
@@ -271,46 +283,46 @@ class DownSizeU(RowOp):
     """Stride-2 down-shifted 2×3 conv: level row p reads rows 2p−1, 2p of the level below."""
 
     def __init__(self, level: int, layer: WeightNormLayer, x: Act, out: Act) -> None:
-        self.level, self.x, self.out = level, x, out
-        self.outputs = [out.raw, out.elu]
+        self.level, self.x, self.out, self.outputs = level, x, out, [out]
         self.matrix, self.bias = conv_matrix(layer.weight()), column(layer.b)
 
     def row(self, p: int) -> None:
-        self.out.write_row(p, conv_row(self.x.raw.rows(2 * p, 2), self.matrix, self.bias, 3, 0,
-                                       self.out.raw.width, stride=2))
+        self.out.write_row(p, conv_row(self.x.raw_rows(2 * p, 2), self.matrix, self.bias, 3, 0,
+                                       self.out.width, stride=2))
 
 
 class DownSizeUL(PixelOp):
     """Stride-2 down-right 2×2 conv: (p, q) reads (2p−1..2p, 2q−1..2q) of the level below."""
 
     def __init__(self, level: int, layer: WeightNormLayer, x: Act, out: Act) -> None:
-        self.level, self.x, self.out = level, x, out
-        self.outputs = [out.raw, out.elu]
+        self.level, self.x, self.out, self.outputs = level, x, out, [out]
         w = layer.weight()
-        self.w_top, self.bias, self.bottom = tap_matrix(w, 0), column(layer.b), tap_matrix(w, 1)
-        self.top = _RowBuffer(out.raw.width, out.channels, x.raw.data)
+        self.w_top, self.bias = tap_matrix(w, 0), column(layer.b)
+        # The lower taps read x of two positions stored as [x; −x]: zero weight on −x.
+        bottom = tap_matrix(w, 1).view(w.shape[0], 2, 1, -1)
+        self.bottom = torch.cat([bottom, torch.zeros_like(bottom)], 2).view(w.shape[0], -1)
+        self.top = _RowBuffer(out.width, out.half, x.data)
 
     def prepare_row(self, p: int) -> None:
-        self.top.data.copy_(conv_row(self.x.raw.rows(2 * p - 1, 1), self.w_top, self.bias, 2, 0,
-                                     self.out.raw.width, stride=2))
+        self.top.data.copy_(conv_row(self.x.raw_rows(2 * p - 1, 1), self.w_top, self.bias, 2, 0,
+                                     self.out.width, stride=2))
 
     def pixel(self, p: int, q: int) -> None:
-        torch.addmm(self.top.at[q], self.bottom, self.x.raw.taps(2 * p, 2 * q, 2),
-                    out=self.out.raw.at(p, q))
-        self.out.finish_at(p, q)
+        torch.addmm(self.top.at[q], self.bottom, self.x.taps(2 * p, 2 * q, 2),
+                    out=self.out.raw(p, q))
+        self.out.mirror(p, q)
 
 
 class UpSizeU(RowOp):
     """Stride-2 transposed 2×3 conv: row p is kernel row p % 2 applied to row p // 2."""
 
     def __init__(self, level: int, layer: WeightNormLayer, x: Act, out: Act) -> None:
-        self.level, self.x, self.out = level, x, out
-        self.outputs = [out.raw, out.elu]
+        self.level, self.x, self.out, self.outputs = level, x, out, [out]
         self.weight, self.bias = layer.weight(), layer.b  # [in, out, 2, 3]
 
     def row(self, p: int) -> None:
-        width = self.out.raw.width
-        x = self.x.raw.interior(p // 2).permute(2, 1, 0).unsqueeze(2)  # [B, C, 1, W/2]
+        width = self.out.width
+        x = self.x.raw_row(p // 2).permute(2, 1, 0).unsqueeze(2)  # [B, C, 1, W/2]
         a = p % 2
         y = F.conv_transpose2d(x, self.weight[:, :, a:a + 1], self.bias, stride=(1, 2))
         self.out.write_row(p, y[:, :, 0, 1:1 + width].permute(2, 1, 0))  # crop as the layer
@@ -320,16 +332,15 @@ class UpSizeUL(PixelOp):
     """Stride-2 transposed 2×2 conv: (p, q) is tap (p % 2, q % 2) applied to (p//2, q//2)."""
 
     def __init__(self, level: int, layer: WeightNormLayer, x: Act, out: Act) -> None:
-        self.level, self.x, self.out = level, x, out
-        self.outputs = [out.raw, out.elu]
+        self.level, self.x, self.out, self.outputs = level, x, out, [out]
         w = layer.weight()  # [in, out, 2, 2]
         self.taps = [[w[:, :, a, b].t().contiguous() for b in range(2)] for a in range(2)]
         self.bias = column(layer.b)
 
     def pixel(self, p: int, q: int) -> None:
-        torch.addmm(self.bias, self.taps[p % 2][q % 2], self.x.raw.at(p // 2, q // 2),
-                    out=self.out.raw.at(p, q))
-        self.out.finish_at(p, q)
+        torch.addmm(self.bias, self.taps[p % 2][q % 2], self.x.raw(p // 2, q // 2),
+                    out=self.out.raw(p, q))
+        self.out.mirror(p, q)
 
 
 # ---- causal attention (tractable.nn.attention) ------------------------------------------
@@ -338,20 +349,18 @@ class AttentionU(RowOp):
 
     def __init__(self, level: int, block: CausalNonLocalBlock, x: Act, out: Act, size: Size,
                  batch: int) -> None:
-        self.level, self.x, self.out = level, x, out
-        self.outputs = [out.raw, out.elu]
+        self.level, self.x, self.out, self.outputs = level, x, out, [out]
         self.maps = [(_matrix(m), m.b) for m in (block.u_query, block.u_key, block.u_value,
                                                  block.u_out)]
-        dk, f = self.maps[0][0].shape[0], x.channels
-        n = size[0] * size[1]
-        like = x.raw.data
+        dk, n = self.maps[0][0].shape[0], size[0] * size[1]
+        like = x.data
         self.keys = like.new_full((batch, n, dk), float("nan"))
-        self.values = like.new_full((batch, n, f), float("nan"))
+        self.values = like.new_full((batch, n, x.half), float("nan"))
         self.scale = math.sqrt(dk)
 
     def row(self, p: int) -> None:
         (wq, bq), (wk, bk), (wv, bv), (wo, bo) = self.maps
-        e = self.x.elu.interior(p).permute(2, 0, 1)  # [B, W, 2F]
+        e = F.elu(self.x.interior(p)).permute(2, 0, 1)  # concat_elu(u), [B, W, 2F]
         width = e.shape[1]
         end = (p + 1) * width
         self.keys[:, p * width:end] = F.linear(e, wk, bk)
@@ -359,7 +368,7 @@ class AttentionU(RowOp):
         scores = F.linear(e, wq, bq) @ self.keys[:, :end].transpose(1, 2) / self.scale
         att = torch.softmax(scores, dim=-1) @ self.values[:, :end]
         update = F.linear(att, wo, bo).permute(1, 2, 0)  # [W, F, B]
-        self.out.write_row(p, self.x.raw.interior(p) + update)
+        self.out.write_row(p, self.x.raw_row(p) + update)
 
 
 class AttentionUL(PixelOp):
@@ -367,9 +376,8 @@ class AttentionUL(PixelOp):
 
     def __init__(self, level: int, block: CausalNonLocalBlock, u: Act, x: Act, out: Act,
                  size: Size, batch: int) -> None:
-        self.level, self.u, self.x, self.out = level, u, x, out
-        self.outputs = [out.raw, out.elu]
-        f = x.channels
+        self.level, self.u, self.x, self.out, self.outputs = level, u, x, out, [out]
+        f = x.half
         self.wq, self.bq = _matrix(block.ul_query), column(block.ul_query.b)
         # keys/values read concat_elu(cat[u', ul]); we feed [concat_elu(u'), concat_elu(ul)].
         self.wkv = torch.cat([torch.cat(_stream_halves(_matrix(m), f), 1)
@@ -377,24 +385,23 @@ class AttentionUL(PixelOp):
         self.bkv = column(torch.cat([block.ul_key.b, block.ul_value.b]))
         self.wo, self.bo = _matrix(block.ul_out), column(block.ul_out.b)
         self.dk, self.width = self.wq.shape[0], size[1]
-        like = x.raw.data
+        like = x.data
         self.keys = like.new_full((batch, size[0] * size[1], self.dk), float("nan"))
         self.values = like.new_full((batch, size[0] * size[1], f), float("nan"))
         self.scale = math.sqrt(self.dk)
 
     def pixel(self, p: int, q: int) -> None:
         n = p * self.width + q
-        e = self.x.elu.at(p, q)
-        query = torch.addmm(self.bq, self.wq, e)  # [dk, B]
-        kv = torch.addmm(self.bkv, self.wkv, torch.cat([self.u.elu.at(p, q), e]))
+        both = F.elu(torch.cat([self.u.at(p, q), self.x.at(p, q)]))
+        query = torch.addmm(self.bq, self.wq, both[2 * self.x.half:])  # [dk, B]
+        kv = torch.addmm(self.bkv, self.wkv, both)
         self.keys[:, n] = kv[:self.dk].t()
         self.values[:, n] = kv[self.dk:].t()
         scores = torch.bmm(self.keys[:, :n + 1], query.t().unsqueeze(2)) / self.scale
         weights = torch.softmax(scores, dim=1)  # [B, n + 1, 1]
         att = torch.bmm(weights.transpose(1, 2), self.values[:, :n + 1])[:, 0].t()  # [F, B]
-        torch.add(self.x.raw.at(p, q), torch.addmm(self.bo, self.wo, att),
-                  out=self.out.raw.at(p, q))
-        self.out.finish_at(p, q)
+        torch.add(self.x.raw(p, q), torch.addmm(self.bo, self.wo, att), out=self.out.raw(p, q))
+        self.out.mirror(p, q)
 
 
 # ---- the whole network ---------------------------------------------------------------------
@@ -514,8 +521,7 @@ class CachedPixelCNNPlusPlus:
     def params_at(self, r: int, c: int) -> Tensor:
         for op in self.pixel_ops_upto[min(_coarsest_level(r), _coarsest_level(c))]:
             op.pixel(r >> op.level, c >> op.level)
-        elu = self.final.elu.at(r, c)[:self.f]  # params = nin(elu(ul))
-        return torch.addmm(self.out_b, self.out_w, elu)
+        return torch.addmm(self.out_b, self.out_w, F.elu(self.final.raw(r, c)))  # nin(elu(ul))
 
     def observe(self, r: int, c: int, pixel: Tensor) -> None:
         self.x.at(r, c)[:self.channels].copy_(pixel.t())

@@ -43,6 +43,7 @@ class Plane:
         self.width, self.channels, self.depth, self.top = width, channels, depth, top
         self.left = pad_left
         self.data = like.new_zeros(depth, pad_left + width + pad_right, channels, batch)
+        self.begin_row(0)  # the other slots are the zero rows above the image
         self._positions = [list(slot.unbind(0)) for slot in self.data.unbind(0)]
         self._taps: dict[int, list[list[Tensor]]] = {}
         self._halves: list[list[tuple[Tensor, Tensor]]] | None = None

@@ -83,7 +83,8 @@ def train(
     train_set, test_set = load_splits(config)
     model = make_model(family, train_set, config.seed, preset, overrides, conditional)
     trainer = Trainer(model, train_set, test_set, config,
-                      transform=transform or augmentation(config.augment), callbacks=callbacks)
+                      transform=transform or augmentation(config.augment, config.mutation_rate),
+                      callbacks=callbacks)
     return trainer.fit()
 
 
@@ -127,5 +128,6 @@ def resume(
     model = klass(klass.config_class.from_dict(cfg_dict))
     train_set, test_set = load_splits(config)
     trainer = Trainer(model, train_set, test_set, config, resume=True,
-                      transform=transform or augmentation(config.augment), callbacks=callbacks)
+                      transform=transform or augmentation(config.augment, config.mutation_rate),
+                      callbacks=callbacks)
     return trainer.fit()

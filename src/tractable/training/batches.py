@@ -102,25 +102,30 @@ class BatchStream:
 AUGMENTATIONS = ("flip", "shift")
 
 
-def augmentation(spec: str | None) -> BatchTransform | None:
+def augmentation(spec: str | None, mutation_rate: float = 0.0) -> BatchTransform | None:
     """The batch transform for a comma-separated list of `AUGMENTATIONS` (None: none).
 
     "flip": mirror left-right with probability 1/2; "shift": translate by up to 2 pixels
-    (`tractable.data.transforms`). Labels pass through unchanged.
+    (`tractable.data.transforms`). Labels pass through unchanged. `mutation_rate` > 0 then
+    replaces sub-pixels at that rate by uniform values (`tractable.data.mutation`), which
+    trains the background model of Ren et al. (2019) for likelihood-ratio OOD scores.
     """
+    from tractable.data.mutation import mutate
     from tractable.data.transforms import random_hflip, random_shift
 
     names = [s.strip() for s in (spec or "").split(",") if s.strip()]
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
         raise ConfigError(f"unknown augmentation(s) {unknown}; use any of {AUGMENTATIONS}")
-    if not names:
+    if not names and not mutation_rate:
         return None
     ops = {"flip": random_hflip, "shift": random_shift}
 
     def transform(x: Tensor, y: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
         for name in names:
             x = ops[name](x, g)
+        if mutation_rate:
+            x = mutate(x, mutation_rate, g)
         return x, y
 
     return transform

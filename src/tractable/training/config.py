@@ -51,6 +51,7 @@ class TrainConfig:
     limit_test: int | None = None
     init_batch_size: int | None = None  # data-dependent init batch; default: batch_size
     augment: str | None = None  # comma-separated batch augmentations: "flip", "shift"
+    mutation_rate: float = 0.0  # > 0: mutate pixels at this rate (OOD background model)
     # reporting and safety
     log_every: int = 50
     checkpoint_every: int = 1000
@@ -72,6 +73,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
         if self.samples_per_eval < 0:
             raise ConfigError("samples_per_eval must be >= 0")
+        if not 0.0 <= self.mutation_rate <= 1.0:
+            raise ConfigError(f"mutation_rate must be in [0, 1], got {self.mutation_rate}")
         if self.precision not in ("fp32", "bf16") or self.eval_precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
 
@@ -89,8 +92,9 @@ class TrainConfig:
             raise ConfigError(f"training settings {unknown} are unknown to this tractable "
                               "version (run written by a newer one?)")
         hints = typing.get_type_hints(cls)
-        kwargs = {k: tuple(v) if isinstance(v, list) and "tuple" in str(hints[k]) else v
-                  for k, v in data.items()}
+        kwargs: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) and "tuple" in str(hints[k]) else v
+            for k, v in data.items()}
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg

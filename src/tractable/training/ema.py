@@ -32,8 +32,8 @@ class EMA:
     def update(self, model: TractableModel, step: int) -> None:
         """ema ← d·ema + (1 − d)·θ for parameters; buffers (e.g. init flags) are copied."""
         d = ema_decay_at(step, self.decay)
-        ema_p = [p for p in self.model.parameters()]
-        src_p = [p.detach() for p in model.parameters()]
+        ema_p: list[Tensor] = list(self.model.parameters())
+        src_p: list[Tensor] = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)

@@ -115,7 +115,7 @@ class Trainer:
         self._t_start = time.perf_counter()
 
         if config.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = build_optimizer(self.model.parameters(), self.opt_cfg)
         self.log = MetricsLog(self.run_dir if self.env.is_main else None,
                               tensorboard=config.tensorboard and self.env.is_main)
@@ -195,8 +195,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
         except (KeyError, ValueError) as e:
-            raise CheckpointError(f"{self.run_dir / STATE_NAME} is incomplete or from "
-                                  f"another model ({e})") from None
+            raise CheckpointError(f"{self.run_dir} holds a training state that is incomplete "
+                                  f"or from another model ({e})") from None
         self.best_bpd = state.get("best_bpd")
         self.consecutive_bad = int(state.get("consecutive_bad", 0))
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
@@ -454,7 +454,11 @@ class Trainer:
                       "quit without saving)", file=sys.stderr, flush=True)
 
         signal.signal(signal.SIGINT, handler)
-        return lambda: signal.signal(signal.SIGINT, previous)
+
+        def restore() -> None:
+            signal.signal(signal.SIGINT, previous)
+
+        return restore
 
     def _interrupt(self) -> None:
         path = self.save_checkpoint()
