@@ -183,7 +183,8 @@ def optimizers(rows: list[tuple[Variant, dict[str, Any]]]) -> str:
     return "; ".join(seen.values())
 
 
-def markdown(tab: str, setup: str, pictures: dict[str, str] | None) -> str:
+def markdown(tab: str, setup: str, pictures: dict[str, str] | None, steps: int,
+             epochs: float) -> str:
     text = f"""# Ablation: PixelCNN++ options and Gated PixelCNN on MNIST (issue 5)
 
 Written by `bench/ablation.py`; {setup}
@@ -196,7 +197,8 @@ How to read it:
   options by how fast they learn, not by where they converge.
 - "baseline, seed +1" repeats the baseline with another initialization and batch order:
   the gap between the two baseline rows is the noise floor of this budget, and an option
-  whose Δ is not clearly larger than that gap has no measured effect here.
+  whose Δ is not clearly larger than that gap has no measured effect here. Its img/s ratio,
+  for an identical network, likewise shows how much of the speed column is noise.
 - The focal variant trains on (1 − p)^2 · (−log p) per pixel but is scored, like every row,
   on the true bits/dim.
 - The conditional model is given each digit's label. For ideal models the label can save at
@@ -205,12 +207,17 @@ How to read it:
 - Gated PixelCNN with 4 levels models digits quantized to 4 grey values (0, 85, 170, 255):
   its bits/dim are those of that coarser data and are not comparable with the other rows.
 - img/s were measured on a 2-core CPU shared with other jobs: only the ratio column,
-  measured in this one run, carries meaning.
+  measured in this one run, carries meaning, and only beyond the replicate's spread.
 """
     if pictures:
         a, b = BLEND
         text += f"""
 ## Samples of the conditional PixelCNN++ (through `tractable sample`)
+
+From the conditional run above, after only {steps} steps ({epochs:.2f} epochs): strokes and
+blobs rather than finished digits. What they show is the conditioning path working end to
+end: the rows differ by class, and under fixed sampling noise the images change gradually
+with the class weights. Longer runs (`--steps`, more threads on a free machine) sharpen them.
 
 One row per class, `--class all` (rows 0 to 9, 8 samples each):
 
@@ -284,7 +291,8 @@ def main() -> None:
     print(f"\nstep budget: {args.steps} steps x batch {args.batch_size} per variant; total "
           f"{total / 60:.1f} min; load average {load_before:.1f} -> {load_after:.1f}")
     if not args.no_docs:
-        atomic_write_text(args.docs / "ablation.md", markdown(tab, setup, pictures))
+        atomic_write_text(args.docs / "ablation.md",
+                          markdown(tab, setup, pictures, args.steps, epochs))
         print(f"wrote {args.docs / 'ablation.md'}" + (f" and {len(pictures)} pictures in "
               f"{args.docs / 'img'}" if pictures else ""))
 

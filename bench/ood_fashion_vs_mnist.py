@@ -52,7 +52,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-in", type=int, default=2000, help="Fashion-MNIST test images scored")
     p.add_argument("--n-out", type=int, default=1000, help="MNIST digits scored (max 1000)")
     p.add_argument("--n-fit", type=int, default=1000, help="held-out train images (typicality)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: on a shared CPU more threads oversubscribe it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reuse", action="store_true", help="score existing runs in --out")
     return p.parse_args()

@@ -13,7 +13,9 @@ and extrapolated to all H·W steps; the table says how many were measured.
 
 The CPU is shared with other jobs, so both samplers run in this one process, one after the
 other, with `--threads` (default 1: two threads on two busy cores thrash); compare the ratio
-column rather than absolute seconds between runs.
+columns rather than absolute seconds between runs. Besides wall-clock seconds the table
+gives the cached sampler's CPU seconds per image (process time): with one thread that is
+what it would take on an idle core, whatever the other jobs do.
 
     python bench/sampling.py [--configs small paper gated-small] [--batches 1 16]
                              [--threads N] [--device cpu|cuda] [--markdown]
@@ -29,14 +31,15 @@ from collections.abc import Callable
 import torch
 
 from tractable.models import GatedPixelCNN, PixelCNNPlusPlus, PixelCNNPlusPlusConfig
-from tractable.models.gated_pixelcnn import GatedPixelCNNConfig
 from tractable.models.base import TractableModel
+from tractable.models.gated_pixelcnn import GatedPixelCNNConfig
 from tractable.sampling.cached import sample_cached
 
 CONFIGS: dict[str, Callable[[], TractableModel]] = {
     "small": lambda: PixelCNNPlusPlus(PixelCNNPlusPlusConfig(
-        image_shape=(1, 28, 28), nr_resnet=1, nr_filters=32, nr_logistic_mix=5)),
-    "paper": lambda: PixelCNNPlusPlus(PixelCNNPlusPlusConfig(image_shape=(3, 32, 32))),
+        image_shape=(1, 28, 28), **PixelCNNPlusPlus.presets["small"])),
+    "paper": lambda: PixelCNNPlusPlus(PixelCNNPlusPlusConfig(
+        image_shape=(3, 32, 32), **PixelCNNPlusPlus.presets["paper"])),
     "gated-small": lambda: GatedPixelCNN(GatedPixelCNNConfig(
         image_shape=(1, 28, 28), **GatedPixelCNN.presets["small"])),
 }
@@ -47,8 +50,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def naive_seconds_per_step(model: TractableModel, batch: int, steps: int) -> float:
-    """Wall seconds of one naive-sampler step (the loop body of `sample_naive`)."""
+def naive_seconds_per_step(model: TractableModel, batch: int,
+                           steps: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one naive-sampler step (the loop body of `sample_naive`)."""
     c, h, w = model.config.image_shape
     device = next(model.parameters()).device
     values = torch.zeros(batch, c, h, w, dtype=torch.long, device=device)
@@ -56,7 +60,7 @@ def naive_seconds_per_step(model: TractableModel, batch: int, steps: int) -> flo
     channels = list(range(c)) if model.channel_sequential else [None]
     with torch.no_grad():
         _sync(device)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for k in range(steps):
             row, col = divmod(k, w)
             for channel in channels:
@@ -68,18 +72,18 @@ def naive_seconds_per_step(model: TractableModel, batch: int, steps: int) -> flo
                 else:
                     values[:, channel, row, col] = draw[:, channel]
         _sync(device)
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
-def cached_seconds(model: TractableModel, batch: int) -> float:
-    """Wall seconds of drawing `batch` whole images with the cached sampler."""
+def cached_seconds(model: TractableModel, batch: int) -> tuple[float, float]:
+    """Wall and CPU seconds of drawing `batch` whole images with the cached sampler."""
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(0)
     _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     sample_cached(model, batch, generator=g)
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def default_naive_steps(name: str, batch: int, width: int) -> int:
@@ -109,26 +113,28 @@ def main() -> None:
         cached_seconds(model, 1)  # warm-up (allocator, kernels)
         for batch in args.batches:
             steps = args.naive_steps or default_naive_steps(name, batch, w)
-            cached = cached_seconds(model, batch) / batch
-            naive = naive_seconds_per_step(model, batch, steps) * h * w / batch
-            rows.append((name, f"{c}x{h}x{w}", batch, naive, cached, naive / cached,
-                         f"{steps} of {h * w} steps"))
-            print(f"  {name} batch {batch}: naive {naive:.3f} s/img, cached {cached:.4f} s/img, "
-                  f"{naive / cached:.0f}x", flush=True)
+            cached, cached_cpu = (t / batch for t in cached_seconds(model, batch))
+            naive, naive_cpu = (t * h * w / batch for t in naive_seconds_per_step(model, batch,
+                                                                                    steps))
+            rows.append((name, f"{c}x{h}x{w}", batch, naive, cached, naive / cached, cached_cpu,
+                         naive_cpu / cached_cpu, f"{steps} of {h * w} steps"))
+            print(f"  {name} batch {batch}: naive {naive:.3f} s/img, cached {cached:.4f} s/img "
+                  f"({cached_cpu:.4f} CPU s/img), {naive / cached:.0f}x", flush=True)
     header = ("model", "image", "batch", "naive s/img", "cached s/img", "speed-up",
-              "naive timed over")
+              "cached CPU s/img", "speed-up (CPU)", "naive timed over")
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for r in rows:
-            print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f} | {r[4]:.4f} | {r[5]:.0f}x | {r[6]} |")
+            print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f} | {r[4]:.4f} | {r[5]:.0f}x "
+                  f"| {r[6]:.4f} | {r[7]:.0f}x | {r[8]} |")
     else:
-        print(f"{header[0]:<12} {header[1]:<8} {header[2]:>5} {header[3]:>12} {header[4]:>13} "
-              f"{header[5]:>9}  {header[6]}")
+        print(f"{'model':<12} {'image':<8} {'batch':>5} {'naive s/img':>12} {'cached s/img':>13} "
+              f"{'speed-up':>9} {'cached CPU s/img':>17} {'(CPU)':>7}  naive timed over")
         for r in rows:
-            print(f"{r[0]:<12} {r[1]:<8} {r[2]:>5} {r[3]:>12.2f} {r[4]:>13.4f} {r[5]:>8.0f}x  "
-                  f"{r[6]}")
+            print(f"{r[0]:<12} {r[1]:<8} {r[2]:>5} {r[3]:>12.2f} {r[4]:>13.4f} {r[5]:>8.0f}x "
+                  f"{r[6]:>17.4f} {r[7]:>6.0f}x  {r[8]}")
     print("naive s/img is extrapolated: (seconds per pixel step) x H*W / batch, the step "
           "timed over the steps shown.")
 

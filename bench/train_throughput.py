@@ -5,10 +5,11 @@ backward → grad norm → Adam → EMA) on real images: the bundled MNIST digit
 "small" preset (1×28×28) and the first CIFAR-10 batch from ../shared/data for the "paper"
 preset (3×32×32). Modes: float32 eager (the baseline), channels_last, bfloat16 autocast,
 and torch.compile on top. The ratio column is img/s over float32 eager of the same
-configuration, all measured in this one run.
+configuration, all measured in this one run: the modes are timed in interleaved rounds and
+each reports its median, so a change of machine load affects every mode alike.
 
-    python bench/train_throughput.py [--configs small paper] [--steps 5] [--warmup 2]
-        [--batch-small 32] [--batch-paper 8] [--modes fp32 fp32-cl bf16 bf16-cl ...]
+    python bench/train_throughput.py [--configs small paper] [--steps 2] [--rounds 3]
+        [--warmup 2] [--batch-small 32] [--batch-paper 8] [--modes fp32 bf16-cl ...]
         [--threads N]
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -45,27 +47,42 @@ def data_for(config: str):
     return load_dataset("cifar10", "train", root=root, batches=[1]), "cifar10 (first 4000)"
 
 
-def images_per_second(config: str, mode: str, batch: int, steps: int, warmup: int) -> float:
+def make_trainer(config: str, mode: str, batch: int) -> Trainer:
     precision, channels_last, compile_ = MODES[mode]
     data, _ = data_for(config)
     model = make_model("pixelcnn++", data, seed=0, preset=config)
     cfg = TrainConfig(batch_size=batch, precision=precision, channels_last=channels_last,
                       compile=compile_, max_steps=10**9, samples_per_eval=0, progress=False,
                       quiet=True, device="cpu")
-    trainer = Trainer(model, data, None, cfg)
-    for _ in range(warmup):  # first steps: oneDNN primitive creation, compilation
-        trainer._train_step()
+    return Trainer(model, data, None, cfg)
+
+
+def seconds_per_step(trainer: Trainer, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         trainer._train_step()
-    return steps * batch / (time.perf_counter() - start)
+    return (time.perf_counter() - start) / steps
+
+
+def measure(config: str, modes: list[str], batch: int, steps: int, warmup: int,
+            rounds: int) -> dict[str, float]:
+    """img/s per mode: the median over `rounds` interleaved rounds (robust to load drift)."""
+    trainers = {m: make_trainer(config, m, batch) for m in modes}
+    for t in trainers.values():  # oneDNN primitive creation, torch.compile
+        seconds_per_step(t, warmup)
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for _ in range(rounds):
+        for m, t in trainers.items():
+            times[m].append(seconds_per_step(t, steps))
+    return {m: batch / statistics.median(ts) for m, ts in times.items()}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=["small", "paper"])
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=2, help="timed steps per mode per round")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch-small", type=int, default=32)
     p.add_argument("--batch-paper", type=int, default=8)
@@ -79,13 +96,11 @@ def main() -> None:
     print(f"{'config':7s} {'mode':17s} {'batch':>5s} {'img/s':>9s} {'ratio':>7s}")
     for config in args.configs:
         batch = args.batch_small if config == "small" else args.batch_paper
-        base = None
-        for mode in args.modes:
-            ips = images_per_second(config, mode, batch, args.steps, args.warmup)
-            base = base or (ips if mode == "fp32" else None)
-            ratio = f"{ips / base:6.2f}x" if base else "     -"
-            print(f"{config:7s} {mode:17s} {batch:5d} {ips:9.2f} {ratio:>7s}", flush=True)
-
+        ips = measure(config, args.modes, batch, args.steps, args.warmup, args.rounds)
+        base = ips.get("fp32")
+        for mode, v in ips.items():
+            ratio = f"{v / base:6.2f}x" if base else "     -"
+            print(f"{config:7s} {mode:17s} {batch:5d} {v:9.2f} {ratio:>7s}", flush=True)
 
 if __name__ == "__main__":
     main()

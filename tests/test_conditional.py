@@ -249,3 +249,15 @@ def test_options_are_saved_and_reloaded(options_run, capsys):
     # ... and it still trains on the focal loss, while reporting true bits/dim.
     _, metrics = model.loss(test.images[:4])
     assert "focal" in metrics and float(metrics["focal"]) != float(metrics["bpd"])
+
+
+def test_bits_per_dim_of_fewer_levels_are_labelled(options_run, capsys):
+    family, run = options_run
+    capsys.readouterr()
+    assert main(["eval", str(run), "--limit", "8"]) == 0
+    line = capsys.readouterr().out
+    levels = OPTIONS[family][1].get("n_levels", 256)
+    assert ("bits/dim (4-level data) over 8 images" in line) == (levels == 4), line
+    assert main(["eval", str(run), "--limit", "8", "--json"]) == 0
+    label = json.loads(capsys.readouterr().out)["bits_per_dim_label"]
+    assert label == ("bits/dim (4-level data)" if levels == 4 else "bits/dim")

@@ -64,6 +64,7 @@ def assert_same_samples(model, y=None, temperature: float = 1.0, seed: int = 7) 
                            generator=torch.Generator().manual_seed(seed))
     assert cached.dtype == torch.uint8 and cached.shape == naive.shape
     assert torch.equal(cached, naive)
+    cached[0, 0, 0, 0] = 0  # an ordinary tensor: in-place edits outside inference mode work
     assert len(torch.unique(naive)) > 3  # a real image, not a constant
 
 
@@ -172,7 +173,7 @@ def test_reading_an_activation_before_it_is_computed_poisons_the_params(monkeypa
     rows and pixels reads uncomputed values, and every param downstream shows it."""
     monkeypatch.setattr("tractable.sampling.cached_pixelcnn_pp._coarsest_level", lambda i: 0)
     model = pixelcnn(1).eval()
-    with torch.no_grad():
+    with torch.inference_mode():
         net = CachedPixelCNNPlusPlus(model, 1, None)
         net.start_row(0)
         first = net.params_at(0, 0)

@@ -79,6 +79,13 @@ def test_config_from_an_unknown_version_or_corrupt(copy, capsys):
     fails(["eval", str(copy)], capsys, "not valid JSON")
 
 
+def test_checkpoint_from_a_newer_format_is_refused(copy, capsys):
+    state = load_state(copy / "state.pt")
+    state["format_version"] = 7
+    torch.save(state, copy / "state.pt")
+    fails(["train", "--out", str(copy), "--resume"], capsys, "checkpoint format 7")
+
+
 class _RunsCode:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))

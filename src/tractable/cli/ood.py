@@ -146,9 +146,10 @@ def write_heatmaps(model: Any, ds: ImageDataset, bpd: np.ndarray, out_dir: Path,
     for name, idx in picks.items():
         ix = torch.from_numpy(idx.copy())
         save_nll_heatmaps(ds.images[ix], maps[name], out_dir / f"{name}.png", vmax=vmax)
-    arrays = {f"{k}_maps": v.numpy() for k, v in maps.items()}
+    arrays: dict[str, Any] = {f"{k}_maps": v.numpy() for k, v in maps.items()}
     arrays.update({f"{k}_index": v for k, v in picks.items()})
-    atomic_write_with(out_dir / "pixel_nll.npz", lambda f: np.savez_compressed(f, **arrays))
+    atomic_write_with(out_dir / "pixel_nll.npz",
+                      lambda f: np.savez_compressed(f, **arrays))
     print(f"wrote NLL heatmaps ({', '.join(f'{k}.png' for k in picks)}; colour scale "
           f"0..{vmax:.2f} nats/pixel) to {out_dir}")
 

@@ -250,12 +250,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ds = type(ds)(ds.images[:args.limit], ds.labels[:args.limit], ds.class_names, ds.name)
     res = evaluate_bpd(model, ds, batch_size=args.batch_size, precision=args.precision,
                        progress=args.progress and sys.stderr.isatty())
+    label = getattr(model, "bits_per_dim_label", "bits/dim")  # "bits/dim (4-level data)"
     out = {"data": data, "split": args.split, "model": str(model_dir), "family": model.family,
-           "weights": args.weights, "precision": args.precision, **res.to_dict()}
+           "weights": args.weights, "precision": args.precision, "bits_per_dim_label": label,
+           **res.to_dict()}
     if args.json:
         print(json.dumps(out, sort_keys=True))
     else:
-        print(f"{data} {args.split}: {res.bits_per_dim:.4f} bits/dim over {res.num_images} "
+        print(f"{data} {args.split}: {res.bits_per_dim:.4f} {label} over {res.num_images} "
               f"images ({res.nats_per_image:.2f} nats/image; {model.family}, "
               f"{args.weights} weights, {args.precision})")
     return 0

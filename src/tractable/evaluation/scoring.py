@@ -124,7 +124,8 @@ def pixel_nll(
         for start in _batches(len(images), batch_size, False, "pixel nll"):
             x = images[start:start + batch_size].to(device)
             y = None if labels is None else labels[start:start + batch_size].to(device)
-            lp = model.log_prob_pixels(x, labels_for(model, y) if y is not None else None)
+            lp = model.log_prob_pixels(  # type: ignore[operator]  # checked above
+                x, labels_for(model, y) if y is not None else None)
             maps.append(-lp.float().cpu())
     finally:
         model.train(was_training)

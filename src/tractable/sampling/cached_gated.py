@@ -37,6 +37,11 @@ def _matrix(conv: nn.Conv2d) -> Tensor:
     return w[:, :, 0, 0].contiguous()
 
 
+def _bias(conv: nn.Conv2d) -> Tensor:
+    assert conv.bias is not None, "Gated PixelCNN convolutions carry biases"
+    return conv.bias
+
+
 def _gate_rows(x: Tensor) -> Tensor:
     """tanh(first half) ⊙ σ(second half) over the channel axis of `[W, 2F, B]`."""
     f, g = x.chunk(2, dim=1)
@@ -51,7 +56,7 @@ class _Layer:
         self.last, self.add_input = last, layer.add_input
         self.v_in, self.h_in = v_in, h_in
         v_weight = layer.v_conv.masked_weight()
-        self.v_matrix, self.v_bias = conv_matrix(v_weight), column(layer.v_conv.bias)
+        self.v_matrix, self.v_bias = conv_matrix(v_weight), column(_bias(layer.v_conv))
         self.v_height, self.v_width = v_weight.shape[2:]
         self.v_start = v_in.left - self.v_width // 2
         h_weight = layer.h_conv.masked_weight()
@@ -63,11 +68,12 @@ class _Layer:
         batch = v_in.data.shape[-1]
         cond_h = _class_term(layer.cond_h, w, f2, batch, v_in.data)
         # Everything added to the horizontal pre-activation except h_conv's own taps.
-        self.h_constant = column(layer.v_to_h.bias + layer.h_conv.bias) + cond_h
+        self.h_constant = column(_bias(layer.v_to_h) + _bias(layer.h_conv)) + cond_h
         self.cond_v = _class_term(layer.cond_v, w, f2, batch, v_in.data)
-        self.skip, self.skip_bias = _matrix(layer.skip), column(layer.skip.bias)
+        self.skip, self.skip_bias = _matrix(layer.skip), column(_bias(layer.skip))
         if layer.residual is not None:
-            self.residual, self.residual_bias = _matrix(layer.residual), column(layer.residual.bias)
+            self.residual = _matrix(layer.residual)
+            self.residual_bias = column(_bias(layer.residual))
         self.row_bias = v_in.data.new_zeros(v_in.width, f2, batch)
         self.row_bias_at = list(self.row_bias.unbind(0))
         self.v_out: Plane | None = None
@@ -116,7 +122,7 @@ class CachedGatedPixelCNN:
 
     reads_current_pixel = True
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __init__(self, model: GatedPixelCNN, batch: int, y: Tensor | None) -> None:
         cfg = model.config
         c, height, width = cfg.image_shape
@@ -148,8 +154,8 @@ class CachedGatedPixelCNN:
                 stack.v_out, stack.h_out = v_in, h_in
             self.layers.append(stack)
         head = model.head
-        self.hidden, self.hidden_bias = _matrix(head.hidden), column(head.hidden.bias)
-        self.out, self.out_bias = _matrix(head.out), column(head.out.bias)
+        self.hidden, self.hidden_bias = _matrix(head.hidden), column(_bias(head.hidden))
+        self.out, self.out_bias = _matrix(head.out), column(_bias(head.out))
         self.layers[0].skip_bias = torch.stack([s.skip_bias for s in self.layers]).sum(0)
 
     def start_row(self, r: int) -> None:

@@ -21,6 +21,10 @@ Each image row thus runs, per level whose rows start there, the u layers of one 
 params of pixel (r, c) come out of the last ul layer at the step that samples it, from
 pixels < (r, c) only. Causal attention blocks cache the keys/values of final positions:
 u queries a whole row against all rows ≤ p, ul one position against positions ≤ (p, q).
+
+Activations are stored as `[x; −x]` (`Act`), so the concat_elu every gated block applies
+to its inputs is one ELU of the window it reads. Caches start as NaN (`planes.Plane`): a
+value read before it is computed would show up in the params.
 """
 
 from __future__ import annotations
@@ -126,7 +130,8 @@ class PixelOp:
     outputs: list[Plane]
 
     def prepare_row(self, p: int) -> None:
-        """Work that only needs rows < p (done when level row p begins)."""
+        """Work on values final when level row p begins (done then, for the whole row):
+        the kernel taps on row p − 1, and skip inputs from the down stream's row p."""
 
     def pixel(self, p: int, q: int) -> None:
         raise NotImplementedError
@@ -167,8 +172,9 @@ class InputUL(PixelOp):
     def prepare_row(self, p: int) -> None:
         width, top = self.x.width, self.top.data
         above = self.x.rows(p - 1, 1)
-        top.zero_()
-        if p > 0:
+        if p == 0:
+            top.zero_()  # down_shift's zero row
+        else:
             top.copy_(conv_row(above, self.down, self.down_bias, 3, 0, width))
         # the 2×1 conv at (p, c−1), upper tap: row p−1, column c−1, for c ≥ 1
         top[1:] += conv_row(above, self.right_top, self.right_bias, 1, self.x.left, width - 1)
@@ -415,7 +421,7 @@ class CachedPixelCNNPlusPlus:
 
     reads_current_pixel = False
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __init__(self, model: PixelCNNPlusPlus, batch: int, y: Tensor | None) -> None:
         cfg = model.config
         c, height, width = cfg.image_shape
@@ -440,7 +446,8 @@ class CachedPixelCNNPlusPlus:
         # Ops (and planes) active at a row / pixel whose coarsest level is m (0, 1, 2).
         self.row_ops_upto = [[o for o in self.row_ops if o.level <= m] for m in range(3)]
         self.pixel_ops_upto = [[o for o in self.pixel_ops if o.level <= m] for m in range(3)]
-        planes = [(o.level, pl) for o in [*self.row_ops, *self.pixel_ops] for pl in o.outputs]
+        ops: list[RowOp | PixelOp] = [*self.row_ops, *self.pixel_ops]
+        planes = [(o.level, pl) for o in ops for pl in o.outputs]
         self.planes_upto = [[(lv, pl) for lv, pl in planes if lv <= m] for m in range(3)]
 
     def _act(self, level: int) -> Act:
@@ -462,9 +469,9 @@ class CachedPixelCNNPlusPlus:
         for level in range(NUM_LEVELS):
             if level > 0:
                 u, ul = self._act(level), self._act(level)
-                self.row_ops.append(DownSizeU(level, model.down_size_u[level - 1],
+                self.row_ops.append(DownSizeU(level, _layer(model.down_size_u, level - 1),
                                               u_stack[-1], u))
-                self.pixel_ops.append(DownSizeUL(level, model.down_size_ul[level - 1],
+                self.pixel_ops.append(DownSizeUL(level, _layer(model.down_size_ul, level - 1),
                                                  ul_stack[-1], ul))
                 u_stack.append(u)
                 ul_stack.append(ul)
@@ -483,8 +490,10 @@ class CachedPixelCNNPlusPlus:
             level = NUM_LEVELS - 1 - stage
             if stage > 0:
                 up_u, up_ul = self._act(level), self._act(level)
-                self.row_ops.append(UpSizeU(level, model.up_size_u[stage - 1], u, up_u))
-                self.pixel_ops.append(UpSizeUL(level, model.up_size_ul[stage - 1], ul, up_ul))
+                up_size_u, up_size_ul = (_layer(model.up_size_u, stage - 1),
+                                         _layer(model.up_size_ul, stage - 1))
+                self.row_ops.append(UpSizeU(level, up_size_u, u, up_u))
+                self.pixel_ops.append(UpSizeUL(level, up_size_ul, ul, up_ul))
                 u, ul = up_u, up_ul
             for block_u, block_ul in _pairs(model.down_u[stage], model.down_ul[stage]):
                 next_u, next_ul = self._act(level), self._act(level)
@@ -533,4 +542,11 @@ def _coarsest_level(i: int) -> int:
 
 
 def _pairs(u_stage: nn.Module, ul_stage: nn.Module) -> list[tuple[GatedResNet, GatedResNet]]:
-    return list(zip(cast(nn.ModuleList, u_stage), cast(nn.ModuleList, ul_stage), strict=True))
+    """The (down stream, down-right stream) gated blocks of one stage, in order."""
+    u_blocks = cast(list[GatedResNet], list(cast(nn.ModuleList, u_stage)))
+    ul_blocks = cast(list[GatedResNet], list(cast(nn.ModuleList, ul_stage)))
+    return list(zip(u_blocks, ul_blocks, strict=True))
+
+
+def _layer(layers: nn.Module, index: int) -> WeightNormLayer:
+    return cast(WeightNormLayer, cast(nn.ModuleList, layers)[index])

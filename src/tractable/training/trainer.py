@@ -408,7 +408,8 @@ class Trainer:
         epoch = self.step / self.stream.steps_per_epoch
         self.log.add("eval", self.step, epoch=epoch, test_bpd=bpd, grid=grid)
         if not self.cfg.quiet:
-            msg = f"step {self.step} epoch {epoch:.2f}: test bits/dim (EMA) "
+            label = getattr(self.model, "bits_per_dim_label", "bits/dim")
+            msg = f"step {self.step} epoch {epoch:.2f}: test {label} (EMA) "
             tqdm.write(msg + (f"{bpd:.4f}" if bpd is not None else "n/a"))
         if self.run_dir is not None:
             self.log.write()
