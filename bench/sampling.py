@@ -31,11 +31,11 @@ from collections.abc import Callable
 import torch
 
 from tractable.models import GatedPixelCNN, PixelCNNPlusPlus, PixelCNNPlusPlusConfig
-from tractable.models.base import TractableModel
+from tractable.models.autoregressive import AutoregressiveModel
 from tractable.models.gated_pixelcnn import GatedPixelCNNConfig
 from tractable.sampling.cached import sample_cached
 
-CONFIGS: dict[str, Callable[[], TractableModel]] = {
+CONFIGS: dict[str, Callable[[], AutoregressiveModel]] = {
     "small": lambda: PixelCNNPlusPlus(PixelCNNPlusPlusConfig(
         image_shape=(1, 28, 28), **PixelCNNPlusPlus.presets["small"])),
     "paper": lambda: PixelCNNPlusPlus(PixelCNNPlusPlusConfig(
@@ -50,7 +50,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def naive_seconds_per_step(model: TractableModel, batch: int,
+def naive_seconds_per_step(model: AutoregressiveModel, batch: int,
                            steps: int) -> tuple[float, float]:
     """Wall and CPU seconds of one naive-sampler step (the loop body of `sample_naive`)."""
     c, h, w = model.config.image_shape
@@ -75,7 +75,7 @@ def naive_seconds_per_step(model: TractableModel, batch: int,
     return (time.perf_counter() - start) / steps, (time.process_time() - cpu) / steps
 
 
-def cached_seconds(model: TractableModel, batch: int) -> tuple[float, float]:
+def cached_seconds(model: AutoregressiveModel, batch: int) -> tuple[float, float]:
     """Wall and CPU seconds of drawing `batch` whole images with the cached sampler."""
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(0)

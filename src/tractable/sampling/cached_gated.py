@@ -51,9 +51,8 @@ def _gate_rows(x: Tensor) -> Tensor:
 class _Layer:
     """One GatedLayer's weights in matrix form, and its vertical/horizontal planes."""
 
-    def __init__(self, layer: GatedLayer, w: Tensor | None, v_in: Plane, h_in: Plane,
-                 last: bool) -> None:
-        self.last, self.add_input = last, layer.add_input
+    def __init__(self, layer: GatedLayer, w: Tensor | None, v_in: Plane, h_in: Plane) -> None:
+        self.add_input = layer.add_input
         self.v_in, self.h_in = v_in, h_in
         v_weight = layer.v_conv.masked_weight()
         self.v_matrix, self.v_bias = conv_matrix(v_weight), column(_bias(layer.v_conv))
@@ -97,7 +96,7 @@ class _Layer:
         f = self.f
         pre = torch.addmm(self.row_bias_at[j], self.h_matrix, self.h_in.taps(i, j, self.h_taps))
         g = pre[:f].tanh_().mul_(pre[f:].sigmoid_())
-        # The first layer starts the skip sum with every layer's skip bias (see __init__).
+        # The first layer starts the skip sum with all layers' skip biases (CachedGatedPixelCNN).
         skip = (torch.addmm(self.skip_bias, self.skip, g) if skip is None
                 else skip.addmm_(self.skip, g))
         if self.h_out is not None:
@@ -145,7 +144,7 @@ class CachedGatedPixelCNN:
         v_in, h_in = self.x, self.x
         for k, layer in enumerate(layers):
             last = k == len(layers) - 1
-            stack = _Layer(layer, w, v_in, h_in, last)
+            stack = _Layer(layer, w, v_in, h_in)
             if not last:
                 kn = cfg.kernel_size // 2
                 v_in = Plane(width, stack.f, batch, like, depth=kn + 1, pad_left=kn,
