@@ -10,7 +10,7 @@ each reports its median, so a change of machine load affects every mode alike.
 
     python bench/train_throughput.py [--configs small paper] [--steps 2] [--rounds 3]
         [--warmup 2] [--batch-small 32] [--batch-paper 8] [--modes fp32 bf16-cl ...]
-        [--threads N]
+        [--threads N] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -57,15 +57,15 @@ def make_trainer(config: str, mode: str, batch: int) -> Trainer:
     return Trainer(model, data, None, cfg)
 
 
-def seconds_per_step(trainer: Trainer, steps: int) -> float:
-    start = time.perf_counter()
+def seconds_per_step(trainer: Trainer, steps: int, clock=time.perf_counter) -> float:
+    start = clock()
     for _ in range(steps):
         trainer._train_step()
-    return (time.perf_counter() - start) / steps
+    return (clock() - start) / steps
 
 
 def measure(config: str, modes: list[str], batch: int, steps: int, warmup: int,
-            rounds: int) -> dict[str, float]:
+            rounds: int, clock=time.perf_counter) -> dict[str, float]:
     """img/s per mode: the median over `rounds` interleaved rounds (robust to load drift)."""
     trainers = {m: make_trainer(config, m, batch) for m in modes}
     for t in trainers.values():  # oneDNN primitive creation, torch.compile
@@ -73,7 +73,7 @@ def measure(config: str, modes: list[str], batch: int, steps: int, warmup: int,
     times: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(rounds):
         for m, t in trainers.items():
-            times[m].append(seconds_per_step(t, steps))
+            times[m].append(seconds_per_step(t, steps, clock))
     return {m: batch / statistics.median(ts) for m, ts in times.items()}
 
 
@@ -87,16 +87,21 @@ def main() -> None:
     p.add_argument("--batch-small", type=int, default=32)
     p.add_argument("--batch-paper", type=int, default=8)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: process CPU time (with --threads 1, robust on a shared machine)")
     args = p.parse_args()
+    if args.clock == "cpu" and (args.threads or torch.get_num_threads()) != 1:
+        p.error("--clock cpu needs --threads 1 (CPU time of several threads counts spinning)")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"# PixelCNN++ training throughput, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"oneDNN ISA {torch.backends.cpu.get_cpu_capability()}")
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {args.clock} clock")
     print(f"{'config':7s} {'mode':17s} {'batch':>5s} {'img/s':>9s} {'ratio':>7s}")
     for config in args.configs:
         batch = args.batch_small if config == "small" else args.batch_paper
-        ips = measure(config, args.modes, batch, args.steps, args.warmup, args.rounds)
+        ips = measure(config, args.modes, batch, args.steps, args.warmup, args.rounds,
+                      time.process_time if args.clock == "cpu" else time.perf_counter)
         base = ips.get("fp32")
         for mode, v in ips.items():
             ratio = f"{v / base:6.2f}x" if base else "     -"

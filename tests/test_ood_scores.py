@@ -14,12 +14,7 @@ from tractable.data import load_dataset
 from tractable.data.mutation import mutate, mutation_transform
 from tractable.errors import ConfigError, ShapeError, TractableError
 from tractable.evaluation import evaluate_bpd
-from tractable.evaluation.complexity import (
-    available_codecs,
-    compressed_bits,
-    encode,
-    input_complexity_score,
-)
+from tractable.evaluation.complexity import available_codecs, compressed_bits, encode
 from tractable.evaluation.ood import (
     Measurements,
     compare_scores,
@@ -131,13 +126,6 @@ def test_compressed_length_orders_blank_digit_noise(digits, codec):
     bits = compressed_bits(torch.cat([blank, digits.images[:1], noise]), codec)
     assert bits[0] < bits[1] < bits[2]
     assert bits[2] > 0.9 * 8 * 784  # incompressible noise costs about 8 bits a pixel
-
-
-def test_complexity_score_is_nll_minus_length_per_dim():
-    s = input_complexity_score(np.array([1000.0, 500.0]), np.array([400.0, 600.0]), 100)
-    np.testing.assert_allclose(s, [6.0, -1.0])
-    with pytest.raises(ShapeError):
-        input_complexity_score(np.ones(2), np.ones(3), 10)
 
 
 def test_compression_refuses_bad_input(digits):

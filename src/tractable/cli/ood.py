@@ -118,15 +118,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"{data} {args.split}: {len(s)} images, mean {s.bits_per_dim.mean():.4f} bits/dim "
           f"({s.nll_nats.mean():.2f} nats/image); wrote {args.out}")
     if args.heatmap:
-        write_heatmaps(model, ds, s.bits_per_dim, Path(args.heatmap), args.heatmap_count,
-                       args.batch_size)
+        write_heatmaps(model, ds, rows, s.bits_per_dim, Path(args.heatmap),
+                       args.heatmap_count, args.batch_size)
     return 0
 
 
-def write_heatmaps(model: Any, ds: ImageDataset, bpd: np.ndarray, out_dir: Path, count: int,
-                   batch_size: int) -> None:
+def write_heatmaps(model: Any, ds: ImageDataset, rows: np.ndarray, bpd: np.ndarray,
+                   out_dir: Path, count: int, batch_size: int) -> None:
     """Overlay grids of the first, the most and the least surprising images, one colour
-    scale for all three, and their maps (`pixel_nll.npz`, nats per pixel)."""
+    scale for all three, and their maps (`pixel_nll.npz`: `<grid>_maps` in nats per pixel,
+    `<grid>_index` the images' rows in the split, as in the CSV)."""
     from tractable.evaluation.bpd import labels_for
     from tractable.evaluation.scoring import pixel_nll
     from tractable.viz import save_nll_heatmaps
@@ -147,7 +148,7 @@ def write_heatmaps(model: Any, ds: ImageDataset, bpd: np.ndarray, out_dir: Path,
         ix = torch.from_numpy(idx.copy())
         save_nll_heatmaps(ds.images[ix], maps[name], out_dir / f"{name}.png", vmax=vmax)
     arrays: dict[str, Any] = {f"{k}_maps": v.numpy() for k, v in maps.items()}
-    arrays.update({f"{k}_index": v for k, v in picks.items()})
+    arrays.update({f"{k}_index": rows[v] for k, v in picks.items()})
     atomic_write_with(out_dir / "pixel_nll.npz",
                       lambda f: np.savez_compressed(f, **arrays))
     print(f"wrote NLL heatmaps ({', '.join(f'{k}.png' for k in picks)}; colour scale "

@@ -8,8 +8,8 @@ OOD score (their Eq. 2) is
     S(x) = −log₂ p_M(x) − L(x),
 
 the model's NLL in bits minus the compressed length in bits: large when the model finds x
-surprising relative to how simple x is. We report both terms per dimension (divided by
-C·H·W), which only rescales S for images of one shape.
+surprising relative to how simple x is. `tractable.evaluation.ood` reports both terms per
+dimension (divided by C·H·W), which only rescales S for images of one shape.
 
 Codecs (all lossless, through Pillow): "png" at maximum zlib compression with the encoder's
 filter search (`optimize=True`), the paper's first choice; "jpeg2000", the paper's second,
@@ -92,13 +92,3 @@ def compressed_bits(images: Tensor, codec: str = "png") -> np.ndarray:
     _check_images(images)
     return np.array([8.0 * len(encode(image, codec)) for image in images], dtype=np.float64)
 
-
-def input_complexity_score(nll_bits: np.ndarray, complexity_bits: np.ndarray,
-                           num_dims: int) -> np.ndarray:
-    """S(x) = (NLL in bits − compressed length in bits) / dims (Serrà et al., Eq. 2)."""
-    nll_bits = np.asarray(nll_bits, dtype=np.float64)
-    complexity_bits = np.asarray(complexity_bits, dtype=np.float64)
-    if nll_bits.shape != complexity_bits.shape:
-        raise ShapeError(f"NLLs of shape {nll_bits.shape} but compressed lengths of shape "
-                         f"{complexity_bits.shape}: score the same images with both")
-    return (nll_bits - complexity_bits) / num_dims

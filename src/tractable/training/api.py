@@ -21,6 +21,7 @@ from tractable.data import load_dataset
 from tractable.errors import CheckpointError, DataError
 from tractable.models.base import TractableModel
 from tractable.models.registry import model_class
+from tractable.training import distributed
 from tractable.training.batches import BatchTransform, augmentation, mix_seed
 from tractable.training.checkpoint import MODEL_DIR, RUN_NAME, STATE_NAME, read_json
 from tractable.training.config import RESUMABLE_FIELDS, TrainConfig
@@ -85,7 +86,7 @@ def train(
     trainer = Trainer(model, train_set, test_set, config,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
                       callbacks=callbacks)
-    return trainer.fit()
+    return _fit(trainer)
 
 
 def saved_train_config(run_dir: str | os.PathLike[str]) -> tuple[str, TrainConfig]:
@@ -130,4 +131,11 @@ def resume(
     trainer = Trainer(model, train_set, test_set, config, resume=True,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
                       callbacks=callbacks)
-    return trainer.fit()
+    return _fit(trainer)
+
+
+def _fit(trainer: Trainer) -> dict[str, Any]:
+    try:
+        return trainer.fit()
+    finally:
+        distributed.teardown(trainer.env)

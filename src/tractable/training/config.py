@@ -58,7 +58,7 @@ class TrainConfig:
     eval_every: int | None = None  # steps; None: at the end of every epoch
     eval_batch_size: int | None = None
     samples_per_eval: int = 16  # 0: no sample grids
-    sampler: str | None = None  # passed to model.sample when the model takes it
+    sampler: str | None = None  # for the grids; autoregressive models default to "cached"
     max_bad_steps: int = 20  # consecutive NaN/inf steps before giving up
     tensorboard: bool = False
     progress: bool = True
