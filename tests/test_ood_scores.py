@@ -140,10 +140,11 @@ def test_per_image_scores_reproduce_bits_per_dim(tiny_pcnn, digits):
     s = score_dataset(tiny_pcnn, digits, batch_size=7)  # a partial last batch
     with torch.no_grad():
         lp = tiny_pcnn.log_prob(digits.images).double().numpy()
-    np.testing.assert_allclose(s.nll_nats, -lp, rtol=1e-6)
-    np.testing.assert_allclose(s.bits_per_dim, -lp / (784 * math.log(2)), rtol=1e-6)
+    # float32 convolutions round differently at another batch size: 1e-5, not 1e-6
+    np.testing.assert_allclose(s.nll_nats, -lp, rtol=1e-5)
+    np.testing.assert_allclose(s.bits_per_dim, -lp / (784 * math.log(2)), rtol=1e-5)
     assert s.bits_per_dim.mean() == pytest.approx(
-        evaluate_bpd(tiny_pcnn, digits).bits_per_dim, rel=1e-6)
+        evaluate_bpd(tiny_pcnn, digits).bits_per_dim, rel=1e-5)
     np.testing.assert_array_equal(s.labels, digits.labels.numpy())
 
 

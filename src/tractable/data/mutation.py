@@ -1,6 +1,6 @@
 """Random pixel mutations: the input perturbation that trains a *background* model.
 
-Ren et al., "Likelihood Ratios for Out-of-Distribution Detection" (NeurIPS 2019), Sec. 3.2
+Ren et al., "Likelihood Ratios for Out-of-Distribution Detection" (NeurIPS 2019):
 and Appendix: the background model is the same model trained on the in-distribution data
 with each input perturbed by replacing values at rate μ with values drawn uniformly from
 the value range (for 8-bit images, {0, ..., 255}). The corruption destroys the semantic

@@ -1,9 +1,9 @@
 """Input complexity (Serrà et al., "Input complexity and out-of-distribution detection with
 likelihood-based generative models", ICLR 2020).
 
-Sec. 3: a lossless compressor's code length L(x) in bits estimates the Kolmogorov
+A lossless compressor's code length L(x) in bits estimates the Kolmogorov
 complexity of x, i.e. how much of the likelihood is explained by *any* simple model. The
-OOD score (their Eq. 2) is
+OOD score is
 
     S(x) = −log₂ p_M(x) − L(x),
 

@@ -7,11 +7,12 @@ Every score is *higher for inputs that look more out-of-distribution* (see
   of Fashion-MNIST give MNIST digits *higher* likelihood (Nalisnick et al., "Do deep
   generative models know what they don't know?", ICLR 2019).
 - "likelihood_ratio": −LLR(x) / D with LLR(x) = log p_θ(x) − log p_θ₀(x) (Ren et al.,
-  NeurIPS 2019, Eq. 5): the model against a *background* model p_θ₀ of the same family
-  trained on randomly mutated in-distribution inputs (`tractable.data.mutation`). The
-  background model explains the population-level statistics the two sets share (many
-  black pixels), so the ratio keeps the semantic part of the likelihood.
-- "complexity_<codec>": S(x) = (NLL − L(x)) / D in bits (Serrà et al., ICLR 2020, Eq. 2),
+  "Likelihood ratios for out-of-distribution detection", NeurIPS 2019): the model against
+  a *background* model p_θ₀ of the same family trained on randomly mutated in-distribution
+  inputs (`tractable.data.mutation`) with L2 weight decay. The background model explains
+  the population-level statistics the two sets share, so the ratio keeps the semantic part
+  of the likelihood (docs/ood.md shows why the L2 penalty matters).
+- "complexity_<codec>": S(x) = (NLL − L(x)) / D in bits (Serrà et al., ICLR 2020),
   L the lossless compressed length (`tractable.evaluation.complexity`).
 - "typicality": |NLL − Ĥ| / D, the typicality test of Nalisnick et al. (2019) with batch
   size M = 1, Ĥ the mean NLL on held-out in-distribution data. Batches of M > 1 are
@@ -180,17 +181,18 @@ def evaluate_ood(
 
 def format_table(report: OODReport, in_name: str = "in", out_name: str = "out") -> str:
     """A plain-text table: one row per score with AUROC, AUPRC, FPR@80%TPR and means."""
-    head = (f"{'score':24s} {'AUROC':>7s} {'AUPRC':>7s} {'FPR@80':>7s}  "
+    width = max([24, *(len(k) for k in report.metrics)])
+    head = (f"{'score':{width}s} {'AUROC':>7s} {'AUPRC':>7s} {'FPR@80':>7s}  "
             f"{'mean ' + in_name:>16s} {'mean ' + out_name:>16s}")
     rows = [head, "-" * len(head)]
     for name, m in report.metrics.items():
         mi, mo = float(np.mean(report.scores_in[name])), float(np.mean(report.scores_out[name]))
-        rows.append(f"{name:24s} {m.auroc:7.3f} {m.auprc:7.3f} {m.fpr_at_80_tpr:7.3f}  "
+        rows.append(f"{name:{width}s} {m.auroc:7.3f} {m.auprc:7.3f} {m.fpr_at_80_tpr:7.3f}  "
                     f"{mi:16.4f} {mo:16.4f}")
     t = report.typicality
     if t is not None:
         b = t["metrics"]
-        rows.append(f"{'typicality M=' + str(t['batch_size']) + ' (batch)':24s} "
+        rows.append(f"{'typicality M=' + str(t['batch_size']) + ' (batch)':{width}s} "
                     f"{b['auroc']:7.3f} {b['auprc']:7.3f} {b['fpr_at_80_tpr']:7.3f}  "
                     f"flags {t['false_alarm_rate']:.1%} of {in_name} and "
                     f"{t['detection_rate']:.1%} of {out_name} batches at alpha={t['alpha']}")

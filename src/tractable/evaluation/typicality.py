@@ -1,7 +1,7 @@
 """The typicality test for batches of inputs (Nalisnick, Matsukawa, Teh & Lakshminarayanan,
 "Detecting out-of-distribution inputs to deep generative models using typicality", 2019).
 
-Sec. 3–4, Algorithm 1. A batch of M inputs drawn from the model's distribution has a mean
+Algorithm 1 of the paper. A batch of M inputs drawn from the model's distribution has a mean
 NLL close to the entropy H of that distribution (the typical set), whether or not its
 individual likelihoods are high. So the test statistic of a batch is
 
