@@ -5,9 +5,11 @@ i depends only on pixels before i in raster order, plus a `likelihood` object th
 params into per-pixel log-probabilities and samples. Samplers (`tractable.sampling`) use
 only this surface:
 
-    model.scale(x_uint8) -> network input        model.targets(x_uint8) -> likelihood target
-    model(x_scaled, y) -> params [B, P, H, W]    model.likelihood.sample(params, temperature, generator)
-    model.channel_sequential -> bool  (True: channels of a pixel are sampled one at a time)
+    model.scale(x_uint8) -> network input
+    model.targets(x_uint8) -> likelihood target (model.from_targets inverts it)
+    model(x_scaled, y) -> params [B, P, H, W]
+    model.likelihood.sample(params, temperature, generator) -> [B, C, H, W] long
+    model.channel_sequential -> bool (True: channels of a pixel are sampled one at a time)
 """
 
 from __future__ import annotations
