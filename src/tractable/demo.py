@@ -33,8 +33,10 @@ from tractable.viz import save_grid
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/demo")
-    parser.add_argument("--steps", type=int, default=1200, help="optimizer steps (batch 32)")
-    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=2400, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=None, help="default: the paper's 1e-3")
+    parser.add_argument("--eval-every", type=int, default=400)
     parser.add_argument("--per-class", type=int, default=8, help="samples per digit class")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -42,15 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
 
     print(f"training a small class-conditional PixelCNN++ on the bundled MNIST digits "
-          f"({args.steps} steps of 32 images, {torch.get_num_threads()} CPU threads) -> {out}")
+          f"({args.steps} steps of {args.batch_size} images, {torch.get_num_threads()} CPU "
+          f"threads) -> {out}")
     if (out / STATE_NAME).is_file():
         print("continuing the run found there")
         resume(out, changes={"max_steps": args.steps})
     else:
-        config = TrainConfig(data="mnist-mini", out=str(out), batch_size=32,
-                             max_steps=args.steps, eval_every=args.eval_every, log_every=25,
-                             checkpoint_every=200, samples_per_eval=20, sampler="cached",
-                             seed=args.seed)
+        config = TrainConfig(data="mnist-mini", out=str(out), batch_size=args.batch_size,
+                             lr=args.lr, max_steps=args.steps, eval_every=args.eval_every,
+                             log_every=50, checkpoint_every=400, samples_per_eval=20,
+                             sampler="cached", seed=args.seed)
         train("pixelcnn++", config, preset="small", conditional=True)
     t_train = time.perf_counter() - t0
 
