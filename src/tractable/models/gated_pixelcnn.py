@@ -46,6 +46,7 @@ from tractable.nn.masked import (
     channel_groups,
     shift_down,
 )
+from tractable.nn.precision import run_in_full_precision
 
 COORD_CHANNELS = 2  # rows and columns, each in [-1, 1]
 
@@ -162,7 +163,7 @@ class OutputHead(nn.Module):
                                 channel_groups(channels * n_levels, channels))
 
     def forward(self, skip: Tensor) -> Tensor:
-        return self.out(torch.relu(self.hidden(torch.relu(skip))))
+        return run_in_full_precision(self.out, torch.relu(self.hidden(torch.relu(skip))))
 
 
 def quantize_levels(x: Tensor, n_levels: int) -> Tensor:

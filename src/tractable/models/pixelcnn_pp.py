@@ -44,6 +44,7 @@ from tractable.nn.attention import CausalNonLocalBlock
 from tractable.nn.conditioning import class_weights
 from tractable.nn.coordconv import add_coordinate_channels
 from tractable.nn.gated_resnet import GatedResNet
+from tractable.nn.precision import run_in_full_precision
 from tractable.nn.shifted import (
     DownRightShiftedConv2d,
     DownRightShiftedConvTranspose2d,
@@ -176,7 +177,7 @@ class PixelCNNPlusPlus(AutoregressiveModel):
             h = h.to(x.dtype)
         u_stack, ul_stack = self.up_pass(self.network_input(x), h)
         ul = self.down_pass(u_stack, ul_stack, h)
-        return self.out(F.elu(ul))
+        return run_in_full_precision(self.out, F.elu(ul))
 
     def network_input(self, x: Tensor) -> Tensor:
         """x ⊕ a channel of ones (tells image from zero padding) ⊕ coordinates if enabled."""
