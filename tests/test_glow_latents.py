@@ -9,6 +9,7 @@ from PIL import Image
 
 from tractable.cli import main
 from tractable.data import load_dataset
+from tractable.errors import ShapeError
 from tractable.models import Glow, GlowConfig
 from tractable.models.glow.latents import (
     attribute_vector,
@@ -25,10 +26,11 @@ def digits():
     return ds
 
 
-@pytest.fixture(scope="module")
-def model(digits) -> Glow:
+@pytest.fixture(scope="module", params=[0, 10], ids=["unconditional", "class-conditional"])
+def model(digits, request) -> Glow:
+    """A small Glow, unconditional or with a class-conditional prior (the tools need no y)."""
     torch.manual_seed(0)
-    m = Glow(GlowConfig(image_shape=(1, 28, 28), K=2, L=2, width=16))
+    m = Glow(GlowConfig(image_shape=(1, 28, 28), K=2, L=2, width=16, num_classes=request.param))
     m.data_dependent_init(digits.images[:64])
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -44,6 +46,19 @@ def test_interpolation_starts_and_ends_at_the_real_images(model, digits):
     assert torch.equal(strip[0], a[0]) and torch.equal(strip[4], b[0])
     assert torch.equal(strip[5], a[1]) and torch.equal(strip[9], b[1])
     assert not torch.equal(strip[2], a[0]) and not torch.equal(strip[2], b[0])
+
+
+def test_latents_of_a_class_conditional_model_need_no_label(digits):
+    torch.manual_seed(0)
+    m = Glow(GlowConfig(image_shape=(1, 28, 28), K=2, L=2, width=16, num_classes=10)).eval()
+    x, y = digits.images[:3], digits.labels[:3]
+    with torch.no_grad():
+        z = m.encode(x)
+        for a, b in zip(z, m.encode(x, y), strict=True):
+            assert torch.equal(a, b)
+        assert torch.equal(m.decode(z), x) and torch.equal(m.decode(z, y), x)
+    with pytest.raises(ShapeError, match=r"must have shape \[3\]"):
+        m.encode(x, y[:2])
 
 
 def test_interpolation_is_linear_on_every_level():

@@ -160,10 +160,12 @@ class Glow(TractableModel):
 
         uint8 images are placed at their bins' centres, x_c = (x_q + 0.5)/n_bins - 0.5, so
         encoding is deterministic; a float tensor is taken as x_c itself (e.g. dequantized).
-        `y` is checked but unused: the latents do not depend on the class.
+        `y` is optional even for a class-conditional model, and checked but unused when
+        given: the flow does not see the class, so neither do the latents.
         """
         x_c = self._to_continuous_input(x)
-        self._labels(y, x_c.shape[0])
+        if y is not None:
+            self._labels(y, x_c.shape[0])
         return self._forward(x_c)[1]
 
     def _check_latents(self, latents: Sequence[Tensor]) -> int:
@@ -179,8 +181,12 @@ class Glow(TractableModel):
         return batch.pop()
 
     def decode_continuous(self, latents: Sequence[Tensor], y: Tensor | None = None) -> Tensor:
-        """Exact inverse of `encode` on the continuous scale: latents -> x_c (float)."""
-        self._labels(y, self._check_latents(latents))
+        """Exact inverse of `encode` on the continuous scale: latents -> x_c (float).
+
+        `y`, as for `encode`, is optional and does not change the result."""
+        batch = self._check_latents(latents)
+        if y is not None:
+            self._labels(y, batch)
         z = latents[-1].to(self._ref().dtype)
         for i, level in reversed(list(enumerate(self._levels()))):
             if level.split is not None:
@@ -293,10 +299,12 @@ class Glow(TractableModel):
         Each ActNorm is set in turn, in forward order, so that its output on this batch has
         zero mean and unit variance per channel. Already initialized ActNorms (e.g. of a
         loaded model) are kept. A model put in training mode without this call initializes
-        itself on its first training batch, as openai/glow does.
+        itself on its first training batch, as openai/glow does. `y` is optional (checked
+        when given): no ActNorm sees the class.
         """
         self.check_images(x)
-        self._labels(y, x.shape[0])
+        if y is not None:
+            self._labels(y, x.shape[0])
         x_c = to_continuous(x, self.config.n_bits, self._ref().dtype, generator=generator)
         self._initialize_actnorms(x_c)
 
