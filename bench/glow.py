@@ -1,6 +1,7 @@
 """Glow: training speed, sampling time and peak memory, with and without gradient checkpointing.
 
     .venv/bin/python bench/glow.py [--configs small,cifar] [--precisions fp32,bf16] [--steps 2]
+        [--batch N]
 
 Configurations (issue 6): small = 28×28×1, K=8, L=2, width 128, batch 16 (mnist-mini);
 cifar = 32×32×3, K=32, L=3, width 512, batch 4 (real CIFAR-10 images when ../shared/data is
@@ -127,8 +128,8 @@ def timed(fn, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-d
     return statistics.median(wall), statistics.median(cpu)
 
 
-def bench(name: str, precision: str, steps: int) -> list[dict]:
-    spec = CONFIGS[name]
+def bench(name: str, precision: str, steps: int, batch: int | None = None) -> list[dict]:
+    spec = dict(CONFIGS[name], **({"batch": batch} if batch else {}))
     x, source = real_images(spec["image_shape"], spec["batch"])
     rows = []
     for ckpt in (False, True):
@@ -137,7 +138,8 @@ def bench(name: str, precision: str, steps: int) -> list[dict]:
         wall_s, cpu_s = timed(lambda m=model, o=opt: train_step(m, o, x, precision), steps)
         opt.zero_grad(set_to_none=True)
         peak = peak_bytes(lambda m=model: forward_backward(m, x, precision))
-        rows.append(dict(config=name, data=source, precision=precision, ckpt=ckpt,
+        rows.append(dict(config=name, batch=spec["batch"], data=source, precision=precision,
+                         ckpt=ckpt,
                          params=sum(p.numel() for p in model.parameters()),
                          grads=sum(p.numel() * p.element_size() for p in model.parameters()),
                          img_s=spec["batch"] / wall_s, img_cpu_s=spec["batch"] / cpu_s,
@@ -159,27 +161,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", default="small,cifar")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--steps", type=int, default=2, help="timed train steps per row")
+    p.add_argument("--batch", type=int, default=None,
+                   help="batch for every config (default: each config's own, 16 / 4)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared CPU, more threads than free "
                    "cores makes OpenMP spin and every op 10x slower)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, CPU, torch threads={torch.get_num_threads()}", flush=True)
-    print("| config | data | precision | grad ckpt | params | train img/s wall (CPU) "
+    print("| config | batch | data | precision | grad ckpt | params | train img/s wall (CPU) "
           "| 16 samples s wall (CPU) | peak fwd+bwd MB | peak − grads MB | ckpt/plain peak "
           "| ckpt/plain peak − grads |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     worst = {"peak": 0.0, "act": 0.0}
     for name in args.configs.split(","):
         for precision in args.precisions.split(","):
-            rows = bench(name, precision, args.steps)
+            rows = bench(name, precision, args.steps, args.batch)
             for r in rows:
                 r["act"] = r["peak"] - r["grads"]
             ratio = {k: rows[1][k] / rows[0][k] for k in worst}
             worst = {k: max(worst[k], ratio[k]) for k in worst}
             for r in rows:
                 rel = {k: f"{ratio[k]:.2f}" if r["ckpt"] else "1.00" for k in ratio}
-                print(f"| {r['config']} | {r['data']} | {r['precision']} | "
+                print(f"| {r['config']} | {r['batch']} | {r['data']} | {r['precision']} | "
                       f"{'yes' if r['ckpt'] else 'no'} | {r['params'] / 1e6:.2f}M | "
                       f"{r['img_s']:.2f} ({r['img_cpu_s']:.2f}) | "
                       f"{r['sample_s']:.2f} ({r['sample_cpu_s']:.2f}) | {r['peak'] / 2**20:.1f} | "
