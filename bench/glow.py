@@ -20,8 +20,8 @@ the step allocates in both modes and checkpointing cannot shrink; the "peak − 
 subtracts them, leaving the activation memory that checkpointing targets. (tracemalloc
 cannot see torch's allocator, and RSS includes allocator caching.)
 
-bf16 rows run the coupling and prior networks under CPU autocast; the flow's stream, the
-1×1 convolutions and all log-determinants stay float32.
+bf16 rows run the coupling networks under CPU autocast; the flow's stream, the 1×1
+convolutions, the split priors and all log-determinants stay float32.
 """
 
 from __future__ import annotations

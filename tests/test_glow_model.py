@@ -204,6 +204,17 @@ def test_encode_decode_stays_exact_under_bf16_autocast_with_float32_logdets():
     assert abs(bpd16 - model.bits_per_dim(x).mean().item()) < 0.05
 
 
+def test_split_prior_parameters_are_full_precision_under_autocast():
+    model = make(image_shape=(1, 28, 28), K=2, L=2, width=16)
+    randomize_(model, scale=0.05)
+    split = model.levels[0].split
+    kept = torch.randn(2, 2, 14, 14, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mean16, logs16 = split.prior_params(kept)
+    mean, logs = split.prior_params(kept)
+    assert torch.equal(mean16, mean) and torch.equal(logs16, logs)
+
+
 # ---- gradient checkpointing ---------------------------------------------------------------
 def saved_bytes(fn) -> int:
     seen: dict[int, int] = {}

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from tractable.models.glow.step import FlowStep
 from tractable.models.glow.zeroconv import ZeroConv2d
+from tractable.nn.precision import run_in_full_precision
 
 
 def squeeze2d(x: Tensor) -> Tensor:
@@ -47,8 +48,9 @@ class Split(nn.Module):
         return torch.cat([kept, out], dim=1)
 
     def prior_params(self, kept: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean, logs) of p(z_out | kept), in the stream's dtype even under autocast."""
-        h = self.prior(kept).to(kept.dtype)
+        """(mean, logs) of p(z_out | kept), computed in the stream's precision even under
+        autocast (distribution parameters, like the PixelCNNs' output layers)."""
+        h = run_in_full_precision(self.prior, kept).to(kept.dtype)
         return h[:, 0::2], h[:, 1::2]
 
 
