@@ -250,7 +250,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ds = type(ds)(ds.images[:args.limit], ds.labels[:args.limit], ds.class_names, ds.name)
     res = evaluate_bpd(model, ds, batch_size=args.batch_size, precision=args.precision,
                        progress=args.progress and sys.stderr.isatty())
-    label = getattr(model, "bits_per_dim_label", "bits/dim")  # "bits/dim (4-level data)"
+    label = model.bits_per_dim_label  # e.g. "bits/dim (4-level data)"
     out = {"data": data, "split": args.split, "model": str(model_dir), "family": model.family,
            "weights": args.weights, "precision": args.precision, "bits_per_dim_label": label,
            **res.to_dict()}

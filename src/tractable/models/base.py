@@ -75,6 +75,11 @@ class TractableModel(nn.Module):
         """NLL in bits per sub-pixel: `-log_prob / (C·H·W·ln 2)`, `Tensor[B]`."""
         return -self.log_prob(x, y) / (self.num_dims * math.log(2.0))
 
+    @property
+    def bits_per_dim_label(self) -> str:
+        """How logs and tables name this model's bits/dim (families override, e.g. N-level)."""
+        return "bits/dim"
+
     def check_images(self, x: Tensor) -> None:
         """Raise `ShapeError` unless `x` is a `uint8 [B, C, H, W]` batch this model fits."""
         if not isinstance(x, Tensor):

@@ -14,7 +14,6 @@ the checkpoint (weights, EMA, optimizer, step) this makes a resumed run continue
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import signal
 import sys
@@ -409,8 +408,7 @@ class Trainer:
         epoch = self.step / self.stream.steps_per_epoch
         self.log.add("eval", self.step, epoch=epoch, test_bpd=bpd, grid=grid)
         if not self.cfg.quiet:
-            label = getattr(self.model, "bits_per_dim_label", "bits/dim")
-            msg = f"step {self.step} epoch {epoch:.2f}: test {label} (EMA) "
+            msg = f"step {self.step} epoch {epoch:.2f}: test {self.model.bits_per_dim_label} (EMA) "
             tqdm.write(msg + (f"{bpd:.4f}" if bpd is not None else "n/a"))
         if self.run_dir is not None:
             self.log.write()
@@ -423,10 +421,7 @@ class Trainer:
             return None
         model = self.ema.model
         y = cycling_labels(model, n)
-        sampler = self.cfg.sampler
-        if sampler is None and "sampler" in inspect.signature(model.sample).parameters:
-            sampler = "cached"  # autoregressive: the fast sampler, same samples as naive
-        x = draw_samples(model, n, y=y, seed=self.cfg.seed, sampler=sampler)
+        x = draw_samples(model, n, y=y, seed=self.cfg.seed, sampler=self.cfg.sampler)
         name = f"samples/step_{self.step:08d}.png"
         k = model.config.num_classes
         save_grid(x, self.run_dir / name, nrow=k if k else None)
