@@ -185,7 +185,7 @@ def optimizers(rows: list[tuple[Variant, dict[str, Any]]]) -> str:
 
 def markdown(tab: str, setup: str, pictures: dict[str, str] | None, steps: int,
              epochs: float) -> str:
-    text = f"""# Ablation: PixelCNN++ options and Gated PixelCNN on MNIST (issue 5)
+    text = f"""# Ablation: PixelCNN++ options and Gated PixelCNN on MNIST
 
 Written by `bench/ablation.py`; {setup}
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/glow.py [--configs small,cifar] [--precisions fp32,bf16] [--steps 2]
         [--batch N]
 
-Configurations (issue 6): small = 28×28×1, K=8, L=2, width 128, batch 16 (mnist-mini);
+Configurations: small = 28×28×1, K=8, L=2, width 128, batch 16 (mnist-mini);
 cifar = 32×32×3, K=32, L=3, width 512, batch 4 (real CIFAR-10 images when ../shared/data is
 there, else MNIST digits tiled into 3 channels and padded to 32×32).
 

@@ -1,6 +1,6 @@
 """PixelCNN++ training-step speed: forward + backward time per image.
 
-Configurations (issue 3): "small" = nr_resnet 1, nr_filters 32, nr_logistic_mix 5 on
+Configurations: "small" = nr_resnet 1, nr_filters 32, nr_logistic_mix 5 on
 28x28x1 MNIST digits, batch 16; "paper" = nr_resnet 5, nr_filters 160, nr_logistic_mix 10
 on 32x32x3 CIFAR-10 images, batch 4. Each runs in float32 and under bfloat16 autocast,
 with the default (NCHW) and channels_last memory formats; the ratio column is the speed-up

@@ -17,9 +17,9 @@ import torch
 from tractable.models import GatedPixelCNN, PixelCNNPlusPlus, PixelCNNPlusPlusConfig
 from tractable.models.gated_pixelcnn import GatedPixelCNNConfig
 from tractable.models.pixelcnn_pp import NUM_LEVELS
+from tractable.models.pixelcnn_pp_cached import CachedPixelCNNPlusPlus
 from tractable.sampling import sample_autoregressive, sample_naive
 from tractable.sampling.cached import sample_cached, sample_cached_with_params
-from tractable.sampling.cached_pixelcnn_pp import CachedPixelCNNPlusPlus
 
 
 def _randomize_biases(model: torch.nn.Module) -> None:
@@ -171,7 +171,7 @@ def test_finality_of_each_stream_matches_the_schedule(level):
 def test_reading_an_activation_before_it_is_computed_poisons_the_params(monkeypatch):
     """Caches start as NaN: a schedule that skips the level-1 and level-2 work at their
     rows and pixels reads uncomputed values, and every param downstream shows it."""
-    monkeypatch.setattr("tractable.sampling.cached_pixelcnn_pp._coarsest_level", lambda i: 0)
+    monkeypatch.setattr("tractable.models.pixelcnn_pp_cached._coarsest_level", lambda i: 0)
     model = pixelcnn(1).eval()
     with torch.inference_mode():
         net = CachedPixelCNNPlusPlus(model, 1, None)

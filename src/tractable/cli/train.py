@@ -24,6 +24,7 @@ import torch
 
 from tractable.errors import ConfigError, ShapeError
 from tractable.models.registry import known_families, model_class
+from tractable.sampling import sampler_help, sampler_names
 from tractable.training.checkpoint import (
     RUN_NAME,
     SUMMARY_NAME,
@@ -94,7 +95,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--eval-every", type=int, help="steps between evals (default: each epoch)")
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--samples-per-eval", type=int, help="sample grid size (0: none)")
-    g.add_argument("--sampler", help="autoregressive sampler for the grids: naive|cached")
+    g.add_argument("--sampler", metavar="|".join(sampler_names()),
+                   help="sampler for the grids (default: the family's): " + sampler_help())
     g.add_argument("--max-bad-steps", type=int, help="consecutive NaN/inf steps tolerated")
     g.add_argument("--tensorboard", action="store_true", default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
@@ -275,7 +277,8 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--npy", action="store_true", help="also write uint8 [n, C, H, W] as .npy")
-    p.add_argument("--sampler", help="naive | cached (autoregressive models)")
+    p.add_argument("--sampler", metavar="|".join(sampler_names()),
+                   help="default: the family's; " + sampler_help())
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="float64: exact mode of the autoregressive samplers")
     p.add_argument("--weights", default="ema", choices=["ema", "raw"])

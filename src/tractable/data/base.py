@@ -1,4 +1,4 @@
-"""The dataset contract (DESIGN.md, "Data contract").
+"""The dataset contract (`docs/data.md`).
 
 A dataset yields `(uint8 image [C, H, W], label)` with label -1 when the data has none, and
 knows `num_classes`, `class_names` and `shape`. In-memory datasets also expose `images`

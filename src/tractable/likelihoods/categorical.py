@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tractable.errors import ShapeError, TractableError
+from tractable.checks import check_temperature
+from tractable.errors import ShapeError
 
 
 def _compute_dtype(t: Tensor) -> torch.dtype:
@@ -77,8 +78,7 @@ class Categorical:
         `torch.rand([B, C, H, W], dtype=float64, generator=generator)`; the logits are
         divided by `temperature` (> 0).
         """
-        if not temperature > 0:
-            raise TractableError(f"temperature must be > 0, got {temperature}")
+        temperature = check_temperature(temperature)
         cdf = self.log_probs(params, temperature).exp().cumsum(-1)
         u = torch.rand(cdf.shape[:-1], dtype=torch.float64, device=cdf.device,
                        generator=generator)

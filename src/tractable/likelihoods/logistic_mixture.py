@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tractable.errors import ShapeError, TractableError
+from tractable.checks import check_temperature
+from tractable.errors import ShapeError
 
 MIN_LOG_SCALE = -7.0
 TINY_BIN_PROB = 1e-5
@@ -142,8 +143,7 @@ class DiscretizedLogisticMixture:
         draws. Each channel's draw is rounded to its bin before it feeds the coupling of the
         next channel, so samples follow exactly the distribution `log_prob` scores.
         """
-        if not temperature > 0:
-            raise TractableError(f"temperature must be > 0, got {temperature}")
+        temperature = check_temperature(temperature)
         logits, means, log_scales, coeffs = self.unpack(params)
         if temperature != 1.0:
             logits = logits / temperature

@@ -3,23 +3,29 @@
 An autoregressive model is a network `forward(x_scaled, y) -> params` whose output at pixel
 i depends only on pixels before i in raster order, plus a `likelihood` object that turns
 params into per-pixel log-probabilities and samples. Samplers (`tractable.sampling`) use
-only this surface:
+only this surface (typed as `tractable.sampling.protocol.AutoregressiveSampleable`):
 
     model.scale(x_uint8) -> network input
     model.targets(x_uint8) -> likelihood target (model.from_targets inverts it)
     model(x_scaled, y) -> params [B, P, H, W]
     model.likelihood.sample(params, temperature, generator) -> [B, C, H, W] long
     model.channel_sequential -> bool (True: channels of a pixel are sampled one at a time)
+    model.cached_network(batch, y) -> the family's incremental network, or None
+
+A family with a fast sampler overrides `cached_network` to return its cached network, kept
+in a module beside the family (e.g. `pixelcnn_pp_cached`); the "cached" sampler then uses
+it, and every family without one is sampled naively.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from tractable.models.base import TractableModel
+from tractable.sampling import CachedNetwork, sample_with
 
 
 class AutoregressiveModel(TractableModel):
@@ -27,6 +33,7 @@ class AutoregressiveModel(TractableModel):
 
     likelihood: Any
     channel_sequential: bool = False
+    default_sampler: ClassVar[str] = "cached"
 
     def scale(self, x: Tensor) -> Tensor:
         """uint8 images -> network input in [-1, 1], in the model's parameter dtype."""
@@ -42,16 +49,39 @@ class AutoregressiveModel(TractableModel):
         return t.to(torch.uint8)
 
     def log_prob_pixels(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Per-pixel log-probabilities in nats, `[B, H, W]` (for NLL heatmaps)."""
+        """Per-pixel log-probabilities in nats, `[B, H, W]` (for NLL heatmaps); no dropout."""
         self.check_images(x)
-        params = self(self.scale(x), y)
+        params = self._params_without_dropout(self.scale(x), y)
         # Likelihoods run in fp32 even under bf16 autocast; float64 models stay exact.
         if params.dtype != torch.float64:
             params = params.float()
         return self.likelihood.log_prob(params, self.targets(x))
 
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Exact log-likelihood in nats, `[B]`; deterministic in every mode (no dropout)."""
         return self.log_prob_pixels(x, y).sum(dim=(1, 2))
+
+    def _params_without_dropout(self, x_scaled: Tensor, y: Tensor | None) -> Tensor:
+        """The network's params with the model in eval mode for this one pass.
+
+        Inference (`log_prob`, `bits_per_dim`, scoring, sampling) never applies dropout,
+        whatever mode the module is in: a likelihood is a property of the model, not of a
+        random mask. Only `loss`, what training minimizes, follows the module's mode.
+        Gradients still flow, so a caller may differentiate `log_prob`.
+        """
+        was_training = self.training
+        if not was_training:
+            return self(x_scaled, y)
+        self.train(False)
+        try:
+            return self(x_scaled, y)
+        finally:
+            self.train(True)
+
+    def cached_network(self, batch: int, y: Tensor | None) -> CachedNetwork | None:
+        """This model as a cached network for `batch` images (see `tractable.sampling.
+        cached`), or None: the family has no incremental form and samples naively."""
+        return None
 
     def sample(
         self,
@@ -62,11 +92,7 @@ class AutoregressiveModel(TractableModel):
         sampler: str = "cached",
         progress: bool = False,
     ) -> Tensor:
-        """Draw `n` images pixel by pixel (see `tractable.sampling`)."""
-        # sampling sits beside the models: it knows them only through the surface above.
-        from tractable.sampling import sample_autoregressive
-
-        return sample_autoregressive(
-            self, n, y=y, temperature=temperature, generator=generator,
-            sampler=sampler, progress=progress,
-        )
+        """Draw `n` images pixel by pixel with the registered `sampler` (see
+        `tractable.sampling`), in eval mode; the model's mode is restored afterwards."""
+        return sample_with(self, n, sampler=sampler, y=y, temperature=temperature,
+                           generator=generator, progress=progress)

@@ -1,4 +1,4 @@
-"""The contract every model family meets (see DESIGN.md, "Interfaces").
+"""The contract every model family meets (`docs/architecture.md`, "The family contract").
 
 Images enter and leave as `uint8 [B, C, H, W]`; scaling to the network's input range
 happens inside the model. Every model gives exact discrete log-likelihoods in nats per
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tractable._io import atomic_path
 from tractable.config import ModelConfig, TrainingDefaults, read_config_json, save_config
 from tractable.errors import CheckpointError, ConfigError, ShapeError
+from tractable.sampling import sample_with
 
 WEIGHTS_NAME = "model.safetensors"  # EMA (Polyak) weights when saved by the trainer
 RAW_WEIGHTS_NAME = "raw.safetensors"  # the optimizer's current weights
@@ -31,6 +32,7 @@ class TractableModel(nn.Module):
 
     family: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    default_sampler: ClassVar[str] = ""  # the registered sampler `sample` uses
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -54,8 +56,11 @@ class TractableModel(nn.Module):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Draw `n` images, `uint8 [n, C, H, W]`."""
-        raise NotImplementedError
+        """Draw `n` images, `uint8 [n, C, H, W]`, with the family's `default_sampler` (in
+        eval mode; `tractable.sampling` checks the arguments the same way for every family).
+        """
+        return sample_with(self, n, sampler=self.default_sampler, y=y,
+                           temperature=temperature, generator=generator)
 
     def data_dependent_init(self, x: Tensor, y: Tensor | None = None) -> None:  # noqa: B027
         """Initialize from a data batch before training (weight norm, ActNorm). Default: none."""
@@ -113,7 +118,9 @@ class TractableModel(nn.Module):
         weights: str = WEIGHTS_NAME,
         map_location: str | torch.device = "cpu",
     ) -> TractableModel:
-        """Rebuild a model from its folder. Called on the base class, picks the family."""
+        """Rebuild a model from its folder, in eval mode (as a freshly trained model is
+        used: no dropout; call `.train()` to fine-tune). Called on the base class, picks
+        the family."""
         from tractable.models.registry import model_class
 
         family, cfg_dict = read_config_json(directory)
@@ -122,7 +129,7 @@ class TractableModel(nn.Module):
             raise ConfigError(f"{directory} holds a {family!r} model, not a {cls.family!r} one")
         model = klass(klass.config_class.from_dict(cfg_dict))
         model.load_state_dict(_load_weights(Path(directory) / weights), strict=True)
-        return model.to(map_location)
+        return model.to(map_location).eval()
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """As `nn.Module.load_state_dict`, but a mismatch raises a readable `CheckpointError`."""

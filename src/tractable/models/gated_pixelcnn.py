@@ -36,6 +36,7 @@ from tractable.errors import ConfigError, ShapeError
 from tractable.likelihoods.categorical import Categorical
 from tractable.likelihoods.focal import focal_nll
 from tractable.models.autoregressive import AutoregressiveModel
+from tractable.models.gated_pixelcnn_cached import CachedGatedPixelCNN
 from tractable.models.registry import register_model
 from tractable.nn.conditioning import class_weights
 from tractable.nn.coordconv import add_coordinate_channels
@@ -253,11 +254,15 @@ class GatedPixelCNN(AutoregressiveModel):
         assert isinstance(skip, Tensor)
         return self.head(skip)
 
+    def cached_network(self, batch: int, y: Tensor | None) -> CachedGatedPixelCNN:
+        """The incremental form the "cached" sampler runs (`gated_pixelcnn_cached`)."""
+        return CachedGatedPixelCNN(self, batch, y)
+
     # ---- training objective -----------------------------------------------------------
     def loss(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean bits/dim of the N-level images, or its focal version when focal_gamma > 0.
 
-        The focal loss weighs each sub-pixel's -log p by (1-p)^gamma (issue 5); metrics["bpd"]
+        The focal loss weighs each sub-pixel's -log p by (1-p)^gamma; metrics["bpd"]
         stays the true bits/dim and metrics["levels"] says for how many levels it holds.
         """
         self.check_images(x)

@@ -39,6 +39,7 @@ from tractable.errors import ConfigError, ShapeError
 from tractable.likelihoods.focal import focal_nll
 from tractable.likelihoods.logistic_mixture import DiscretizedLogisticMixture
 from tractable.models.autoregressive import AutoregressiveModel
+from tractable.models.pixelcnn_pp_cached import CachedPixelCNNPlusPlus
 from tractable.models.registry import register_model
 from tractable.nn.attention import CausalNonLocalBlock
 from tractable.nn.conditioning import class_weights
@@ -115,7 +116,7 @@ class PixelCNNPlusPlus(AutoregressiveModel):
     config_class = PixelCNNPlusPlusConfig
     config: PixelCNNPlusPlusConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        # issue 3's small CPU configuration; no dropout for runs of a few minutes
+        # the small CPU configuration; no dropout for runs of a few minutes
         "small": {"nr_resnet": 1, "nr_filters": 32, "nr_logistic_mix": 5, "dropout": 0.0},
         "paper": {"nr_resnet": 5, "nr_filters": 160, "nr_logistic_mix": 10, "dropout": 0.5},
     }
@@ -216,6 +217,10 @@ class PixelCNNPlusPlus(AutoregressiveModel):
                 u, ul = self.attention[site](u, ul)
         assert not u_stack and not ul_stack, "every up-pass value is consumed once"
         return ul
+
+    def cached_network(self, batch: int, y: Tensor | None) -> CachedPixelCNNPlusPlus:
+        """The incremental form the "cached" sampler runs (`pixelcnn_pp_cached`)."""
+        return CachedPixelCNNPlusPlus(self, batch, y)
 
     # ---- training ----------------------------------------------------------------------
     def loss(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:

@@ -1,38 +1,60 @@
-"""Autoregressive samplers. They see models only through `AutoregressiveModel`'s surface.
+"""Samplers, registered by name; they see models only through `tractable.sampling.protocol`.
 
-`sample_autoregressive` picks a sampler by name:
+This package sits *below* the model families (it imports none of them): a family's
+`sample` method calls `sample_with(model, n, sampler=NAME, ...)`, and a family with a fast
+autoregressive form builds its cached network from `tractable.sampling.planes`.
 
-* "cached" (the default): the fast sampler of Ramachandran et al. (2017), which computes
-  every activation once, when it becomes final, from cached activations
-  (`tractable.sampling.cached`; hundreds of times faster, `docs/sampling.md`). Model
-  families without a cached form (see `cached_network`) fall back to the naive sampler.
+* "cached" (the default of the autoregressive families): the fast sampler of Ramachandran
+  et al. (2017), which computes every activation once, when it becomes final, from cached
+  activations (`tractable.sampling.cached`; hundreds of times faster, `docs/sampling.md`).
+  Families without a cached network (`model.cached_network(...)` is None) fall back to the
+  naive sampler.
 * "naive": one full forward pass per pixel (`tractable.sampling.naive`), the reference.
+  Both give the same samples from the same generator (exactly in float64).
+* "prior": latents drawn from a flow's prior and decoded (`tractable.sampling.prior`).
 
-Both give the same samples from the same generator (exactly in float64).
-
-Samplers run the model in eval mode without gradients and consume `generator` pixel by
-pixel (see `tractable.sampling.naive`), so a fixed generator gives reproducible samples.
+Every sampler has one signature, `(model, n, *, y, temperature, generator, progress)`,
+passes the one argument check (`registry.check_sample_args`) and runs the model in eval
+mode without gradients, restoring its mode afterwards. Autoregressive samplers consume
+`generator` pixel by pixel (see `tractable.sampling.naive`), so a fixed generator gives
+reproducible samples.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from tractable.errors import TractableError
+from tractable.sampling import cached, naive, prior  # noqa: F401  (registers the samplers)
 from tractable.sampling.naive import sample_naive
+from tractable.sampling.protocol import (
+    AutoregressiveSampleable,
+    CachedNetwork,
+    LatentSampleable,
+    SampleableModel,
+)
+from tractable.sampling.registry import (
+    check_sample_args,
+    get_sampler,
+    register_sampler,
+    sample_with,
+    sampler_help,
+    sampler_names,
+    samplers_for,
+)
 
-SAMPLERS = ("naive", "cached")
+__all__ = [
+    "SAMPLERS", "AutoregressiveSampleable", "CachedNetwork", "LatentSampleable",
+    "SampleableModel", "check_sample_args", "get_sampler", "register_sampler",
+    "sample_autoregressive", "sample_naive", "sample_with", "sampler_help", "sampler_names",
+    "samplers_for",
+]
 
-__all__ = ["SAMPLERS", "sample_autoregressive", "sample_naive"]
+SAMPLERS = tuple(sampler_names())  # the built-in samplers' names
 
 
 def sample_autoregressive(
-    model: Any,
+    model: AutoregressiveSampleable,
     n: int,
     y: Tensor | None = None,
     temperature: float = 1.0,
@@ -40,34 +62,10 @@ def sample_autoregressive(
     sampler: str = "cached",
     progress: bool = False,
 ) -> Tensor:
-    """Draw `n` images `uint8 [n, C, H, W]` from an autoregressive model.
+    """Draw `n` images `uint8 [n, C, H, W]` from an autoregressive model (`sample_with`).
 
     `y`: class indices `[n]` or class weights `[n, K]` for conditional models;
     `temperature` > 0 is passed to the model's likelihood (1.0 = the model itself).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise TractableError(f"number of samples must be a positive integer, got {n!r}")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
-            and temperature > 0):
-        raise TractableError(f"temperature must be a finite number > 0, got {temperature!r}")
-    device = next(model.parameters()).device
-    if generator is not None and generator.device.type != device.type:
-        raise TractableError(
-            f"the generator is on {generator.device} but the model is on {device}; "
-            f"create it with torch.Generator(device={str(device)!r})"
-        )
-    if y is not None:
-        y = y.to(device)
-    draw = _sampler(sampler)
-    return draw(model, n, y=y, temperature=float(temperature), generator=generator,
-                progress=progress)
-
-
-def _sampler(name: str) -> Callable[..., Tensor]:
-    if name not in SAMPLERS:
-        raise TractableError(f"unknown sampler {name!r}; choose one of {list(SAMPLERS)}")
-    if name == "cached":
-        from tractable.sampling.cached import sample_cached  # imports the model families
-
-        return sample_cached
-    return sample_naive
+    return sample_with(model, n, sampler=sampler, y=y, temperature=temperature,
+                       generator=generator, progress=progress)

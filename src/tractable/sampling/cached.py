@@ -5,15 +5,10 @@ The naive sampler (`tractable.sampling.naive`) reruns the whole network for ever
 recomputing activations that cannot have changed. Here each activation is computed once,
 at the raster step where it becomes final, from cached activations; the total work is
 about one forward pass plus a small per-pixel overhead (`docs/sampling.md` has numbers).
-The model-specific part is a *cached network* (`cached_pixelcnn_pp`, `cached_gated`)
-built from the model's weights, with three methods:
-
-    start_row(r)             advance everything that becomes final when image row r begins
-    params_at(r, c) -> [P, B] the likelihood params of pixel (r, c)
-    observe(r, c, x)         the (partly) sampled pixel, scaled like the network input [B, C]
-
-and `reads_current_pixel`: True if `params_at` reads the current pixel with zero weight
-(masked kernels), so it must hold the same finite values as in the naive sampler's input.
+The model-specific part is a *cached network* (`tractable.sampling.protocol.CachedNetwork`)
+that each family builds from its own weights and returns from `model.cached_network(batch,
+y)`; the networks live beside their families (`tractable.models.pixelcnn_pp_cached`,
+`tractable.models.gated_pixelcnn_cached`), and this module knows none of them.
 
 The generator is consumed exactly as the naive sampler consumes it — one
 `likelihood.sample(params [B, P, 1, 1], temperature, generator)` per pixel (per channel
@@ -25,41 +20,23 @@ params (< 1e-4) in float32, which may rarely flip a sampled value.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tractable.models.gated_pixelcnn import GatedPixelCNN
-from tractable.models.pixelcnn_pp import PixelCNNPlusPlus
-from tractable.sampling.cached_gated import CachedGatedPixelCNN
-from tractable.sampling.cached_pixelcnn_pp import CachedPixelCNNPlusPlus
 from tractable.sampling.naive import sample_naive
+from tractable.sampling.protocol import AutoregressiveSampleable, CachedNetwork
+from tractable.sampling.registry import check_sample_args, register_sampler
 
 
-class CachedNetwork(Protocol):
-    """What a model family provides to the cached sampler (see the module docstring)."""
-
-    reads_current_pixel: bool
-
-    def start_row(self, r: int) -> None: ...
-    def params_at(self, r: int, c: int) -> Tensor: ...
-    def observe(self, r: int, c: int, pixel: Tensor) -> None: ...
-
-
-def cached_network(model: Any, batch: int, y: Tensor | None) -> CachedNetwork | None:
-    """The cached form of `model` for `batch` images, or None if its family has none."""
-    if isinstance(model, PixelCNNPlusPlus):
-        return CachedPixelCNNPlusPlus(model, batch, y)
-    if isinstance(model, GatedPixelCNN):
-        return CachedGatedPixelCNN(model, batch, y)
-    return None
-
-
+@register_sampler("cached", needs=AutoregressiveSampleable,
+                  help="each activation computed once from cached ones (default; families "
+                       "without a cached network fall back to naive)")
 def sample_cached(
-    model: Any,
+    model: AutoregressiveSampleable,
     n: int,
+    *,
     y: Tensor | None = None,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
@@ -70,7 +47,7 @@ def sample_cached(
     Models without a cached form fall back to the naive sampler.
     """
     with torch.inference_mode():  # cheaper per op than no_grad; see `run_cached`
-        net = cached_network(model, n, y)
+        net = model.cached_network(n, y)
         if net is not None:
             images, _ = run_cached(model, net, n, temperature, generator, progress)
     if net is None:
@@ -80,7 +57,7 @@ def sample_cached(
 
 
 def sample_cached_with_params(
-    model: Any,
+    model: AutoregressiveSampleable,
     n: int,
     y: Tensor | None = None,
     temperature: float = 1.0,
@@ -89,8 +66,9 @@ def sample_cached_with_params(
     """Like `sample_cached`, also returning the params `[n, P, H, W]` each pixel was drawn
     from (for channel-sequential models, those of the last channel step, which equal a
     full forward pass on the finished image)."""
+    y, temperature = check_sample_args(model, n, y, temperature, generator)
     with torch.inference_mode():
-        net = cached_network(model, n, y)
+        net = model.cached_network(n, y)
         if net is None:
             raise TypeError(f"{type(model).__name__} has no cached form")
         images, params = run_cached(model, net, n, temperature, generator, progress=False,
@@ -101,7 +79,7 @@ def sample_cached_with_params(
 
 @torch.inference_mode()
 def run_cached(
-    model: Any,
+    model: AutoregressiveSampleable,
     net: CachedNetwork,
     n: int,
     temperature: float,

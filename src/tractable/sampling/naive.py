@@ -16,42 +16,42 @@ channel, draws the whole pixel from the likelihood and keeps channel k.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tractable.sampling.protocol import AutoregressiveSampleable
+from tractable.sampling.registry import register_sampler
 
+
+@register_sampler("naive", needs=AutoregressiveSampleable,
+                  help="one full forward pass per pixel (the reference)")
 @torch.no_grad()
 def sample_naive(
-    model: Any,
+    model: AutoregressiveSampleable,
     n: int,
+    *,
     y: Tensor | None = None,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> Tensor:
-    """Draw `n` images `uint8 [n, C, H, W]` from an `AutoregressiveModel`, in eval mode."""
+    """Draw `n` images `uint8 [n, C, H, W]` from an autoregressive model, in eval mode."""
     c, h, w = model.config.image_shape
     device = next(model.parameters()).device
     values = torch.zeros(n, c, h, w, dtype=torch.long, device=device)
     channel_steps: list[int | None] = list(range(c)) if model.channel_sequential else [None]
-    was_training = model.training
-    model.eval()
-    try:
-        for row in _rows(h, progress):
-            for col in range(w):
-                for channel in channel_steps:
-                    params = model(model.scale(model.from_targets(values)), y)
-                    pixel = params[:, :, row:row + 1, col:col + 1]
-                    draw = model.likelihood.sample(pixel, temperature, generator)[:, :, 0, 0]
-                    if channel is None:
-                        values[:, :, row, col] = draw
-                    else:
-                        values[:, channel, row, col] = draw[:, channel]
-    finally:
-        model.train(was_training)
+    for row in _rows(h, progress):
+        for col in range(w):
+            for channel in channel_steps:
+                params = model(model.scale(model.from_targets(values)), y)
+                pixel = params[:, :, row:row + 1, col:col + 1]
+                draw = model.likelihood.sample(pixel, temperature, generator)[:, :, 0, 0]
+                if channel is None:
+                    values[:, :, row, col] = draw
+                else:
+                    values[:, channel, row, col] = draw[:, channel]
     return model.from_targets(values)
 
 

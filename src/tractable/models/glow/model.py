@@ -244,19 +244,11 @@ class Glow(TractableModel):
         return total, metrics
 
     # ---- sampling --------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        y: Tensor | None = None,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Draw `n` images: eps_i ~ N(0, T²) per split level, z_L ~ N(mean_y, (T·std_y)²)."""
-        if n < 1:
-            raise ShapeError(f"number of samples must be >= 1, got {n}")
-        if not temperature >= 0:
-            raise ShapeError(f"temperature must be >= 0, got {temperature}")
+    default_sampler: ClassVar[str] = "prior"  # `tractable.sampling.prior`: decode(latents)
+
+    def prior_latents(self, n: int, y: Tensor | None, temperature: float,
+                      generator: torch.Generator | None) -> list[Tensor]:
+        """Latents for `decode`: eps_i ~ N(0, T²) per split level, z_L ~ N(mean_y, (T·std_y)²)."""
         y_w = self._labels(y, n)
         ref = self._ref()
 
@@ -266,8 +258,7 @@ class Glow(TractableModel):
 
         mean, logs = self.top_prior(n, y_w)
         top = mean + torch.exp(logs) * noise(self.latent_shapes[-1])
-        latents = [noise(s) for s in self.latent_shapes[:-1]] + [top]
-        return self.decode(latents, y)
+        return [noise(s) for s in self.latent_shapes[:-1]] + [top]
 
     # ---- ActNorm data-dependent initialization ---------------------------------------
     def _actnorms(self) -> list[ActNorm]:

@@ -30,13 +30,12 @@ value read before it is computed would show up in the params.
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tractable.models.pixelcnn_pp import NUM_LEVELS, PixelCNNPlusPlus
 from tractable.nn.attention import CausalNonLocalBlock
 from tractable.nn.conditioning import class_weights
 from tractable.nn.gated_resnet import GatedResNet
@@ -51,6 +50,9 @@ from tractable.sampling.planes import (
     row_view,
     tap_matrix,
 )
+
+if TYPE_CHECKING:  # the model module imports this one: no import back at run time
+    from tractable.models.pixelcnn_pp import PixelCNNPlusPlus
 
 Size = tuple[int, int]  # (height, width) of one resolution level
 
@@ -414,9 +416,9 @@ class AttentionUL(PixelOp):
 class CachedPixelCNNPlusPlus:
     """Per-row / per-pixel evaluation of a PixelCNN++ for a batch of `batch` images.
 
-    Protocol used by `tractable.sampling.cached`: `start_row(r)` before the pixels of row
-    r; `params_at(r, c)` -> mixture params `[P, B]` of pixel (r, c); `observe(r, c, x)` with
-    the sampled pixel scaled like the model's input, `[B, C]`.
+    The `CachedNetwork` protocol of `tractable.sampling.protocol`: `start_row(r)` before
+    the pixels of row r; `params_at(r, c)` -> mixture params `[P, B]` of pixel (r, c);
+    `observe(r, c, x)` with the sampled pixel scaled like the model's input, `[B, C]`.
     """
 
     reads_current_pixel = False
@@ -429,7 +431,8 @@ class CachedPixelCNNPlusPlus:
         self.channels = c
         h = class_weights(y, cfg.num_classes, batch)
         self.h = None if h is None else h.to(device=like.device, dtype=like.dtype)
-        self.sizes = [(height >> level, width >> level) for level in range(NUM_LEVELS)]
+        self.levels = len(model.up_u)  # resolutions H, H/2, H/4 (the model's NUM_LEVELS)
+        self.sizes = [(height >> level, width >> level) for level in range(self.levels)]
         self.batch, self.like, self.f = batch, like.detach(), cfg.nr_filters
 
         # The input plane holds the whole image: x ⊕ ones (⊕ coordinates); pixels not yet
@@ -444,11 +447,12 @@ class CachedPixelCNNPlusPlus:
         self.final = self._build(model)
         self.out_w, self.out_b = _matrix(model.out), column(model.out.b)
         # Ops (and planes) active at a row / pixel whose coarsest level is m (0, 1, 2).
-        self.row_ops_upto = [[o for o in self.row_ops if o.level <= m] for m in range(3)]
-        self.pixel_ops_upto = [[o for o in self.pixel_ops if o.level <= m] for m in range(3)]
+        levels = range(self.levels)
+        self.row_ops_upto = [[o for o in self.row_ops if o.level <= m] for m in levels]
+        self.pixel_ops_upto = [[o for o in self.pixel_ops if o.level <= m] for m in levels]
         ops: list[RowOp | PixelOp] = [*self.row_ops, *self.pixel_ops]
         planes = [(o.level, pl) for o in ops for pl in o.outputs]
-        self.planes_upto = [[(lv, pl) for lv, pl in planes if lv <= m] for m in range(3)]
+        self.planes_upto = [[(lv, pl) for lv, pl in planes if lv <= m] for m in levels]
 
     def _act(self, level: int) -> Act:
         return Act(level, self.sizes[level][1], self.f, self.batch, self.like)
@@ -466,7 +470,7 @@ class CachedPixelCNNPlusPlus:
         self.row_ops.append(InputU(model, self.x, u))
         self.pixel_ops.append(InputUL(model, self.x, ul))
         u_stack, ul_stack = [u], [ul]
-        for level in range(NUM_LEVELS):
+        for level in range(self.levels):
             if level > 0:
                 u, ul = self._act(level), self._act(level)
                 self.row_ops.append(DownSizeU(level, _layer(model.down_size_u, level - 1),
@@ -486,8 +490,8 @@ class CachedPixelCNNPlusPlus:
             u_stack[-1], ul_stack[-1] = self._attention(model, f"up{level}", level,
                                                         u_stack[-1], ul_stack[-1])
         u, ul = u_stack.pop(), ul_stack.pop()
-        for stage in range(NUM_LEVELS):
-            level = NUM_LEVELS - 1 - stage
+        for stage in range(self.levels):
+            level = self.levels - 1 - stage
             if stage > 0:
                 up_u, up_ul = self._act(level), self._act(level)
                 up_size_u, up_size_ul = (_layer(model.up_size_u, stage - 1),

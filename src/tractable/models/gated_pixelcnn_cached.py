@@ -19,17 +19,18 @@ keeps it at the naive sampler's input values (`reads_current_pixel`).
 
 from __future__ import annotations
 
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tractable.models.gated_pixelcnn import GatedLayer, GatedPixelCNN
 from tractable.nn.conditioning import class_weights
 from tractable.nn.masked import MaskedConv2d
 from tractable.sampling.planes import Plane, column, conv_matrix, conv_row, tap_matrix
 
+if TYPE_CHECKING:  # the model module imports this one: no import back at run time
+    from tractable.models.gated_pixelcnn import GatedLayer, GatedPixelCNN
 
 def _matrix(conv: nn.Conv2d) -> Tensor:
     """A (masked) 1×1 convolution as an `[out, in]` matrix."""
@@ -116,8 +117,8 @@ def _class_term(cond: nn.Linear | None, w: Tensor | None, channels: int, batch: 
 
 
 class CachedGatedPixelCNN:
-    """Per-row / per-pixel evaluation of a Gated PixelCNN (protocol: `tractable.sampling.
-    cached`)."""
+    """Per-row / per-pixel evaluation of a Gated PixelCNN (the cached network protocol
+    of `tractable.sampling.protocol`)."""
 
     reads_current_pixel = True
 
@@ -139,7 +140,7 @@ class CachedGatedPixelCNN:
         self.x.data[k0:, k0:k0 + width, :c] = float("nan")
         self.x.data[k0:, k0:k0 + width, c:] = const.permute(1, 2, 0)[..., None]
 
-        layers = cast(list[GatedLayer], list(model.layers))
+        layers = cast("list[GatedLayer]", list(model.layers))
         self.layers: list[_Layer] = []
         v_in, h_in = self.x, self.x
         for k, layer in enumerate(layers):
