@@ -3,6 +3,7 @@ real images, gradient checkpointing, class conditioning, save/load."""
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 
@@ -60,11 +61,18 @@ def flat1(latents):
 
 
 # ---- exact log-density ---------------------------------------------------------------------
-@pytest.mark.parametrize("coupling,lu,shape", [("affine", True, (1, 4, 4)),
-                                               ("additive", False, (1, 4, 4)),
-                                               ("affine", False, (3, 4, 4))])
-def test_whole_flow_logdet_and_density_equal_bruteforce(coupling, lu, shape):
-    model = randomize_(make(coupling=coupling, lu=lu, image_shape=shape)).double()
+OPENAI_OPTIONS = dict(edge_bias=True, border_top_prior=True, hidden_init_std=0.05)
+
+
+@pytest.mark.parametrize("coupling,lu,shape,options", [
+    ("affine", True, (1, 4, 4), {}),
+    ("additive", False, (1, 4, 4), {}),
+    ("affine", False, (3, 4, 4), {}),
+    ("affine", False, (3, 8, 8), OPENAI_OPTIONS),  # openai's edge-bias padding, border prior
+    ("additive", True, (1, 4, 4), OPENAI_OPTIONS),
+])
+def test_whole_flow_logdet_and_density_equal_bruteforce(coupling, lu, shape, options):
+    model = randomize_(make(coupling=coupling, lu=lu, image_shape=shape, **options)).double()
     x_c = torch.rand(1, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     x_c = x_c - 0.5
 
@@ -358,3 +366,84 @@ def test_channels_last_inputs_give_the_same_likelihood_and_exact_reconstruction(
     x_cl = x.contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(model.log_prob(x_cl, generator=g()), expected)
     assert torch.equal(model.decode(model.encode(x_cl)), x)
+
+
+# ---- openai/glow's edge-bias padding and border-aware top prior ----------------------------
+def test_border_channel_marks_exactly_the_padding():
+    from tractable.models.glow.edgepad import pad_with_border_channel
+
+    x = torch.randn(2, 3, 5, 4)
+    padded = pad_with_border_channel(x, 3)
+    assert padded.shape == (2, 4, 7, 6)
+    assert torch.equal(padded[:, :3, 1:-1, 1:-1], x)  # the image, unchanged
+    border = padded[:, 3]
+    inside = torch.zeros(7, 6, dtype=torch.bool)
+    inside[1:-1, 1:-1] = True
+    assert torch.all(border[:, inside] == 0) and torch.all(border[:, ~inside] == 1)
+    assert torch.all(padded[:, :3][:, :, ~inside] == 0)  # zero padding for the image
+
+
+def test_edge_bias_lets_a_conv_tell_the_border_from_zeros():
+    """Over all-zero input, only the border channel's weights can make an output: they act
+    at the 20 border positions of a 6x6 map and nowhere inside."""
+    from tractable.models.glow.zeroconv import ZeroConv2d
+
+    conv = ZeroConv2d(2, 1, edge_bias=True)
+    with torch.no_grad():
+        conv.conv.weight[:, 2].fill_(1.0)  # weights on the border channel only
+    out = conv(torch.zeros(1, 2, 6, 6))[0, 0]
+    assert torch.all(out[1:-1, 1:-1] == 0)
+    assert torch.all(out[0, 1:-1] == 3) and torch.all(out[1:-1, 0] == 3)  # edges see 3 pads
+    assert out[0, 0] == 5 and out[-1, -1] == 5  # corners see 5
+    plain = ZeroConv2d(2, 1)
+    with torch.no_grad():
+        plain.conv.weight.fill_(1.0)
+    assert torch.all(plain(torch.zeros(1, 2, 6, 6)) == 0)  # without it: blind to the border
+
+
+def test_border_top_prior_has_per_position_offsets_only_at_the_border():
+    model = make(image_shape=(1, 16, 16), L=2, **OPENAI_OPTIONS)
+    assert model.top_prior.conv is not None and model.latent_shapes[-1] == (8, 4, 4)
+    mean, logs = model.top_prior(2, None)
+    assert mean.shape == (2, 8, 4, 4) and torch.all(mean == 0) and torch.all(logs == 0)
+    with torch.no_grad():
+        model.top_prior.conv.conv.weight.normal_()  # includes weights on the zero inputs
+        model.top_prior.conv.conv.bias.normal_()
+    mean, logs = model.top_prior(2, None)
+    interior = mean[:, :, 1:-1, 1:-1]
+    torch.testing.assert_close(interior, interior[:, :, :1, :1].expand_as(interior))  # constant
+    assert (mean[0, :, 0, 0] - mean[0, :, 1, 1]).abs().max() > 1e-3  # border differs
+    assert torch.equal(mean[0], mean[1])
+
+
+def test_openai_options_are_off_by_default_and_need_learn_top_for_the_border_prior():
+    cfg = GlowConfig()
+    assert (cfg.edge_bias, cfg.border_top_prior, cfg.hidden_init_std) == (False, False, None)
+    with pytest.raises(ConfigError, match="border_top_prior needs learn_top and edge_bias"):
+        GlowConfig(border_top_prior=True).validate()
+    with pytest.raises(ConfigError, match="hidden_init_std must be > 0"):
+        GlowConfig(hidden_init_std=0.0).validate()
+    plain, edged = make(), make(edge_bias=True)
+    conv, conv_e = plain.levels[0].steps[0].coupling.net.conv1, \
+        edged.levels[0].steps[0].coupling.net.conv1
+    assert conv_e.weight.shape[1] == conv.weight.shape[1] + 1  # the border channel
+    assert plain.levels[0].steps[0].coupling.net.conv2.weight.shape == \
+        edged.levels[0].steps[0].coupling.net.conv2.weight.shape  # 1x1: no padding, no channel
+
+
+def test_a_folder_saved_before_the_openai_options_loads_and_scores_the_same(tmp_path):
+    """Old config.json files lack the new fields: they load as edge_bias off etc., with the
+    same weights, and give the same log-likelihoods."""
+    model = randomize_(make(image_shape=(1, 8, 8)))
+    x = mnist(4)[0][:, :, 10:18, 10:18].contiguous()  # 8x8 centre crops of real digits
+    model.save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    payload = json.loads(path.read_text())
+    for key in ("edge_bias", "border_top_prior", "hidden_init_std"):
+        del payload["config"][key]
+    path.write_text(json.dumps(payload))
+    loaded = tractable.load(tmp_path)
+    assert not loaded.config.edge_bias and loaded.top_prior.conv is None
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    torch.testing.assert_close(loaded.eval().log_prob(x, generator=g1),
+                               model.eval().log_prob(x, generator=g2), rtol=0, atol=0)

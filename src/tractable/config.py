@@ -93,8 +93,9 @@ class TrainingDefaults:
     warmup_steps: int = 0  # linear warm-up from 0 to lr
     weight_decay: float = 0.0
     ema_decay: float = 0.9995  # Polyak averaging
-    grad_clip: float | None = None  # max global grad norm
+    grad_clip: float | None = None  # max global grad norm (None or 0: no clipping)
     batch_size: int = 16
+    ema_warmup: bool = True  # cap the EMA decay at (1 + t) / (10 + t) early in training
 
 
 def save_config(directory: str | os.PathLike[str], family: str, config: ModelConfig) -> None:

@@ -55,6 +55,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     a("--data", help="dataset name (see `tractable data list`); default mnist-mini")
     a("--out", required=True, help="run folder (created; holds model/, state.pt, logs)")
     a("--preset", help="a named model size offered by the family (e.g. small, paper)")
+    a("--recipe", help="a published setup: architecture and every training setting "
+      "(paper: the reference code's; batch per process, see docs/reproduce.md); "
+      "flags given as well override it")
     a("--conditional", action="store_true", default=None,
       help="condition on the data's class labels")
     a("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -62,14 +65,16 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--epochs", type=int)
     g.add_argument("--max-steps", type=int, help="optimizer steps (wins over --epochs)")
     g = p.add_argument_group("optimizer (default: the family's paper settings)")
-    g.add_argument("--optimizer", choices=["adam", "adamax"])
+    g.add_argument("--optimizer", choices=["adam", "adamax", "openai-adamax"])
     g.add_argument("--lr", type=float)
     g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"))
     g.add_argument("--lr-decay", type=float, help="multiplicative lr decay per step")
     g.add_argument("--warmup-steps", type=int)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--ema-decay", type=float, help="Polyak averaging decay")
-    g.add_argument("--grad-clip", type=float, help="max global gradient norm")
+    g.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=None,
+                   help="cap the EMA decay at (1+t)/(10+t) early on (default on)")
+    g.add_argument("--grad-clip", type=float, help="max global gradient norm (0: none)")
     g.add_argument("--batch-size", type=int, help="global batch (split over processes)")
     g.add_argument("--grad-accum", type=int,
                    help="split each process's batch into K micro-batches (less memory)")
@@ -186,9 +191,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             if not args.model:
                 raise ConfigError(f"--model is required for a new run (one of "
                                   f"{', '.join(known_families())})")
+            overrides = model_overrides(args)
+            if args.recipe:
+                values, overrides = _with_recipe(args, values, overrides)
             config = TrainConfig(**values)
             summary = train(args.model, config, preset=args.preset,
-                            overrides=model_overrides(args), conditional=bool(args.conditional))
+                            overrides=overrides, conditional=bool(args.conditional))
     except TrainingInterrupted as e:
         print(f"tractable: {e}", file=sys.stderr)
         return 130
@@ -199,6 +207,20 @@ def cmd_train(args: argparse.Namespace) -> int:
           + (f"{best:.4f}" if best is not None else "n/a")
           + f"; run folder {args.out} (model: {Path(args.out) / 'model'})")
     return 0
+
+
+def _with_recipe(args: argparse.Namespace, values: dict[str, Any],
+                 overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from tractable.training.recipes import apply_recipe, get_recipe
+
+    recipe = get_recipe(args.recipe, args.model, values.get("data", TrainConfig.data),
+                        batch_size=values.get("batch_size"))
+    t = recipe.train
+    print(f"recipe {recipe.name} ({recipe.source}): batch {t['batch_size']} over "
+          f"{recipe.world_size} process(es), {t['optimizer']} lr {t['lr']:g} betas "
+          f"{tuple(round(b, 6) for b in t['betas'])}, warm-up {t['warmup_steps']} steps, EMA "
+          f"{t['ema_decay']:.6g}" + "".join(f"; {n}" for n in recipe.notes), file=sys.stderr)
+    return apply_recipe(recipe, values, overrides)
 
 
 # ---- eval --------------------------------------------------------------------------------

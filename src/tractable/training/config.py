@@ -11,7 +11,7 @@ from tractable.errors import ConfigError
 
 # Optimizer fields that default to the model family's paper settings when left None.
 OPTIMIZER_FIELDS = ("optimizer", "lr", "betas", "lr_decay", "warmup_steps", "weight_decay",
-                    "ema_decay", "grad_clip", "batch_size")
+                    "ema_decay", "grad_clip", "batch_size", "ema_warmup")
 
 # Fields a resumed run may change: how long to train and how it reports, not what it computes.
 RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every",
@@ -38,6 +38,8 @@ class TrainConfig:
     ema_decay: float | None = None
     grad_clip: float | None = None
     batch_size: int | None = None  # global batch, split over data-parallel processes
+    ema_warmup: bool | None = None  # False: constant EMA decay from the first step (openai)
+    recipe: str | None = None  # the `tractable.recipes` recipe these settings came from
     grad_accum: int = 1  # micro-batches per process per step (same global batch, less memory)
     # numerics
     precision: str = "fp32"  # "fp32" | "bf16" (autocast; likelihood stays fp32)

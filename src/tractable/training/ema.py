@@ -4,6 +4,9 @@ PixelCNN++ (Salimans et al., 2017) and Glow evaluate with Polyak-averaged weight
 0.9995 in the PixelCNN++ code). Like TensorFlow's `ExponentialMovingAverage(num_updates=t)`
 the decay is capped at (1 + t) / (10 + t), so early in training (and in short runs) the
 average follows the weights instead of remembering the random initialization.
+
+openai's own training scripts (pixel-cnn `train.py`, glow `optim.polyak`) build the average
+without `num_updates`, so their decay is constant from the first step: `warmup=False`.
 """
 
 from __future__ import annotations
@@ -16,22 +19,23 @@ from torch import Tensor
 from tractable.models.base import TractableModel
 
 
-def ema_decay_at(step: int, decay: float) -> float:
+def ema_decay_at(step: int, decay: float, warmup: bool = True) -> float:
     """The decay used for the update after optimizer step `step` (0-based)."""
-    return min(decay, (1.0 + step) / (10.0 + step))
+    return min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
 
 
 class EMA:
     """A frozen copy of `model` whose parameters track an EMA of `model`'s parameters."""
 
-    def __init__(self, model: TractableModel, decay: float) -> None:
+    def __init__(self, model: TractableModel, decay: float, warmup: bool = True) -> None:
         self.decay = decay
+        self.warmup = warmup
         self.model: TractableModel = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: TractableModel, step: int) -> None:
         """ema ← d·ema + (1 − d)·θ for parameters; buffers (e.g. init flags) are copied."""
-        d = ema_decay_at(step, self.decay)
+        d = ema_decay_at(step, self.decay, self.warmup)
         ema_p: list[Tensor] = list(self.model.parameters())
         src_p: list[Tensor] = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_p, src_p, 1.0 - d)

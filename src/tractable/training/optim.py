@@ -9,11 +9,22 @@ pure function of the step, so a resumed run needs no scheduler state:
 PixelCNN++ (Salimans et al., 2017, Sec. 3 and the reference code): Adam, lr 1e-3,
 betas (0.95, 0.9995), lr × 0.999995 per step. Glow (Kingma & Dhariwal, 2018, Sec. 5):
 Adamax, lr 1e-3 with linear warm-up.
+
+"openai-adamax" is the Adamax of openai/glow's `optim.adamax`, which differs from
+`torch.optim.Adamax` (Kingma & Ba 2015, Algorithm 2) in two places:
+
+    m_t = β1·m + (1 − β1)·g,   u_t = max(β2·u, |g|)
+    θ  -= lr · sqrt(1 − β2^t) / (1 − β1^t) · m_t / (u_t + ε)        (ε = 1e-8)
+
+i.e. the step also carries Adam's second-moment bias correction sqrt(1 − β2^t), and ε is
+added at the division instead of to |g| inside the max. With openai's β2 = 1 − 1/(iterations
+per epoch) the extra factor keeps the first epoch's steps small.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,7 +34,7 @@ from torch import nn
 from tractable.config import TrainingDefaults
 from tractable.errors import ConfigError
 
-OPTIMIZERS = ("adam", "adamax")
+OPTIMIZERS = ("adam", "adamax", "openai-adamax")
 
 
 def resolve_defaults(defaults: TrainingDefaults, overrides: dict[str, Any]) -> TrainingDefaults:
@@ -54,8 +65,9 @@ def check_defaults(d: TrainingDefaults) -> None:
         raise ConfigError("warmup_steps must be >= 0 and batch_size >= 1")
     if not 0.0 <= d.ema_decay < 1.0:
         raise ConfigError(f"ema_decay must be in [0, 1), got {d.ema_decay}")
-    if d.grad_clip is not None and not d.grad_clip > 0:
-        raise ConfigError(f"grad_clip must be > 0 (or unset), got {d.grad_clip}")
+    if d.grad_clip is not None and not d.grad_clip >= 0:
+        raise ConfigError(f"grad_clip must be > 0 (or 0 / unset: no clipping), got "
+                          f"{d.grad_clip}")
 
 
 def build_optimizer(params: Iterable[nn.Parameter], d: TrainingDefaults) -> torch.optim.Optimizer:
@@ -65,7 +77,57 @@ def build_optimizer(params: Iterable[nn.Parameter], d: TrainingDefaults) -> torc
         return torch.optim.Adam(params, lr=d.lr, betas=d.betas, weight_decay=d.weight_decay)
     if d.optimizer == "adamax":
         return torch.optim.Adamax(params, lr=d.lr, betas=d.betas, weight_decay=d.weight_decay)
+    if d.optimizer == "openai-adamax":
+        return OpenAIAdamax(params, lr=d.lr, betas=d.betas, weight_decay=d.weight_decay)
     raise ConfigError(f"unknown optimizer {d.optimizer!r}; use one of {OPTIMIZERS}")
+
+
+class OpenAIAdamax(torch.optim.Optimizer):
+    """Adamax as openai/glow `optim.adamax` computes it (see the module docstring).
+
+    `weight_decay` adds weight_decay·θ to the gradient, as `torch.optim.Adamax` does
+    (openai's own `weight_decay` is a multiplicative factor, 1 = off, which is 0 here).
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
+                                  "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            grads = [p.grad for p in params]
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            for p in params:
+                if not self.state[p]:
+                    self.state[p]["step"] = torch.zeros((), dtype=torch.float64)
+                    self.state[p]["exp_avg"] = torch.zeros_like(p)
+                    self.state[p]["exp_inf"] = torch.zeros_like(p)
+            states = [self.state[p] for p in params]
+            m = [st["exp_avg"] for st in states]
+            u = [st["exp_inf"] for st in states]
+            torch._foreach_lerp_(m, grads, 1.0 - beta1)
+            torch._foreach_mul_(u, beta2)
+            torch._foreach_maximum_(u, torch._foreach_abs(grads))
+            denom = torch._foreach_add(u, group["eps"])
+            # One step count per parameter (as torch's optimizers keep it), all equal here.
+            by_step: dict[float, list[int]] = {}
+            for i, st in enumerate(states):
+                st["step"] += 1
+                by_step.setdefault(float(st["step"]), []).append(i)
+            for t, idx in by_step.items():
+                alpha = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+                torch._foreach_addcdiv_([params[i] for i in idx], [m[i] for i in idx],
+                                        [denom[i] for i in idx], value=-alpha)
+        return loss
 
 
 def lr_at(step: int, d: TrainingDefaults) -> float:

@@ -123,7 +123,7 @@ class Trainer:
         if state is None:
             self._check_fresh_run_dir()
             self._data_dependent_init()
-        self.ema = EMA(self.model, self.opt_cfg.ema_decay)
+        self.ema = EMA(self.model, self.opt_cfg.ema_decay, self.opt_cfg.ema_warmup)
         if state is not None:
             self._restore(state)
         self.wrapped = self._wrap()
@@ -314,7 +314,7 @@ class Trainer:
             stats[:3] /= self.env.world_size
         loss_v, bpd_v, gnorm_v, stop_v = stats.tolist()
         if math.isfinite(loss_v) and math.isfinite(gnorm_v):
-            if self.opt_cfg.grad_clip is not None:
+            if self.opt_cfg.grad_clip:  # None or 0: no clipping
                 torch.nn.utils.clip_grads_with_norm_(self.model.parameters(),
                                                      self.opt_cfg.grad_clip, gnorm)
             self.optimizer.step()

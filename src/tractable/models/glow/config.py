@@ -1,8 +1,16 @@
 """Glow hyperparameters (Kingma & Dhariwal 2018, §5 and Appendix; openai/glow `train.py`).
 
 Defaults are a small model for 28×28 digits. The paper's CIFAR-10 model is
-`K=32, L=3, width=512` (affine coupling, LU 1×1 convolutions, learned top prior); its 5-bit
-CelebA-HQ runs use `n_bits=5`.
+`K=32, L=3, width=512` (affine coupling, learned top prior); its 5-bit CelebA-HQ runs use
+`n_bits=5`. `tractable.recipes` lists the exact settings of the published runs.
+
+Three fields reproduce details of openai/glow's code that the paper does not state; they
+default off so that models saved before they existed load and score unchanged:
+`edge_bias` (border channel on every 3×3 convolution, `tfops.add_edge_padding`),
+`border_top_prior` (the learned top prior as a zero convolution over zeros plus that border
+channel, `model.prior` with `learntop`), `hidden_init_std` (N(0, 0.05) initial weights of the
+coupling networks' hidden convolutions, `tfops.default_initializer`). openai/glow also runs
+the 1×1 convolution as a plain matrix (its LU branch is switched off in the code): `lu=False`.
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ class GlowConfig(ModelConfig):
     y_condition: bool = True  # class-conditional top prior + classifier when num_classes > 0
     weight_y: float = 0.01  # weight of the classification loss (bits) on the top latent
     checkpoint_grads: bool = False  # recompute each flow step in backward (less memory)
+    edge_bias: bool = False  # openai/glow: 3×3 convs see an extra channel marking the border
+    border_top_prior: bool = False  # learned top prior = zero conv (edge bias) over zeros
+    hidden_init_std: float | None = None  # N(0, std²) hidden coupling convs (openai: 0.05)
 
     def validate(self) -> None:
         super().validate()
@@ -37,6 +48,12 @@ class GlowConfig(ModelConfig):
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.coupling not in COUPLINGS:
             raise ConfigError(f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
+        if self.border_top_prior and not (self.learn_top and self.edge_bias):
+            raise ConfigError("border_top_prior needs learn_top and edge_bias (it is the "
+                              "learned top prior's border channel)")
+        if self.hidden_init_std is not None and not self.hidden_init_std > 0:
+            raise ConfigError(f"hidden_init_std must be > 0 (or unset), got "
+                              f"{self.hidden_init_std}")
         if self.weight_y < 0:
             raise ConfigError(f"weight_y must be >= 0, got {self.weight_y}")
         f = 2**self.L

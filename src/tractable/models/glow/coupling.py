@@ -9,7 +9,9 @@ the other half:
 
 (the `sigmoid(h + 2)` scale and add-then-scale order are openai/glow's, more stable than
 the paper's exp). NN() is conv3×3 → ActNorm → ReLU → conv1×1 → ActNorm → ReLU → zero conv3×3,
-so each coupling starts as (nearly) the identity.
+so each coupling starts as (nearly) the identity. Options of openai/glow: `edge_bias` gives
+both 3×3 convolutions the border channel (see `edgepad`), and `init_std` draws the two hidden
+convolutions' weights from N(0, init_std²) (openai: 0.05) instead of PyTorch's default.
 
 Under autocast only NN() runs in reduced precision: its output is cast back to the stream's
 dtype before it touches x_b, and the log-determinant is summed in that dtype.
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tractable.models.glow.actnorm import ActNorm
+from tractable.models.glow.edgepad import pad_with_border_channel
 from tractable.models.glow.zeroconv import ZeroConv2d
 
 COUPLINGS = ("affine", "additive")
@@ -30,15 +33,23 @@ COUPLINGS = ("affine", "additive")
 class CouplingNet(nn.Module):
     """NN(): conv3×3 → ActNorm → ReLU → conv1×1 → ActNorm → ReLU → ZeroConv2d."""
 
-    def __init__(self, in_channels: int, width: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, width: int, out_channels: int, edge_bias: bool = False,
+                 init_std: float | None = None) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        self.edge_bias = edge_bias
+        self.conv1 = nn.Conv2d(in_channels + int(edge_bias), width, 3,
+                               padding=0 if edge_bias else 1, bias=False)
         self.norm1 = ActNorm(width)
         self.conv2 = nn.Conv2d(width, width, 1, bias=False)
         self.norm2 = ActNorm(width)
-        self.out = ZeroConv2d(width, out_channels)
+        self.out = ZeroConv2d(width, out_channels, edge_bias)
+        if init_std is not None:
+            for conv in (self.conv1, self.conv2):
+                nn.init.normal_(conv.weight, 0.0, init_std)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.edge_bias:
+            x = pad_with_border_channel(x, 3)
         h = F.relu(self.norm1(self.conv1(x))[0])
         h = F.relu(self.norm2(self.conv2(h))[0])
         return self.out(h)
@@ -47,12 +58,14 @@ class CouplingNet(nn.Module):
 class Coupling(nn.Module):
     """Affine (`affine=True`) or additive coupling over the channel halves of x."""
 
-    def __init__(self, channels: int, width: int, affine: bool = True) -> None:
+    def __init__(self, channels: int, width: int, affine: bool = True, edge_bias: bool = False,
+                 init_std: float | None = None) -> None:
         super().__init__()
         self.keep = channels // 2
         changed = channels - self.keep
         self.affine = affine
-        self.net = CouplingNet(self.keep, width, 2 * changed if affine else changed)
+        self.net = CouplingNet(self.keep, width, 2 * changed if affine else changed,
+                               edge_bias, init_std)
 
     def _params(self, x_a: Tensor) -> tuple[Tensor, Tensor | None]:
         h = self.net(x_a).to(x_a.dtype)

@@ -70,13 +70,14 @@ class Glow(TractableModel):
             c, h, w = 4 * c, h // 2, w // 2
             last = i == config.L - 1
             self.levels.append(Level(c, config.K, config.width, config.coupling == "affine",
-                                     config.lu, split=not last))
+                                     config.lu, split=not last, edge_bias=config.edge_bias,
+                                     init_std=config.hidden_init_std))
             if not last:
                 self.latent_shapes.append((c // 2, h, w))
                 c -= c // 2
         self.latent_shapes.append((c, h, w))
         n_y = config.num_classes if self.conditional else 0
-        self.top_prior = TopPrior((c, h, w), config.learn_top, n_y)
+        self.top_prior = TopPrior((c, h, w), config.learn_top, n_y, config.border_top_prior)
         self.classifier = nn.Linear(c, n_y) if n_y else None  # openai/glow `ycond` head
         if self.classifier is not None:
             nn.init.zeros_(self.classifier.weight)

@@ -36,10 +36,10 @@ def unsqueeze2d(x: Tensor) -> Tensor:
 class Split(nn.Module):
     """Split channels into (kept, factored-out) and model the latter given the former."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, edge_bias: bool = False) -> None:
         super().__init__()
         self.keep = channels - channels // 2
-        self.prior = ZeroConv2d(self.keep, 2 * (channels // 2))
+        self.prior = ZeroConv2d(self.keep, 2 * (channels // 2), edge_bias)
 
     def divide(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return z[:, : self.keep], z[:, self.keep :]
@@ -60,10 +60,11 @@ class Level(nn.Module):
     split: Split | None
 
     def __init__(self, channels: int, K: int, width: int, affine: bool, lu: bool,
-                 split: bool) -> None:
+                 split: bool, edge_bias: bool = False, init_std: float | None = None) -> None:
         super().__init__()
-        self.steps = nn.ModuleList(FlowStep(channels, width, affine, lu) for _ in range(K))
-        self.split = Split(channels) if split else None
+        self.steps = nn.ModuleList(FlowStep(channels, width, affine, lu, edge_bias, init_std)
+                                   for _ in range(K))
+        self.split = Split(channels, edge_bias) if split else None
 
     def flow_steps(self) -> list[FlowStep]:
         return cast(list[FlowStep], list(self.steps))

@@ -4,6 +4,11 @@ The top latent z_L has p(z_L | y) = N(mean, diag(exp(logs))²) with (mean, logs)
 per-channel constant (openai/glow `learntop`: a zero conv applied to zeros, i.e. a bias) plus,
 for a class-conditional model, a zero-initialized linear embedding of the class weights
 (openai/glow `ycond`). With neither, the prior is N(0, I).
+
+With `border=True` the learned part is what openai/glow actually computes: a zero-initialized
+3×3 convolution with edge-bias padding applied to zeros, (mean, logs) = ZeroConv2d(0). Over
+zeros the convolution reduces to its bias plus the weights on the border channel, so the
+prior is a per-channel constant with learned per-position offsets at the latent's border.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from tractable.models.glow.zeroconv import ZeroConv2d
+from tractable.nn.precision import run_in_full_precision
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -25,11 +33,14 @@ def gaussian_log_prob(x: Tensor, mean: Tensor, logs: Tensor) -> Tensor:
 class TopPrior(nn.Module):
     """(mean, logs) of p(z_L | y) for a latent of shape `(C, H, W)`."""
 
-    def __init__(self, shape: tuple[int, int, int], learn_top: bool, num_classes: int) -> None:
+    def __init__(self, shape: tuple[int, int, int], learn_top: bool, num_classes: int,
+                 border: bool = False) -> None:
         super().__init__()
         self.shape = shape
         zeros = torch.zeros(1, 2 * shape[0], 1, 1)
-        if learn_top:
+        self.conv = ZeroConv2d(2 * shape[0], 2 * shape[0], edge_bias=True) \
+            if learn_top and border else None
+        if learn_top and self.conv is None:
             self.learned = nn.Parameter(zeros)
         else:
             self.register_buffer("learned", zeros, persistent=False)
@@ -42,6 +53,10 @@ class TopPrior(nn.Module):
         """Prior parameters, each `[batch, C, H, W]`; `y` is class weights `[batch, K]`."""
         c, h, w = self.shape
         params = self.learned.expand(batch, -1, -1, -1)
+        if self.conv is not None:
+            zeros = self.learned.expand(1, 2 * c, h, w)
+            params = run_in_full_precision(self.conv, zeros).to(self.learned.dtype)
+            params = params.expand(batch, -1, -1, -1)
         if self.embed is not None and y is not None:
             params = params + self.embed(y.to(params.dtype)).view(batch, 2 * c, 1, 1)
         params = params.to(self.learned.dtype).expand(batch, 2 * c, h, w)

@@ -12,11 +12,12 @@ from tractable.models.glow.invconv import InvConv2d, InvConv2dLU
 class FlowStep(nn.Module):
     """x -> y with log|det dy/dx| summed over the three layers."""
 
-    def __init__(self, channels: int, width: int, affine: bool = True, lu: bool = True) -> None:
+    def __init__(self, channels: int, width: int, affine: bool = True, lu: bool = True,
+                 edge_bias: bool = False, init_std: float | None = None) -> None:
         super().__init__()
         self.actnorm = ActNorm(channels)
         self.invconv = InvConv2dLU(channels) if lu else InvConv2d(channels)
-        self.coupling = Coupling(channels, width, affine)
+        self.coupling = Coupling(channels, width, affine, edge_bias, init_std)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x, ld_norm = self.actnorm(x)
