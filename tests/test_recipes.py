@@ -274,3 +274,13 @@ def test_cli_recipe_flag_records_the_recipe_in_the_run(tmp_path, capsys):
     assert run["optimizer"]["betas"][1] == 1 - 1 / 782 and run["optimizer"]["grad_clip"] == 0
     assert run["model_config"]["edge_bias"] and run["model_config"]["K"] == 1
     assert run["train"]["init_batch_size"] == 16  # an explicit flag wins over the recipe
+
+
+def test_a_run_json_from_before_the_recipe_fields_resumes_with_the_old_behaviour():
+    old = TrainConfig(data="mnist-mini", max_steps=3).to_dict()
+    del old["ema_warmup"], old["recipe"]
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.ema_warmup is None and cfg.recipe is None
+    glow = model_class("glow").training_defaults()
+    d = resolve_defaults(glow, cfg.optimizer_overrides())
+    assert d.ema_warmup is True and d.grad_clip == 50.0 and d.optimizer == "adamax"

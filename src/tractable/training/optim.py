@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from tractable.config import TrainingDefaults
 from tractable.errors import ConfigError
@@ -103,9 +103,9 @@ class OpenAIAdamax(torch.optim.Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            grads = [p.grad for p in params]
+            grads: list[Tensor] = [p.grad for p in params if p.grad is not None]
             if group["weight_decay"]:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
             for p in params:
                 if not self.state[p]:
                     self.state[p]["step"] = torch.zeros((), dtype=torch.float64)
@@ -121,7 +121,7 @@ class OpenAIAdamax(torch.optim.Optimizer):
             # One step count per parameter (as torch's optimizers keep it), all equal here.
             by_step: dict[float, list[int]] = {}
             for i, st in enumerate(states):
-                st["step"] += 1
+                st["step"] = st["step"] + 1  # a new tensor: never shared with a state_dict
                 by_step.setdefault(float(st["step"]), []).append(i)
             for t, idx in by_step.items():
                 alpha = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
