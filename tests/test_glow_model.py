@@ -447,3 +447,15 @@ def test_a_folder_saved_before_the_openai_options_loads_and_scores_the_same(tmp_
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     torch.testing.assert_close(loaded.eval().log_prob(x, generator=g1),
                                model.eval().log_prob(x, generator=g2), rtol=0, atol=0)
+
+
+def test_conv_with_border_equals_the_conv_over_the_explicitly_padded_input():
+    from tractable.models.glow.edgepad import conv_with_border, pad_with_border_channel
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(5, 4, 3, padding=0).double()
+    x = torch.randn(3, 4, 6, 7, dtype=torch.float64)
+    expected = conv(pad_with_border_channel(x, 3))
+    torch.testing.assert_close(conv_with_border(x, conv), expected, rtol=0, atol=1e-13)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(conv_with_border(x_cl, conv), expected, rtol=0, atol=1e-13)

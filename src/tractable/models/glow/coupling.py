@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tractable.models.glow.actnorm import ActNorm
-from tractable.models.glow.edgepad import pad_with_border_channel
+from tractable.models.glow.edgepad import conv_with_border
 from tractable.models.glow.zeroconv import ZeroConv2d
 
 COUPLINGS = ("affine", "additive")
@@ -48,9 +48,8 @@ class CouplingNet(nn.Module):
                 nn.init.normal_(conv.weight, 0.0, init_std)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.edge_bias:
-            x = pad_with_border_channel(x, 3)
-        h = F.relu(self.norm1(self.conv1(x))[0])
+        h = conv_with_border(x, self.conv1) if self.edge_bias else self.conv1(x)
+        h = F.relu(self.norm1(h)[0])
         h = F.relu(self.norm2(self.conv2(h))[0])
         return self.out(h)
 

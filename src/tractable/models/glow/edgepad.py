@@ -7,13 +7,18 @@ without padding: the weights on that channel act as a learned bias that depends 
 far into the border each output's receptive field reaches. Every 3×3 convolution of the
 reference code (the coupling networks' first and last convolutions, the split priors and
 the learned top prior) does this; 1×1 convolutions need no padding and are left alone.
+
+`conv_with_border` computes the same thing without building the padded tensor: a
+convolution is linear in its input channels, so conv(pad(x) ⊕ border, W) =
+conv(x, W_x, padding=1) + conv(border, W_border), and the second term does not depend on the
+batch (one 1-channel convolution, broadcast).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def border_mask(height: int, width: int, pad_h: int, pad_w: int, like: Tensor) -> Tensor:
@@ -34,3 +39,14 @@ def pad_with_border_channel(x: Tensor, kernel_size: int) -> Tensor:
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         mask = mask.contiguous(memory_format=torch.channels_last)
     return torch.cat([padded, mask], dim=1)
+
+
+def conv_with_border(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """`conv` (k×k, no padding, C + 1 input channels, the last one for the border) applied
+    to `pad_with_border_channel(x, k)`, computed without the padded copy of `x`."""
+    k = conv.kernel_size[0]
+    p = (k - 1) // 2
+    weight = conv.weight
+    out = F.conv2d(x, weight[:, :-1], conv.bias, padding=p)
+    mask = border_mask(x.shape[2], x.shape[3], p, p, out)
+    return out + F.conv2d(mask, weight[:, -1:].to(out.dtype))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tractable.models.glow.edgepad import pad_with_border_channel
+from tractable.models.glow.edgepad import conv_with_border
 
 LOGSCALE_FACTOR = 3.0
 
@@ -29,6 +29,5 @@ class ZeroConv2d(nn.Module):
         self.logs = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.edge_bias:
-            x = pad_with_border_channel(x, 3)
-        return self.conv(x) * torch.exp(self.logs * LOGSCALE_FACTOR)
+        h = conv_with_border(x, self.conv) if self.edge_bias else self.conv(x)
+        return h * torch.exp(self.logs * LOGSCALE_FACTOR)
