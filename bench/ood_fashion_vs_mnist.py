@@ -112,9 +112,9 @@ def main() -> int:
     background = load(Path(args.out) / "background" / "model").eval()
 
     t0 = time.perf_counter()
-    ds_in, _ = load_images("fashion-mnist", "test", None, args.n_in, args.seed)
-    ds_out, _ = load_images("mnist", "test", None, args.n_out, args.seed)
-    fit, _ = heldout_train_images("fashion-mnist", None,
+    ds_in, _ = load_images("fashion-mnist", "test", {}, args.n_in, args.seed)
+    ds_out, _ = load_images("mnist", "test", {}, args.n_out, args.seed)
+    fit, _ = heldout_train_images("fashion-mnist", {},
                                   read_json(Path(args.out) / "model" / RUN_NAME),
                                   args.n_fit, args.seed)
     m_in = measure(model, ds_in, background=background, codecs=args.codecs)

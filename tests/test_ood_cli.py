@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tractable.cli import build_parser
 from tractable.cli import main as cli_main
 from tractable.cli.ood import heldout_train_images, load_images, subset_rows
 from tractable.data import load_dataset
@@ -78,10 +79,10 @@ def test_ood_prints_and_saves_every_score(runs, shared_data, tmp_path, capsys):
     report_dir = tmp_path / "report"
     assert cli_main([
         "ood", "--model", str(runs / "model"), "--background", str(runs / "bg"),
-        "--in", "fashion-mnist", "--out", "mnist",
-        "--in-root", str(shared_data / "fashion-mnist"), "--out-root", str(shared_data / "mnist"),
+        "--in", "fashion-mnist", "--ood", "mnist",
+        "--in-root", str(shared_data / "fashion-mnist"), "--ood-root", str(shared_data / "mnist"),
         "--limit", "30", "--fit-limit", "40", "--typicality-m", "5", "--bootstrap", "500",
-        "--codecs", "png,jpeg2000", "--report", str(report_dir)]) == 0
+        "--codecs", "png,jpeg2000", "--out", str(report_dir)]) == 0
     text = capsys.readouterr().out
     scores = ["nll", "likelihood_ratio", "complexity_png", "complexity_jpeg2000", "typicality"]
     for name in [*scores, "typicality M=5 (batch)", "AUROC", "AUPRC", "FPR@80"]:
@@ -109,7 +110,7 @@ def test_ood_prints_and_saves_every_score(runs, shared_data, tmp_path, capsys):
 def test_heldout_images_are_the_ones_the_run_did_not_train_on(runs, shared_data):
     root = str(shared_data / "fashion-mnist")
     run = json.loads((runs / "model" / "run.json").read_text())
-    fit, note = heldout_train_images("fashion-mnist", root, run, 5000, seed=0)
+    fit, note = heldout_train_images("fashion-mnist", {"root": root}, run, 5000, seed=0)
     train = load_dataset("fashion-mnist", "train", root=root)
     used = train.subset(64, seed=run["train"]["seed"]).images  # what the run trained on
     assert "64-image training subset" in note and len(fit) == 5000
@@ -123,7 +124,7 @@ def test_subset_rows_name_the_rows_of_the_subset(shared_data):
     ds = load_dataset("mnist", "test", root=str(shared_data / "mnist"))
     rows = subset_rows(len(ds), 50, seed=3)
     assert torch.equal(ds.images[rows], ds.subset(50, seed=3).images)
-    sub, index = load_images("mnist", "test", str(shared_data / "mnist"), 50, 3)
+    sub, index = load_images("mnist", "test", {"root": str(shared_data / "mnist")}, 50, 3)
     np.testing.assert_array_equal(index, rows.numpy())
     assert torch.equal(sub.images, ds.images[rows])
 
@@ -141,10 +142,28 @@ def test_mutation_rate_is_a_recorded_training_setting(runs):
 def test_ood_refuses_bad_options_with_a_clear_message(runs, shared_data, tmp_path, capsys,
                                                       argv, message):
     code = cli_main(["ood", "--model", str(runs / "model"), "--in", "fashion-mnist",
-                     "--out", "mnist", "--in-root", str(shared_data / "fashion-mnist"),
-                     "--out-root", str(shared_data / "mnist"), "--limit", "10",
-                     "--report", str(tmp_path / "r"), *argv])
+                     "--ood", "mnist", "--in-root", str(shared_data / "fashion-mnist"),
+                     "--ood-root", str(shared_data / "mnist"), "--limit", "10",
+                     "--out", str(tmp_path / "r"), *argv])
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_ood_names_the_ood_set_with_ood_and_explains_the_old_out(runs, tmp_path, capsys):
+    """`--out` is where output goes on every command; the OOD set moved to `--ood`."""
+    code = cli_main(["ood", "--model", str(runs / "model"), "--in", "fashion-mnist",
+                     "--out", "mnist"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--ood NAME" in err and "did you mean --ood mnist?" in err
+    assert "Traceback" not in err and not (tmp_path / "mnist").exists()
+    args = build_parser().parse_args([
+        "ood", "--model", "m", "--in", "fashion-mnist", "--ood", "mnist", "--out-root", "R",
+        "--out-split", "train", "--report", "DIR"])
+    assert (args.ood_data, args.ood_root, args.ood_split, args.out) == ("mnist", "R", "train",
+                                                                        "DIR")
+    err = capsys.readouterr().err
+    for old, new in (("--out-root", "--ood-root"), ("--out-split", "--ood-split"),
+                     ("--report", "--out")):
+        assert f"{old} is deprecated; use {new}" in err
 
 
 def test_score_refuses_a_folder_that_is_no_model(tmp_path, capsys):

@@ -5,58 +5,73 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tractable.cli.common import data_options, data_source_args, examples
 from tractable.data import load_dataset
 from tractable.data.download import default_root
 from tractable.data.registry import DESCRIPTIONS, FOLDER_PREFIX, known_datasets
 
 
-def _source_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", default=None,
-                   help="folder with the official files (default: the cache folder)")
+def _mirror_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", action="append", default=None, metavar="URL",
-                   help="base URL to download from instead of the official ones (repeatable)")
-    p.add_argument("--batches", type=int, nargs="+", default=None, metavar="K",
-                   help="cifar10 / imagenet32 / imagenet64: load only these training batches")
+                   help="base URL to download from instead of the official ones (repeatable; "
+                   "default: the official URLs, or $TRACTABLE_MIRROR)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("data", help="list, download and look at datasets")
-    dsub = p.add_subparsers(dest="data_command", required=True)
+    p = sub.add_parser("data", help="list, download and look at datasets",
+                       epilog=examples("tractable data list",
+                                       "tractable data download fashion-mnist",
+                                       "tractable data show mnist-mini -n 64 --out grid.png"))
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
-    ls = dsub.add_parser("list", help="the datasets known by name and where they are cached")
+    ls = dsub.add_parser("list", help="the datasets known by name and where they are cached",
+                         epilog=examples("tractable data list"))
     ls.set_defaults(func=cmd_list)
 
-    dl = dsub.add_parser("download", help="fetch a dataset's official files into the cache")
+    dl = dsub.add_parser("download", help="fetch a dataset's official files into the cache",
+                         epilog=examples("tractable data download cifar10",
+                                         "tractable data download mnist --split test --root "
+                                         "~/data/mnist"))
     dl.add_argument("name")
     dl.add_argument("--split", choices=["train", "test", "both"], default="both")
-    _source_args(dl)
+    dl.add_argument("--root", default=None, metavar="DIR",
+                    help="folder for the official files (default: the cache folder, "
+                    "$TRACTABLE_DATA/NAME)")
+    _mirror_arg(dl)
+    dl.add_argument("--batches", type=int, nargs="+", default=None, metavar="K",
+                    help="cifar10 / imagenet32 / imagenet64: only these training batches "
+                    "(default: all)")
     dl.set_defaults(func=cmd_download)
 
-    show = dsub.add_parser("show", help="write a grid of real images")
+    show = dsub.add_parser(
+        "show", help="write a grid of real images",
+        description="Write a PNG grid of a split's first N images, small images enlarged "
+        "(nearest neighbour) and separated.",
+        epilog=examples("tractable data show mnist-mini -n 64 --out grid.png",
+                        "tractable data show cifar10 --root ~/data/cifar-10-batches-py -n 32",
+                        "tractable data show folder:photos --size 64 --out photos.png"))
     show.add_argument("name", help=f"a dataset name or {FOLDER_PREFIX}<path>")
     show.add_argument("--split", default="test", choices=["train", "test"])
-    show.add_argument("-n", type=int, default=64, help="number of images (the first n)")
-    show.add_argument("--out", default="grid.png")
-    show.add_argument("--nrow", type=int, default=None, help="images per row (default: square)")
-    show.add_argument("--scale", type=int, default=2, help="pixel upscaling for viewing")
-    show.add_argument("--size", type=int, default=None,
-                      help="for image folders: resize and center-crop to SIZE x SIZE")
-    show.add_argument("--download", action="store_true", help="download missing files first")
-    _source_args(show)
+    show.add_argument("-n", type=int, default=64, metavar="IMAGES",
+                      help="number of images (the first n)")
+    show.add_argument("--out", default="grid.png", metavar="PNG", help="the grid's file")
+    show.add_argument("--nrow", type=int, default=None, metavar="IMAGES",
+                      help="images per row (default: square)")
+    show.add_argument("--scale", type=int, default=None, metavar="FACTOR",
+                      help="pixel enlargement for viewing (default: small images to about "
+                      "112 pixels)")
+    data_source_args(show)
+    _mirror_arg(show)
     show.set_defaults(func=cmd_show)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
+    opts = data_options(args)
     if args.name.startswith(FOLDER_PREFIX):
-        if getattr(args, "size", None):
-            opts["size"] = args.size
-        return opts
-    opts["root"] = args.root
-    if args.mirror:
+        opts.pop("root", None)
+        opts.pop("batches", None)
+    if getattr(args, "mirror", None):
         opts["mirrors"] = args.mirror
-    if args.batches:
-        opts["batches"] = args.batches
     return opts
 
 
@@ -72,7 +87,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     splits = ["train", "test"] if args.split == "both" else [args.split]
     for split in splits:
-        ds = load_dataset(args.name, split=split, download=True, **_options(args))
+        ds = load_dataset(args.name, split=split, **{**_options(args), "download": True})
         print(f"{args.name} {split}: {len(ds)} images of shape {ds.shape}, "
               f"{ds.num_classes} classes")
     return 0
@@ -84,7 +99,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise DataError(f"-n must be at least 1, got {args.n}")
-    ds = load_dataset(args.name, split=args.split, download=args.download, **_options(args))
+    ds = load_dataset(args.name, split=args.split, **_options(args))
     n = min(args.n, len(ds))
     save_grid(ds.images[:n], args.out, nrow=args.nrow, scale=args.scale)
     print(f"wrote {n} {ds.name} {args.split} images to {args.out}")

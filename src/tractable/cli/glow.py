@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from tractable.cli.common import data_source_args, dataset_for, examples
 from tractable.errors import ConfigError, DataError, ShapeError
 
 
@@ -28,27 +30,44 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("glow", help="Glow latent-space tools: interpolate, manipulate")
     gsub = p.add_subparsers(dest="glow_command", required=True)
 
-    q = gsub.add_parser("interpolate", help="decode a straight line between two images' latents")
+    q = gsub.add_parser(
+        "interpolate", help="decode a straight line between two images' latents",
+        description="Decode z = (1 - t)·z_a + t·z_b for t from 0 to 1: a strip whose ends "
+        "(marked) are the two images, exactly (Glow §5.2).",
+        epilog=examples("tractable glow interpolate runs/glow --a 3 --b 17 --steps 8 "
+                        "--out strip.png",
+                        "tractable glow interpolate runs/glow --a me.png --b you.png"))
     _common(q)
-    q.add_argument("--a", required=True, metavar="IMG_OR_INDEX", help="first image")
+    q.add_argument("--a", required=True, metavar="IMG_OR_INDEX",
+                   help="first image: an image file or an index into the dataset")
     q.add_argument("--b", required=True, metavar="IMG_OR_INDEX", help="last image")
-    q.add_argument("--steps", type=int, default=8, help="images in the strip, ends included")
-    q.add_argument("--out", default="interpolation.png")
+    q.add_argument("--steps", type=int, default=8, metavar="IMAGES",
+                   help="images in the strip, ends included")
+    q.add_argument("--out", default="interpolation.png", metavar="PNG", help="the strip's file")
     q.set_defaults(func=cmd_interpolate)
 
-    m = gsub.add_parser("manipulate", help="add α·(attribute vector) to images' latents")
+    m = gsub.add_parser(
+        "manipulate", help="add α·(attribute vector) to images' latents",
+        description="Estimate an attribute vector (mean latent of images of a class minus "
+        "that of the others) and decode z + α·v for each α: one row per image, one column "
+        "per α, the original (α = 0) marked (Glow §5.3).",
+        epilog=examples("tractable glow manipulate runs/glow --attribute 1 --alpha=-1..1 "
+                        "--out grid.png",
+                        "tractable glow manipulate runs/fglow --data fashion-mnist --attribute "
+                        "Sneaker --alpha -2,-1,0,1,2 -n 4"))
     _common(m)
     m.add_argument("--attribute", required=True, metavar="CLASS",
                    help="class name or index whose presence is the attribute")
     m.add_argument("--alpha", default="-1..1", metavar="LO..HI|A,B,..",
-                   help="a range (spread over --columns) or a comma list; default -1..1")
-    m.add_argument("--columns", type=int, default=5, help="α values for a LO..HI range")
+                   help="a range (spread over --columns) or a comma list (default: -1..1)")
+    m.add_argument("--columns", type=int, default=5, help="number of α values for a LO..HI "
+                   "range")
     m.add_argument("-n", "--images", type=int, default=8,
                    help="images to edit: a seeded random pick of those without the attribute")
     m.add_argument("--seed", type=int, default=0, help="seed of that pick")
-    m.add_argument("--attr-images", type=int, default=2000,
+    m.add_argument("--attr-images", type=int, default=2000, metavar="IMAGES",
                    help="images (the split's first) that estimate the attribute vector")
-    m.add_argument("--out", default="manipulate.png")
+    m.add_argument("--out", default="manipulate.png", metavar="PNG", help="the grid's file")
     m.set_defaults(func=cmd_manipulate)
     # let "--alpha -1..1" through: argparse would take "-1..1" for an unknown option
     m._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]*\.\.")
@@ -59,9 +78,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset name (default: the run's dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (default) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=256, help="images per encode batch")
+                   help="Polyak-averaged (ema) or the optimizer's raw weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=256, metavar="IMAGES",
+                   help="images per encode batch")
+    data_source_args(p.add_argument_group("data"))
 
 
 # ---- loading ----------------------------------------------------------------------------
@@ -88,17 +109,12 @@ def load_glow(path: str, weights: str = "ema", device: str = "auto"):  # type: i
     return model.eval()
 
 
-def dataset_name(args: argparse.Namespace) -> str:
-    """--data, else the dataset recorded in the run's run.json."""
-    if args.data:
-        return str(args.data)
-    from tractable.training.checkpoint import RUN_NAME, read_json, run_dir_of
+def load_data(args: argparse.Namespace) -> Any:
+    """The split of --data (else the run's own dataset, with its options) to pick from."""
+    from tractable.data import load_dataset
 
-    run = run_dir_of(model_dir_of(args.path))
-    name = read_json(run / RUN_NAME).get("data") if run else None
-    if not name:
-        raise ConfigError(f"{args.path} does not record its dataset: pass --data NAME")
-    return str(name)
+    name, options = dataset_for(args, model_dir_of(args.path))
+    return load_dataset(name, split=args.split, **options)
 
 
 def read_image(path: Path, shape: tuple[int, int, int]) -> Tensor:
@@ -124,9 +140,7 @@ def pick_image(spec: str, args: argparse.Namespace, shape: tuple[int, int, int])
         index = int(spec)
     except ValueError:
         raise DataError(f"{spec!r} is neither an image file nor a dataset index") from None
-    from tractable.data import load_dataset
-
-    ds = load_dataset(dataset_name(args), split=args.split)
+    ds = load_data(args)
     if not 0 <= index < len(ds):
         raise DataError(f"index {index} out of range: {ds.name} {args.split} has {len(ds)} images")
     return ds.images[index]
@@ -159,9 +173,16 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     with torch.no_grad():
         za, zb = (model.encode(x.to(model.top_prior.learned.device)) for x in pair.split(1))
         strip = model.decode(interpolate(za, zb, args.steps)).cpu()
-    save_grid(strip, args.out, nrow=args.steps)
+    ts = torch.linspace(0, 1, args.steps).tolist()
+    names = [f"a: {_short(args.a)}", *(f"t={t:.2f}" for t in ts[1:-1]), f"b: {_short(args.b)}"]
+    save_grid(strip, args.out, nrow=args.steps, col_labels=names, marks=[0, args.steps - 1])
     print(f"wrote a {args.steps}-image interpolation from {args.a} to {args.b} to {args.out}")
     return 0
+
+
+def _short(spec: str) -> str:
+    """An endpoint's name for its label: a file's name, or the dataset index."""
+    return Path(spec).name if Path(spec).is_file() else f"#{spec}"
 
 
 def class_index(attribute: str, class_names: list[str]) -> int:
@@ -177,7 +198,6 @@ def class_index(attribute: str, class_names: list[str]) -> int:
 
 
 def cmd_manipulate(args: argparse.Namespace) -> int:
-    from tractable.data import load_dataset
     from tractable.models.glow.latents import attribute_vector, encode_batched, manipulate
     from tractable.viz import save_grid
 
@@ -185,7 +205,7 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     if not alphas or args.images < 1 or args.attr_images < 2:
         raise ConfigError("need at least one --alpha, --images >= 1 and --attr-images >= 2")
     model = load_glow(args.path, args.weights, args.device)
-    ds = load_dataset(dataset_name(args), split=args.split)
+    ds = load_data(args)
     if not ds.has_labels:
         raise DataError(f"{ds.name} has no class labels: attribute vectors need labelled data")
     if tuple(ds.shape) != tuple(model.config.image_shape):
@@ -202,7 +222,17 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     with torch.no_grad():
         edited = manipulate(model.encode(ds.images[rows].to(device)), vector, alphas)
         grid = model.decode(edited).cpu()
-    save_grid(grid, args.out, nrow=len(alphas))
+    names = [f"α={a:+.2g}" if abs(a) > 1e-12 else "α=0 (original)" for a in alphas]
+    originals = [j for j, a in enumerate(alphas) if abs(a) <= 1e-12]
+    if not originals:  # show the unedited images too, in a first column
+        shape = grid.shape[1:]
+        grid = torch.cat([ds.images[rows].unsqueeze(1),
+                          grid.view(len(rows), len(alphas), *shape)], dim=1).flatten(0, 1)
+        names, originals = ["original", *names], [0]
+    cols = len(names)
+    save_grid(grid, args.out, nrow=cols, col_labels=names,
+              marks=[r * cols + j for r in range(len(rows)) for j in originals],
+              title=f"attribute '{ds.class_names[k]}'")
     print(f"wrote {len(rows)} images x alpha {[round(a, 3) for a in alphas]} along "
           f"'{ds.class_names[k]}' (vector from {n} {ds.name} {args.split} images) to {args.out}")
     return 0

@@ -1,7 +1,7 @@
 """`tractable score | ood`: per-image likelihoods, NLL heatmaps, out-of-distribution scores.
 
     tractable score RUN --data fashion-mnist --split test --out scores.csv --heatmap maps/
-    tractable ood --model RUN --background RUN_BG --in fashion-mnist --out mnist
+    tractable ood --model RUN --background RUN_BG --in fashion-mnist --ood mnist --out report/
 
 Thin wrappers over `tractable.evaluation.{scoring, ood}`.
 """
@@ -19,6 +19,17 @@ import numpy as np
 import torch
 
 from tractable._io import atomic_write_json, atomic_write_text, atomic_write_with
+from tractable.cli.common import (
+    DeprecatedFlag,
+    data_options,
+    data_source_args,
+    dataset_for,
+    examples,
+    limit_arg,
+    load_images,
+    run_json_of,
+    subset_rows,
+)
 from tractable.data import ImageDataset, load_dataset
 from tractable.errors import ConfigError, DataError
 
@@ -29,10 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, metavar="IMAGES",
+                   help="images per forward pass")
     p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (default) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto")
+                   help="Polyak-averaged (ema) or the optimizer's raw weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="for --limit subsets and bootstraps")
 
 
@@ -40,31 +52,8 @@ def _progress() -> bool:
     return sys.stderr.isatty()
 
 
-def load_images(name: str, split: str, root: str | None, limit: int | None,
-                seed: int) -> tuple[ImageDataset, np.ndarray]:
-    """A dataset split, or a fixed random subset of `limit` images of it, and the rows of
-    the split its images come from."""
-    ds = load_dataset(name, split=split, root=root)
-    if limit is None or limit >= len(ds):
-        return ds, np.arange(len(ds))
-    if limit < 1:
-        raise DataError(f"--limit must be >= 1, got {limit}")
-    rows = subset_rows(len(ds), limit, seed)
-    return ImageDataset(ds.images[rows], ds.labels[rows], ds.class_names, ds.name), rows.numpy()
-
-
-def subset_rows(n: int, limit: int, seed: int) -> torch.Tensor:
-    """The rows `ImageDataset.subset(limit, seed)` takes from a dataset of `n` images."""
-    # Tag each image with its row as label: the subset's labels are then its rows.
-    tagged = ImageDataset(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.arange(n))
-    return tagged.subset(limit, seed=seed).labels
-
-
 def _run_json(model_dir: Path) -> dict[str, Any]:
-    from tractable.training.checkpoint import RUN_NAME, read_json, run_dir_of
-
-    run = run_dir_of(model_dir)
-    return read_json(run / RUN_NAME) if run else {}
+    return run_json_of(model_dir)
 
 
 def _load_model(path: str, args: argparse.Namespace) -> tuple[Any, Path]:
@@ -78,16 +67,23 @@ def _register_score(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = sub.add_parser("score", help="per-image NLL and bits/dim (CSV), per-pixel NLL maps",
                        description="Exact NLL of every image of a dataset split; with "
                        "--heatmap, PNG overlays of where each image is surprising "
-                       "(autoregressive models).")
+                       "(autoregressive models), with a colour bar in nats per pixel.",
+                       epilog=examples(
+                           "tractable score runs/m --out scores.csv",
+                           "tractable score runs/fashion --data mnist --root ~/data/mnist "
+                           "--limit 1000 --out mnist.csv --heatmap maps/"))
     p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
     p.add_argument("--data", help="dataset (default: the one the run trained on)")
-    p.add_argument("--root", help="folder with the dataset's files (default: the cache)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--limit", type=int, help="a fixed random subset of N images")
-    p.add_argument("--out", required=True, help="CSV: index, label, nll_nats, bits_per_dim")
-    p.add_argument("--heatmap", metavar="DIR", help="write per-pixel NLL overlays here")
-    p.add_argument("--heatmap-count", type=int, default=64,
-                   help="images per heatmap grid (default 64)")
+    limit_arg(p)
+    p.add_argument("--out", required=True, metavar="CSV",
+                   help="CSV: index, label, nll_nats, bits_per_dim")
+    p.add_argument("--heatmap", metavar="DIR", help="write per-pixel NLL overlays here "
+                   "(default: none)")
+    p.add_argument("--heatmap-count", type=int, default=64, metavar="IMAGES",
+                   help="images per heatmap grid")
+    g = p.add_argument_group("data")
+    data_source_args(g)
     _model_args(p)
     p.set_defaults(func=cmd_score)
 
@@ -107,10 +103,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from tractable.evaluation.scoring import score_dataset
 
     model, model_dir = _load_model(args.path, args)
-    data = args.data or _run_json(model_dir).get("data")
-    if not data:
-        raise ConfigError(f"{args.path} does not record its dataset: pass --data NAME")
-    ds, rows = load_images(data, args.split, args.root, args.limit, args.seed)
+    data, opts = dataset_for(args, model_dir)
+    ds, rows = load_images(data, args.split, opts, args.limit, args.seed)
     s = score_dataset(model, ds, batch_size=args.batch_size, progress=_progress())
     atomic_write_text(args.out, scores_csv({
         "index": rows, "label": s.labels, "nll_nats": s.nll_nats,
@@ -161,19 +155,39 @@ def _register_ood(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                        description="Score an in-distribution test set and an OOD set with "
                        "raw likelihood, the likelihood ratio against a background model "
                        "(--background), input complexity and the typicality test; print "
-                       "AUROC, AUPRC and FPR at 80%% TPR of each score (OOD = positive).")
+                       "AUROC, AUPRC and FPR at 80%% TPR of each score (OOD = positive).",
+                       epilog=examples(
+                           "tractable ood --model runs/fashion --background runs/bg --in "
+                           "fashion-mnist --ood mnist --out reports/fashion-vs-mnist",
+                           "tractable ood --model runs/c10 --in cifar10 --ood svhn "
+                           "--ood-download --limit 2000 --codecs png"))
     p.add_argument("--model", required=True, metavar="RUN", help="run or saved-model folder")
     p.add_argument("--background", metavar="RUN_BG",
-                   help="background model (trained with --mutation-rate) for the ratio")
+                   help="background model (trained with --mutation-rate) for the ratio "
+                   "(default: no ratio score)")
     p.add_argument("--in", dest="in_data", required=True, metavar="NAME",
                    help="in-distribution dataset (the model's training data)")
-    p.add_argument("--out", dest="out_data", required=True, metavar="NAME",
-                   help="out-of-distribution dataset")
-    p.add_argument("--in-root", help="folder with the in-distribution files")
-    p.add_argument("--out-root", help="folder with the OOD files")
+    p.add_argument("--ood", dest="ood_data", metavar="NAME",
+                   help="out-of-distribution dataset (required; was --out before)")
+    p.add_argument("--out", default="ood-report", metavar="DIR",
+                   help="folder for report.json, histograms.png and scores.csv")
     p.add_argument("--in-split", default="test", choices=["train", "test"])
-    p.add_argument("--out-split", default="test", choices=["train", "test"])
-    p.add_argument("--limit", type=int, help="a fixed random subset of N images of each set")
+    p.add_argument("--ood-split", default="test", choices=["train", "test"])
+    limit_arg(p, "each set")
+    g = p.add_argument_group("data (--in-*: the in-distribution set, --ood-*: the OOD set; "
+                             "--size / --channels: both)")
+    data_source_args(g, "in-", "the in-distribution set", shape=False)
+    data_source_args(g, "ood-", "the OOD set", shape=False)
+    g.add_argument("--size", type=int, metavar="PIXELS",
+                   help="resize and center-crop both sets to PIXELS x PIXELS (default: "
+                   "the images' own size)")
+    g.add_argument("--channels", type=int, choices=[1, 3],
+                   help="1: greyscale, 3: RGB, both sets (default: the images' own)")
+    # the names of an earlier version: kept, with a warning
+    p.add_argument("--out-root", dest="ood_root", action=DeprecatedFlag, new="--ood-root")
+    p.add_argument("--out-split", dest="ood_split", action=DeprecatedFlag, new="--ood-split",
+                   choices=["train", "test"])
+    p.add_argument("--report", dest="out", action=DeprecatedFlag, new="--out")
     p.add_argument("--codecs", default="png,jpeg2000",
                    help="lossless codecs for input complexity: png, jpeg2000, webp "
                    "(comma-separated; 'none' for no complexity scores)")
@@ -184,13 +198,32 @@ def _register_ood(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     g.add_argument("--fit-limit", type=int, default=2000,
                    help="held-out in-distribution training images for the entropy "
                    "estimate (0: no typicality test)")
-    p.add_argument("--report", default="ood-report", metavar="DIR",
-                   help="folder for report.json, histograms.png and scores.csv")
     _model_args(p)
     p.set_defaults(func=cmd_ood)
 
 
-def heldout_train_images(name: str, root: str | None, run: dict[str, Any], count: int,
+def ood_set_options(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    """`load_dataset` options of the in- (`in_`) or OOD (`ood_`) set."""
+    opts = data_options(args, prefix)
+    opts.update({k: v for k, v in (("size", args.size), ("channels", args.channels))
+                 if v is not None})
+    return opts
+
+
+def ood_dataset_name(args: argparse.Namespace) -> str:
+    """--ood, with a clear error for the earlier spelling `--out NAME`."""
+    if args.ood_data:
+        return str(args.ood_data)
+    from tractable.data.registry import FOLDER_PREFIX, known_datasets
+
+    hint = ""
+    if args.out in known_datasets() or str(args.out).startswith(FOLDER_PREFIX):
+        hint = f" (did you mean --ood {args.out}?)"
+    raise ConfigError("name the out-of-distribution dataset with --ood NAME; --out now "
+                      f"names the report folder{hint}")
+
+
+def heldout_train_images(name: str, options: dict[str, Any], run: dict[str, Any], count: int,
                          seed: int) -> tuple[ImageDataset, str]:
     """Up to `count` in-distribution training images the run did not train on.
 
@@ -199,7 +232,7 @@ def heldout_train_images(name: str, root: str | None, run: dict[str, Any], count
     rest of the split is held out. Otherwise the entropy estimate has to use training
     images, which is said in the returned note.
     """
-    train = load_dataset(name, split="train", root=root)
+    train = load_dataset(name, split="train", **options)
     cfg = run.get("train", {}) if run.get("data") == name else {}
     limit = cfg.get("limit_train")
     held = torch.ones(len(train), dtype=torch.bool)
@@ -241,16 +274,16 @@ def cmd_ood(args: argparse.Namespace) -> int:
         raise ConfigError("--typicality-m and --bootstrap must be >= 1, --fit-limit >= 0")
     model, model_dir = _load_model(args.model, args)
     background = _load_model(args.background, args)[0] if args.background else None
-    ds_in, rows_in = load_images(args.in_data, args.in_split, args.in_root, args.limit,
-                                 args.seed)
-    ds_out, rows_out = load_images(args.out_data, args.out_split, args.out_root, args.limit,
-                                   args.seed)
+    ood_data = ood_dataset_name(args)
+    in_opts, ood_opts = ood_set_options(args, "in_"), ood_set_options(args, "ood_")
+    ds_in, rows_in = load_images(args.in_data, args.in_split, in_opts, args.limit, args.seed)
+    ds_out, rows_out = load_images(ood_data, args.ood_split, ood_opts, args.limit, args.seed)
     kw = {"background": background, "codecs": codecs, "batch_size": args.batch_size,
           "progress": _progress()}
     m_in, m_out = measure(model, ds_in, **kw), measure(model, ds_out, **kw)
     heldout, note = None, None
     if args.fit_limit:
-        fit, note = heldout_train_images(args.in_data, args.in_root, _run_json(model_dir),
+        fit, note = heldout_train_images(args.in_data, in_opts, _run_json(model_dir),
                                          args.fit_limit, args.seed)
         heldout = score_dataset(model, fit, args.batch_size, progress=_progress(),
                                 marginal=True).bits_per_dim
@@ -258,16 +291,16 @@ def cmd_ood(args: argparse.Namespace) -> int:
     report = evaluate_ood(m_in, m_out, heldout, args.typicality_m, args.alpha,
                           args.bootstrap, args.seed)
 
-    names = (f"{args.in_data} {args.in_split}", f"{args.out_data} {args.out_split}")
+    names = (f"{args.in_data} {args.in_split}", f"{ood_data} {args.ood_split}")
     print(f"OOD detection: {names[1]} (positives, {len(ds_out)}) vs {names[0]} "
           f"({len(ds_in)}); scores in bits/dim, higher = more OOD")
-    print(format_table(report, args.in_data, args.out_data))
+    print(format_table(report, args.in_data, ood_data))
     if note:
         print(note)
-    out = Path(args.report)
+    out = Path(args.out)
     payload = {"model": str(model_dir), "background": args.background,
                "in": {"data": args.in_data, "split": args.in_split, "num_images": len(ds_in)},
-               "out": {"data": args.out_data, "split": args.out_split,
+               "out": {"data": ood_data, "split": args.ood_split,
                        "num_images": len(ds_out)},
                "codecs": codecs, "heldout": note, "seed": args.seed, **report.to_dict()}
     atomic_write_json(out / "report.json", payload)

@@ -22,6 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from tractable.cli.common import (
+    data_options,
+    data_source_args,
+    dataset_for,
+    examples,
+    limit_arg,
+    load_images,
+)
 from tractable.errors import ConfigError, ShapeError
 from tractable.models.registry import known_families, model_class
 from tractable.sampling import sampler_help, sampler_names
@@ -47,83 +55,104 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 # ---- train -------------------------------------------------------------------------------
 def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("train", help="train a model (or --resume a run)",
-                       description="Train a model; evaluates every epoch, saves checkpoints. "
-                       "Unset optimizer flags use the model family's paper defaults.")
+    p = sub.add_parser(
+        "train", help="train a model (or --resume a run)",
+        description="Train a model; evaluates every epoch, saves checkpoints. Prints one "
+        "start-up line (model, parameters, device, data, batch, length) and an ETA after "
+        "the first steps. Unset optimizer flags use the model family's paper defaults.",
+        epilog=examples(
+            "tractable train --model pixelcnn++ --preset small --data mnist-mini --out runs/m "
+            "--epochs 5",
+            "tractable train --model glow --preset small --conditional --data mnist-mini "
+            "--max-steps 2000 --out runs/glow",
+            "tractable train --model gated-pixelcnn --preset small --n-levels 4 --data "
+            "fashion-mnist --download --out runs/g4",
+            "tractable train --out runs/m --resume --max-steps 20000   # continue a run"))
     a = p.add_argument
-    a("--model", help=f"model family: {', '.join(known_families())}")
-    a("--data", help="dataset name (see `tractable data list`); default mnist-mini")
-    a("--out", required=True, help="run folder (created; holds model/, state.pt, logs)")
-    a("--preset", help="a named model size offered by the family (e.g. small, paper)")
+    a("--model", help=f"model family: {', '.join(known_families())} (required for a new run)")
+    a("--data", help="dataset name or folder:PATH (see `tractable data list`; default "
+      "mnist-mini)")
+    a("--out", required=True, metavar="DIR",
+      help="run folder (created; holds model/, state.pt, logs, pictures)")
+    a("--preset", help="a named model size offered by the family, e.g. small or paper "
+      "(default: the family's config defaults, for pixelcnn++ the 53M-parameter paper model)")
     a("--recipe", help="a published setup: architecture and every training setting "
       "(paper: the reference code's; batch per process, see docs/reproduce.md); "
-      "flags given as well override it")
+      "flags given as well override it (default: none)")
     a("--conditional", action="store_true", default=None,
       help="condition on the data's class labels")
     a("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     g = p.add_argument_group("length")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--max-steps", type=int, help="optimizer steps (wins over --epochs)")
+    g.add_argument("--epochs", type=int, metavar="N",
+                   help="passes over the training images (default: 1, unless --max-steps)")
+    g.add_argument("--max-steps", type=int, metavar="STEPS",
+                   help="optimizer steps; wins over --epochs (default: unset)")
     g = p.add_argument_group("optimizer (default: the family's paper settings)")
-    g.add_argument("--optimizer", choices=["adam", "adamax", "openai-adamax"])
-    g.add_argument("--lr", type=float)
-    g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"))
-    g.add_argument("--lr-decay", type=float, help="multiplicative lr decay per step")
-    g.add_argument("--warmup-steps", type=int)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--ema-decay", type=float, help="Polyak averaging decay")
+    g.add_argument("--optimizer", choices=["adam", "adamax", "openai-adamax"],
+                   help="default: the family's")
+    g.add_argument("--lr", type=float, help="peak learning rate (default: the family's)")
+    g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
+                   help="Adam betas (default: the family's)")
+    g.add_argument("--lr-decay", type=float, metavar="FACTOR",
+                   help="multiplicative lr decay per step (default: the family's)")
+    g.add_argument("--warmup-steps", type=int, metavar="STEPS",
+                   help="linear lr warm-up, in steps (default: the family's)")
+    g.add_argument("--weight-decay", type=float, help="L2 coefficient (default: the family's)")
+    g.add_argument("--ema-decay", type=float,
+                   help="Polyak averaging decay per step (default: the family's)")
     g.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=None,
-                   help="cap the EMA decay at (1+t)/(10+t) early on (default on)")
-    g.add_argument("--grad-clip", type=float, help="max global gradient norm (0: none)")
-    g.add_argument("--batch-size", type=int, help="global batch (split over processes)")
-    g.add_argument("--grad-accum", type=int,
-                   help="split each process's batch into K micro-batches (less memory)")
+                   help="cap the EMA decay at (1+t)/(10+t) early on (default: on)")
+    g.add_argument("--grad-clip", type=float, metavar="NORM",
+                   help="max global gradient norm, 0: none (default: the family's)")
+    g.add_argument("--batch-size", type=int, metavar="IMAGES",
+                   help="global batch, split over processes (default: the family's)")
+    g.add_argument("--grad-accum", type=int, metavar="K",
+                   help="split each process's batch into K micro-batches, less memory "
+                   "(default: 1)")
     g = p.add_argument_group("numerics and hardware")
-    g.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 = autocast (default fp32)")
-    g.add_argument("--eval-precision", choices=["fp32", "bf16"])
+    g.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="bf16 = autocast (default: fp32)")
+    g.add_argument("--eval-precision", choices=["fp32", "bf16"], help="default: fp32")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
-    g.add_argument("--channels-last", action="store_true", default=None)
-    g.add_argument("--device", help="auto (default), cpu or cuda")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--channels-last", action="store_true", default=None,
+                   help="channels_last memory format")
+    g.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--seed", type=int, help="seed of initialization, batches, subsets "
+                   "(default: 0)")
     g = p.add_argument_group("data")
-    _data_source_args(g)
-    g.add_argument("--limit-train", type=int, help="train on a fixed subset of N images")
-    g.add_argument("--limit-test", type=int, help="evaluate on a fixed subset of N images")
-    g.add_argument("--augment", help="comma-separated: flip, shift")
+    data_source_args(g)
+    g.add_argument("--limit-train", type=int, metavar="N",
+                   help="train on a fixed random subset of N images (default: every image)")
+    g.add_argument("--limit-test", type=int, metavar="N",
+                   help="evaluate on a fixed random subset of N images (default: every image)")
+    g.add_argument("--augment", help="comma-separated: flip, shift (default: none)")
     g.add_argument("--mutation-rate", type=float, metavar="MU",
                    help="replace sub-pixels at rate MU by uniform values: trains the "
-                   "background model for `tractable ood` (Ren et al. 2019; with --weight-decay)")
-    g.add_argument("--init-batch-size", type=int, help="batch for data-dependent init")
+                   "background model for `tractable ood` (Ren et al. 2019; with --weight-decay; "
+                   "default: 0)")
+    g.add_argument("--init-batch-size", type=int, metavar="IMAGES",
+                   help="images for the data-dependent init (default: --batch-size)")
     g = p.add_argument_group("reporting and safety")
-    g.add_argument("--log-every", type=int)
-    g.add_argument("--checkpoint-every", type=int)
-    g.add_argument("--eval-every", type=int, help="steps between evals (default: each epoch)")
-    g.add_argument("--eval-batch-size", type=int)
-    g.add_argument("--samples-per-eval", type=int, help="sample grid size (0: none)")
+    g.add_argument("--log-every", type=int, metavar="STEPS", help="default: 50")
+    g.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="default: 1000")
+    g.add_argument("--eval-every", type=int, metavar="STEPS",
+                   help="steps between evals (default: each epoch)")
+    g.add_argument("--eval-batch-size", type=int, metavar="IMAGES",
+                   help="default: --batch-size")
+    g.add_argument("--samples-per-eval", type=int, metavar="N",
+                   help="images in each evaluation's sample grid, 0: none (default: 16)")
     g.add_argument("--sampler", metavar="|".join(sampler_names()),
                    help="sampler for the grids (default: the family's): " + sampler_help())
-    g.add_argument("--max-bad-steps", type=int, help="consecutive NaN/inf steps tolerated")
-    g.add_argument("--tensorboard", action="store_true", default=None)
-    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
-    g.add_argument("--quiet", action="store_true", default=None)
+    g.add_argument("--max-bad-steps", type=int, metavar="STEPS",
+                   help="consecutive NaN/inf steps tolerated (default: 20)")
+    g.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also log to TensorBoard")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar (default: a bar on a terminal)")
+    g.add_argument("--quiet", action="store_true", default=None,
+                   help="print only the start-up line and the result")
     _add_model_field_flags(p)
     p.set_defaults(func=cmd_train)
-
-
-def _data_source_args(g: Any) -> None:
-    """Where the data comes from (as in `tractable data`): passed on to `load_dataset`."""
-    g.add_argument("--root", help="folder with the dataset's official files (default: cache)")
-    g.add_argument("--download", action="store_true", default=None,
-                   help="download missing official files first")
-    g.add_argument("--batches", type=int, nargs="+", metavar="K",
-                   help="cifar10 / imagenet*: use only these training batches")
-    g.add_argument("--size", type=int, help="image folders: resize and crop to SIZE x SIZE")
-
-
-def data_options(args: argparse.Namespace) -> dict[str, Any]:
-    opts = {"root": args.root, "download": args.download, "batches": args.batches,
-            "size": args.size}
-    return {k: v for k, v in opts.items() if v is not None}
 
 
 def _add_model_field_flags(p: argparse.ArgumentParser) -> None:
@@ -145,7 +174,8 @@ def _add_model_field_flags(p: argparse.ArgumentParser) -> None:
         if not flags:
             continue
         taken.update(flags)
-        help_ = f.metadata.get("help", "") + f" [{', '.join(owners[name])}]"
+        help_ = (f.metadata.get("help", "") + f" [{', '.join(owners[name])}] (default: the "
+                 "family's, or the --preset's)").lstrip()
         if f.type in (bool, "bool"):
             g.add_argument(*flags, dest=MODEL_FLAG_PREFIX + name,
                            action=argparse.BooleanOptionalAction, default=None, help=help_)
@@ -225,19 +255,28 @@ def _with_recipe(args: argparse.Namespace, values: dict[str, Any],
 
 # ---- eval --------------------------------------------------------------------------------
 def _register_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("eval", help="exact bits/dim of a run or saved model on a dataset")
+    p = sub.add_parser(
+        "eval", help="exact bits/dim of a run or saved model on a dataset",
+        description="Exact bits/dim (and nats per image) of a model over every image of a "
+        "dataset split, or a fixed random subset of them (--limit).",
+        epilog=examples("tractable eval runs/m",
+                        "tractable eval runs/m --split train --limit 1000 --json",
+                        "tractable eval runs/m/model --data fashion-mnist --root ~/data/fmnist"))
     p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
     p.add_argument("--data", help="dataset (default: the one the run trained on)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--limit", type=int, help="only the first N images of the split")
-    _data_source_args(p)
-    p.add_argument("--batch-size", type=int, default=64)
+    limit_arg(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
+    data_source_args(p)
+    p.add_argument("--batch-size", type=int, default=64, metavar="IMAGES",
+                   help="images per forward pass")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (default) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto")
+                   help="Polyak-averaged (ema) or the optimizer's raw weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
 
@@ -253,25 +292,12 @@ def load_for_use(path: str, weights: str, device: str) -> tuple[Any, Path]:
     return model.eval(), model_dir
 
 
-def _run_info(model_dir: Path) -> dict[str, Any]:
-    run = run_dir_of(model_dir)
-    return read_json(run / RUN_NAME) if run else {}
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tractable.data import load_dataset
     from tractable.evaluation import evaluate_bpd
 
     model, model_dir = load_for_use(args.path, args.weights, args.device)
-    run_train = _run_info(model_dir).get("train", {})
-    data = args.data or run_train.get("data")
-    if not data:
-        raise ConfigError(f"{args.path} does not record its dataset: pass --data NAME")
-    opts = data_options(args) if args.data else {**run_train.get("data_options", {}),
-                                                   **data_options(args)}
-    ds = load_dataset(data, split=args.split, **opts)
-    if args.limit is not None and args.limit < len(ds):
-        ds = type(ds)(ds.images[:args.limit], ds.labels[:args.limit], ds.class_names, ds.name)
+    data, opts = dataset_for(args, model_dir)
+    ds, _ = load_images(data, args.split, opts, args.limit, args.seed)
     res = evaluate_bpd(model, ds, batch_size=args.batch_size, precision=args.precision,
                        progress=args.progress and sys.stderr.isatty())
     label = model.bits_per_dim_label  # e.g. "bits/dim (4-level data)"
@@ -289,23 +315,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # ---- sample ------------------------------------------------------------------------------
 def _register_sample(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("sample", help="draw samples into a PNG grid (and .npy)")
+    p = sub.add_parser(
+        "sample", help="draw samples into a PNG grid (and .npy)",
+        description="Draw samples from a run or saved model into a PNG grid (small images "
+        "enlarged, one row per class with --class all, labelled), optionally also as .npy.",
+        epilog=examples("tractable sample runs/m -n 64 --out samples.png --temperature 0.9",
+                        "tractable sample runs/cond --class all -n 80 --out rows.png",
+                        "tractable sample runs/cond --class 4:0.5,9:0.5 -n 16 --seed 1",
+                        "tractable sample runs/m -n 1 --sampler naive --dtype float64 --npy"))
     p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
-    p.add_argument("-n", type=int, default=64, help="number of images (with --class all: "
-                   "per-class count is n // K, at least 1)")
-    p.add_argument("--out", default="samples.png")
+    p.add_argument("-n", type=int, default=64, metavar="IMAGES",
+                   help="number of images (with --class all: per-class count is n // K, at "
+                   "least 1)")
+    p.add_argument("--out", default="samples.png", metavar="PNG", help="the grid's file")
     p.add_argument("--class", dest="class_spec", metavar="SPEC",
-                   help="3 | cat | 4:0.5,9:0.5 (soft blend) | all (one row per class)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+                   help="3 | cat | 4:0.5,9:0.5 (soft blend) | all (one row per class) "
+                   "(default: unconditional, or classes in turn for a conditional model)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="scales the sampling distributions; < 1: smoother images")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same images")
     p.add_argument("--npy", action="store_true", help="also write uint8 [n, C, H, W] as .npy")
     p.add_argument("--sampler", metavar="|".join(sampler_names()),
                    help="default: the family's; " + sampler_help())
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="float64: exact mode of the autoregressive samplers")
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--nrow", type=int, help="images per grid row")
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
+                   help="Polyak-averaged (ema) or the optimizer's raw weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--nrow", type=int, metavar="IMAGES",
+                   help="images per grid row (default: square, or one row per class)")
     p.set_defaults(func=cmd_sample)
 
 
@@ -355,6 +393,12 @@ def parse_class_spec(spec: str, n: int, num_classes: int,
     return torch.full((n,), index(spec), dtype=torch.long), n, None
 
 
+def class_labels(cfg: Any) -> list[str]:
+    """A conditional model's class names, or its class indices when it has none."""
+    names = list(cfg.class_names)
+    return names if len(names) == cfg.num_classes else [str(k) for k in range(cfg.num_classes)]
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     import inspect
 
@@ -366,13 +410,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model, model_dir = load_for_use(args.path, args.weights, args.device)
     cfg = model.config
     y, n, nrow = None, args.n, args.nrow
+    labels: dict[str, Any] = {}
+    names = class_labels(cfg)
     if args.class_spec is not None:
         y, n, per_row = parse_class_spec(args.class_spec, args.n, cfg.num_classes,
                                          list(cfg.class_names))
         nrow = nrow or per_row
+        if per_row is not None and nrow == per_row:
+            labels["row_labels"] = names
+        elif y.dim() == 1 and args.class_spec.strip() != "all":
+            labels["title"] = f"class {names[int(y[0])]}"
+        elif y.dim() == 2:
+            labels["title"] = "blend " + ", ".join(
+                f"{names[k]} {float(w):.2g}" for k, w in enumerate(y[0]) if w > 0)
     elif cfg.num_classes:
         y = torch.arange(n) % cfg.num_classes
         nrow = nrow or cfg.num_classes
+        if nrow == cfg.num_classes:
+            labels["col_labels"] = names
         print(f"class-conditional model: sampling classes 0..{cfg.num_classes - 1} in turn "
               "(choose with --class)", file=sys.stderr)
     model = model.to(torch.float64 if args.dtype == "float64" else torch.float32)
@@ -384,7 +439,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if "progress" in inspect.signature(model.sample).parameters:
         extra["progress"] = sys.stderr.isatty()
     x = draw_samples(model, n, y=y, temperature=args.temperature, seed=args.seed, **extra)
-    save_grid(x, args.out, nrow=nrow)
+    if args.temperature != 1.0:
+        labels["title"] = (labels.get("title", "") + f"  T = {args.temperature:g}").strip()
+    save_grid(x, args.out, nrow=nrow, **labels)
     print(f"wrote {n} samples from {model_dir} to {args.out}")
     if args.npy:
         from tractable._io import atomic_write_with
@@ -397,10 +454,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 # ---- info --------------------------------------------------------------------------------
 def _register_info(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("info", help="config, parameter count, data and best bits/dim")
+    p = sub.add_parser(
+        "info", help="config, parameter count, data and best bits/dim",
+        epilog=examples("tractable info runs/m", "tractable info runs/m/model --json"))
     p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
+
+
+def test_images_of(summary: dict[str, Any], run_json: dict[str, Any]) -> int | str | None:
+    """How many test images a run's bits/dim was measured over: recorded by the trainer, or
+    for older runs `limit_test` (a fixed subset), else the whole test split."""
+    if "test_images" in summary:
+        return summary["test_images"]  # type: ignore[no-any-return]
+    if not run_json:
+        return None
+    limit = run_json.get("train", {}).get("limit_test")
+    return int(limit) if limit else f"every {run_json.get('data')} test image"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -419,6 +489,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "data": run_json.get("data"), "step": summary.get("step"),
         "best_test_bpd": summary.get("best_test_bpd"),
         "last_test_bpd": summary.get("last_test_bpd"),
+        "test_images": test_images_of(summary, run_json),
         "optimizer": run_json.get("optimizer"),
     }
     if args.json:
@@ -432,6 +503,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         opt = run_json.get("optimizer", {})
         print(f"  data: {info['data']}; trained {info['step']} steps; optimizer "
               + ", ".join(f"{k}={opt[k]}" for k in OPTIMIZER_FIELDS if k in opt))
-        best = info["best_test_bpd"]
-        print("  best test bits/dim (EMA): " + (f"{best:.4f}" if best is not None else "n/a"))
+        best, count = info["best_test_bpd"], info["test_images"]
+        over = (f" over {count:,} {info['data']} test images" if isinstance(count, int)
+                else f" over {count}" if count else "")
+        print("  best test bits/dim (EMA): "
+              + (f"{best:.4f}{over}" if best is not None else "n/a"))
     return 0

@@ -79,6 +79,27 @@ def _size_hw(size: int | Sequence[int]) -> tuple[int, int]:
     return hw  # type: ignore[return-value]
 
 
+def fit_image_array(images: torch.Tensor, size: int | Sequence[int] | None = None,
+                    channels: int | None = None) -> torch.Tensor:
+    """uint8 `[N, C, H, W]` images brought to `channels` (1 or 3) and `size` (resize and
+    center-crop), exactly as the folder loader brings decoded images there."""
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    n, c, h, w = images.shape
+    channels = channels or c
+    oh, ow = (h, w) if size is None else _size_hw(size)
+    if (channels, oh, ow) == (c, h, w):
+        return images
+    arr = images.permute(0, 2, 3, 1).numpy()
+    out = np.empty((n, oh, ow, channels), dtype=np.uint8)
+    for j in range(n):
+        img = _to_mode(Image.fromarray(arr[j, ..., 0] if c == 1 else arr[j]), channels)
+        if img.size != (ow, oh):
+            img = ImageOps.fit(img, (ow, oh), method=Image.Resampling.LANCZOS)
+        out[j] = np.asarray(img).reshape(oh, ow, channels)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
 def load_image_folder(path: str | os.PathLike[str], split: str = "train",
                       size: int | Sequence[int] | None = None, channels: int | None = None,
                       name: str | None = None) -> ImageDataset:

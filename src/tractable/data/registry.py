@@ -3,7 +3,9 @@
 Every loader takes `(split, root=None, download=False, **options)`. `root` is a folder that
 holds the official files (default: the cache folder `$TRACTABLE_DATA/<name>`, or
 ~/.cache/tractable/<name>); `download=True` fetches missing files there first. A folder of
-images loads by the name `folder:<path>` (options `size`, `channels`).
+images loads by the name `folder:<path>`. Every dataset takes `size` (resize the shorter
+side and center-crop to size x size) and `channels` (1: greyscale, 3: RGB), done the way an
+image folder's loader does it (Lanczos, ITU-R 601 luma).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from functools import partial
 
 from tractable.data.base import ImageDataset
 from tractable.data.cifar import load_cifar10, load_cifar100
-from tractable.data.folder import load_image_folder
+from tractable.data.folder import fit_image_array, load_image_folder
 from tractable.data.imagenet import load_imagenet32, load_imagenet64
 from tractable.data.mnist import load_fashion_mnist, load_mnist, load_mnist_mini
 from tractable.data.svhn import load_svhn
@@ -80,6 +82,12 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] |
     loader = dataset_loader(name)
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
+    params = inspect.signature(loader).parameters
+    reshape = {k: options.pop(k) for k in ("size", "channels")
+               if k not in params and k in options}
+    if reshape:
+        ds = load_dataset(name, split, root=root, download=download, **options)
+        return reshaped(ds, reshape.get("size"), reshape.get("channels"))  # type: ignore[arg-type]
     try:
         inspect.signature(loader).bind(split, root=root, download=download, **options)
     except TypeError:
@@ -88,3 +96,13 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] |
         raise DataError(f"{name} does not take option(s) {', '.join(sorted(options))}; it "
                         f"takes {', '.join(accepted) or 'none'}") from None
     return loader(split, root=root, download=download, **options)
+
+
+def reshaped(ds: ImageDataset, size: int | None = None,
+             channels: int | None = None) -> ImageDataset:
+    """`ds` with its images center-cropped and resized to `size` and converted to
+    `channels` (None: as they are)."""
+    if size is None and channels is None:
+        return ds
+    images = fit_image_array(ds.images, size, channels)
+    return ImageDataset(images, ds.labels, ds.class_names, ds.name)

@@ -85,7 +85,7 @@ def train(
     model = make_model(family, train_set, config.seed, preset, overrides, conditional)
     trainer = Trainer(model, train_set, test_set, config,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
-                      callbacks=callbacks)
+                      callbacks=callbacks, preset=preset)
     return _fit(trainer)
 
 
@@ -130,7 +130,7 @@ def resume(
     train_set, test_set = load_splits(config)
     trainer = Trainer(model, train_set, test_set, config, resume=True,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
-                      callbacks=callbacks)
+                      callbacks=callbacks, preset=read_json(run_dir / RUN_NAME).get("preset"))
     return _fit(trainer)
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from tractable._io import atomic_path
 from tractable.errors import ConfigError
 from tractable.models.base import TractableModel
-from tractable.viz import save_gif
+from tractable.viz import DPI, FONT, have_matplotlib, save_gif
 
 
 def sample_kwargs(model: TractableModel, **wanted: Any) -> dict[str, Any]:
@@ -82,17 +82,67 @@ def plot_curves(
     series: dict[str, tuple[Sequence[float], Sequence[float]]],
     path: str | os.PathLike[str],
     title: str = "bits/dim",
-    xlabel: str = "step",
+    xlabel: str = "optimizer step",
+    ylabel: str = "bits/dim",
     size: tuple[int, int] = (720, 420),
 ) -> None:
-    """A line plot of named `(xs, ys)` series as PNG, drawn with Pillow (no matplotlib)."""
+    """A line plot of named `(xs, ys)` series as a `size` PNG, with axis labels and a legend.
+
+    Drawn with matplotlib when it is installed (`tractable[plots]`; Agg, fixed DPI and
+    font, so the same numbers give the same PNG), else with Pillow. Series with fewer than
+    40 points are drawn with markers, so a test curve of a few evaluations is readable.
+    """
     series = {k: (list(xs), list(ys)) for k, (xs, ys) in series.items() if len(xs)}
+    if have_matplotlib():
+        _plot_curves_matplotlib(series, path, title, xlabel, ylabel, size)
+    else:
+        _plot_curves_pillow(series, path, title, xlabel, ylabel, size)
+
+
+def _plot_curves_matplotlib(series: dict[str, tuple[list[float], list[float]]],
+                            path: str | os.PathLike[str], title: str, xlabel: str,
+                            ylabel: str, size: tuple[int, int]) -> None:
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    with matplotlib.rc_context(FONT):
+        fig = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, facecolor="white")
+        canvas = FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        for i, (name, (xs, ys)) in enumerate(series.items()):
+            pts = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
+            if not pts:
+                continue
+            px, py = zip(*pts, strict=True)
+            ax.plot(px, py, color=_COLORS[i % len(_COLORS)], lw=1.6, label=name,
+                    marker="o" if len(pts) < 40 else None, ms=4)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, color="#dddddd", lw=0.6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if series:
+            ax.legend(loc="upper right", frameon=False)
+        fig.tight_layout()
+        canvas.draw()
+        arr = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    _save_png(Image.fromarray(arr), path)
+
+
+_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"]
+
+
+def _plot_curves_pillow(series: dict[str, tuple[list[float], list[float]]],
+                        path: str | os.PathLike[str], title: str, xlabel: str, ylabel: str,
+                        size: tuple[int, int]) -> None:
     w, h = size
     left, right, top, bottom = 70, 20, 36, 46
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    d.text((left, 10), title, fill="black", font=font)
+    d.text((left, 10), f"{title}   ({ylabel})", fill="black", font=font)
     if not series:
         _save_png(img, path)
         return
@@ -119,10 +169,9 @@ def plot_curves(
         xp, _ = px(xv, y0)
         d.line([xp, h - bottom, xp, h - bottom + 4], fill="black")
         d.text((xp - 12, h - bottom + 8), f"{xv:.0f}", fill="black", font=font)
-    d.text((w // 2 - 12, h - 18), xlabel, fill="black", font=font)
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"]
+    d.text((w // 2 - 30, h - 18), xlabel, fill="black", font=font)
     for i, (name, (xs, ys)) in enumerate(series.items()):
-        color = colors[i % len(colors)]
+        color = _COLORS[i % len(_COLORS)]
         pts = [px(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
         if len(pts) > 1:
             d.line(pts, fill=color, width=2)

@@ -49,6 +49,7 @@ from tractable.training.ema import EMA
 from tractable.training.metrics import MetricsLog
 from tractable.training.optim import build_optimizer, lr_at, resolve_defaults, set_lr
 from tractable.training.pictures import cycling_labels, draw_samples, plot_curves, save_gif_of_pngs
+from tractable.training.startup import EtaClock, parameter_count, size_warning, startup_line
 from tractable.viz import save_grid
 
 _INIT_SALT = 0x1A17
@@ -85,6 +86,7 @@ class Trainer:
         resume: bool = False,
         transform: BatchTransform | None = None,
         callbacks: Sequence[Callback] = (),
+        preset: str | None = None,
     ) -> None:
         config.validate()
         self.cfg = config
@@ -104,6 +106,7 @@ class Trainer:
                 f"batch size {self.opt_cfg.batch_size} over {self.env.world_size} process(es) "
                 f"does not split into {config.grad_accum} equal micro-batches (--grad-accum)")
         self.total_steps = self._total_steps()
+        self.preset = preset
         self.step = 0
         self.best_bpd: float | None = None
         self.consecutive_bad = 0
@@ -120,6 +123,7 @@ class Trainer:
         self.log = MetricsLog(self.run_dir if self.env.is_main else None,
                               tensorboard=config.tensorboard and self.env.is_main)
         state = self._load_resume_state() if resume else None
+        self._announce(int(state["step"]) if state is not None and "step" in state else 0)
         if state is None:
             self._check_fresh_run_dir()
             self._data_dependent_init()
@@ -135,6 +139,19 @@ class Trainer:
         if self.cfg.max_steps is not None:
             return self.cfg.max_steps
         return (self.cfg.epochs or 1) * self.stream.steps_per_epoch
+
+    def _announce(self, step: int) -> None:
+        """The start-up line (and a size warning) before the slow parts: init, steps."""
+        if not self.env.is_main:
+            return
+        params = parameter_count(self.model)
+        print(startup_line(self.model, self.preset, params, self.env.device,
+                           self.env.world_size, self.cfg, self.opt_cfg.batch_size,
+                           self.cfg.data, self.train_set, self.test_set, self.total_steps,
+                           self.stream.steps_per_epoch, step, self.cfg.out), flush=True)
+        warning = size_warning(self.model, params, self.env.device, self.train_set)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
 
     def _check_fresh_run_dir(self) -> None:
         if self.run_dir is not None and (self.run_dir / STATE_NAME).exists():
@@ -179,6 +196,7 @@ class Trainer:
             "optimizer": asdict(self.opt_cfg),
             "model_config": self.model.config.to_dict(),
             "world_size": self.env.world_size,
+            "preset": self.preset,
             "tractable_version": __version__,
         })
 
@@ -252,6 +270,7 @@ class Trainer:
             "total_steps": self.total_steps, "best_test_bpd": self.best_bpd,
             "last_test_bpd": evals[-1]["test_bpd"] if evals else None,
             "parameters": sum(p.numel() for p in self.model.parameters()),
+            "test_images": len(self.test_set) if self.test_set is not None else 0,
             "elapsed_s": round(self.elapsed(), 1),
         })
 
@@ -263,9 +282,14 @@ class Trainer:
                    disable=not (self.cfg.progress and self.env.is_main and sys.stderr.isatty()))
         window: list[tuple[float, float]] = []
         t_window = time.perf_counter()
+        eta = EtaClock(self.step, self.total_steps)
         try:
             while self.step < self.total_steps:
+                eta.start_step()
                 loss, bpd, gnorm, stop = self._train_step()
+                eta_line = eta.end_step(self.step)
+                if eta_line and self.env.is_main and not self.cfg.quiet:
+                    tqdm.write(eta_line)
                 if math.isfinite(loss) and math.isfinite(gnorm):
                     window.append((loss, bpd))
                 bar.update(1)
@@ -424,7 +448,10 @@ class Trainer:
         x = draw_samples(model, n, y=y, seed=self.cfg.seed, sampler=self.cfg.sampler)
         name = f"samples/step_{self.step:08d}.png"
         k = model.config.num_classes
-        save_grid(x, self.run_dir / name, nrow=k if k else None)
+        names = list(model.config.class_names)
+        save_grid(x, self.run_dir / name, nrow=k if k else None,
+                  col_labels=(names if len(names) == k else [str(j) for j in range(k)])
+                  if k else None, title=f"step {self.step:,}")
         frames = [self.run_dir / r["grid"] for r in self.log.of_kind("eval") if r.get("grid")]
         save_gif_of_pngs(frames + [self.run_dir / name], self.run_dir / "samples.gif")
         return name
@@ -433,10 +460,12 @@ class Trainer:
         assert self.run_dir is not None
         train = self.log.of_kind("train")
         evals = [r for r in self.log.of_kind("eval") if r.get("test_bpd") is not None]
-        plot_curves({"train bits/dim": ([r["step"] for r in train], [r["bpd"] for r in train]),
-                     "test bits/dim (EMA)": ([r["step"] for r in evals],
-                                             [r["test_bpd"] for r in evals])},
-                    self.run_dir / "bpd.png", title=f"{self.model.family} on {self.cfg.data}")
+        plot_curves({"train (batch mean)": ([r["step"] for r in train],
+                                            [r["bpd"] for r in train]),
+                     "test (EMA weights)": ([r["step"] for r in evals],
+                                            [r["test_bpd"] for r in evals])},
+                    self.run_dir / "bpd.png", title=f"{self.model.family} on {self.cfg.data}",
+                    xlabel="optimizer step", ylabel=self.model.bits_per_dim_label)
 
     # ---- Ctrl-C ------------------------------------------------------------------------
     def _install_sigint(self) -> Callable[[], None]:

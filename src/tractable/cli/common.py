@@ -1,0 +1,176 @@
+"""What every `tractable` sub-command shares: help layout, flag meanings, data options.
+
+One meaning per flag name across commands (see docs/cli.md):
+
+- `--out`: where the command's output goes (run folder, PNG, CSV or report folder);
+- `--limit N`: a fixed random subset of N images (the same N for the same `--seed`), the
+  way training's `--limit-train` / `--limit-test` pick theirs;
+- `--root`, `--download`, `--batches`, `--size`, `--channels`: where a dataset comes from
+  and the shape it is brought to, on every command that reads data.
+
+Help shows every flag's default through one formatter (`HelpFormatter`), applied to every
+parser through `TractableParser`, and ends with examples (`examples`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tractable.errors import ConfigError, DataError
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends `(default: X)` to every flag's help unless the help already says it.
+
+    Switches show on/off; a flag left unset (None) says so, since "None" tells nobody
+    anything; epilogs and descriptions keep their line breaks (examples).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.default is argparse.SUPPRESS
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+                or "default" in text.lower()):
+            return text
+        return f"{text} (default: {default_text(action)})".strip()
+
+
+def default_text(action: argparse.Action) -> str:
+    """How a flag's default reads in help: on/off for switches, `unset` for None."""
+    d = action.default
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return "unset" if d is None else ("on" if d else "off")
+    if action.nargs == 0:  # store_true / store_false / store_const
+        if isinstance(action, argparse._StoreFalseAction):
+            return "on" if d in (None, True) else "off"
+        return "off" if d in (None, False) else "on"
+    if d is None:
+        return "unset"
+    if isinstance(d, (list, tuple)):
+        return " ".join(str(v) for v in d) if d else "none"
+    return str(d).replace("%", "%%")
+
+
+class TractableParser(argparse.ArgumentParser):
+    """An ArgumentParser whose help shows defaults; its sub-parsers are of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def examples(*lines: str) -> str:
+    """An epilog of example command lines, printed at the end of a command's help."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class DeprecatedFlag(argparse.Action):
+    """An old flag name kept working: stores into the new flag's dest and says so once."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "",
+                 **kwargs: Any) -> None:
+        self.new = new
+        kwargs.setdefault("help", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"tractable: warning: {option_string} is deprecated; use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+# ---- data flags ----------------------------------------------------------------------------
+DATA_SOURCE_FLAGS = ("--root", "--download", "--batches", "--size", "--channels")
+
+
+def data_source_args(g: Any, prefix: str = "", what: str = "the dataset",
+                     shape: bool = True) -> None:
+    """Where a dataset comes from and its shape (as in `tractable data`); see `data_options`.
+
+    `prefix` names one of several data sets' flags (`ood`: `--ood-root`, ...); `shape`:
+    also `--size` and `--channels`.
+    """
+    dest = prefix.replace("-", "_")
+    g.add_argument(f"--{prefix}root", dest=f"{dest}root", metavar="DIR",
+                   help=f"folder with the official files of {what} (default: the cache "
+                   "folder, $TRACTABLE_DATA/NAME)")
+    g.add_argument(f"--{prefix}download", dest=f"{dest}download", action="store_true",
+                   default=None, help="download missing official files first")
+    g.add_argument(f"--{prefix}batches", dest=f"{dest}batches", type=int, nargs="+",
+                   metavar="K", help="cifar10 / imagenet32 / imagenet64: use only these "
+                   "training batches (default: all)")
+    if not shape:
+        return
+    g.add_argument(f"--{prefix}size", dest=f"{dest}size", type=int, metavar="PIXELS",
+                   help="resize (shorter side) and center-crop to PIXELS x PIXELS (default: "
+                   "the images' own size)")
+    g.add_argument(f"--{prefix}channels", dest=f"{dest}channels", type=int, choices=[1, 3],
+                   help="1: greyscale, 3: RGB (default: the images' own channels)")
+
+
+def data_options(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """The `load_dataset` options given on the command line (those left unset omitted)."""
+    opts = {k: getattr(args, prefix + k, None)
+            for k in ("root", "download", "batches", "size", "channels")}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def limit_arg(p: Any, what: str = "the split") -> None:
+    p.add_argument("--limit", type=int, metavar="N",
+                   help=f"a fixed random subset of N images of {what}, the same for the same "
+                   "--seed (default: every image)")
+
+
+def subset_rows(n: int, limit: int, seed: int) -> Any:
+    """The rows `ImageDataset.subset(limit, seed)` takes from a dataset of `n` images."""
+    import torch
+
+    from tractable.data import ImageDataset
+
+    # Tag each image with its row as label: the subset's labels are then its rows.
+    tagged = ImageDataset(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.arange(n))
+    return tagged.subset(limit, seed=seed).labels
+
+
+def load_images(name: str, split: str, options: dict[str, Any], limit: int | None,
+                seed: int) -> tuple[Any, np.ndarray]:
+    """A dataset split, or its fixed random subset of `limit` images (`--limit`), and the
+    rows of the split its images come from."""
+    from tractable.data import ImageDataset, load_dataset
+
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit must be >= 1, got {limit}")
+    ds = load_dataset(name, split=split, **options)
+    if limit is None or limit >= len(ds):
+        return ds, np.arange(len(ds))
+    rows = subset_rows(len(ds), limit, seed)
+    return ImageDataset(ds.images[rows], ds.labels[rows], ds.class_names, ds.name), rows.numpy()
+
+
+def run_json_of(model_dir: Path) -> dict[str, Any]:
+    """The run.json of the run a model folder belongs to ({} for a bare model folder)."""
+    from tractable.training.checkpoint import RUN_NAME, read_json, run_dir_of
+
+    run = run_dir_of(model_dir)
+    return read_json(run / RUN_NAME) if run else {}
+
+
+def dataset_for(args: argparse.Namespace, model_dir: Path) -> tuple[str, dict[str, Any]]:
+    """(name, load options): `--data` and the data flags, else the run's own dataset with
+    the options it trained with (the data flags given still win)."""
+    run = run_json_of(model_dir)
+    given = data_options(args)
+    if getattr(args, "data", None):
+        if args.data == run.get("data"):
+            return str(args.data), {**run.get("train", {}).get("data_options", {}), **given}
+        return str(args.data), given
+    name = run.get("data")
+    if not name:
+        raise ConfigError(f"{args.path} does not record its dataset: pass --data NAME")
+    return str(name), {**run.get("train", {}).get("data_options", {}), **given}

@@ -1,0 +1,151 @@
+"""What a run says before it starts: one start-up line, a size warning, then an ETA.
+
+    train: pixelcnn++ (preset small, 10 classes), 585,406 parameters | cpu fp32 | mnist-mini
+    1x28x28, 9,000 train / 1,000 test images | batch 8 | 2,400 steps (2.1 epochs) | runs/demo
+    eta: 0.161 s/step over the first 20 steps: about 6 min 24 s for the remaining 2,380 ...
+
+A model far too large for the device (millions of parameters on a CPU) or for the data
+(more parameters than training sub-pixels) gets a warning that names the family's smallest
+preset and its parameter count, so `--model pixelcnn++` without `--preset` (the 53.7M
+parameter paper model) is never a silent surprise.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from tractable.models.base import TractableModel
+
+CPU_PARAMETER_LIMIT = 5_000_000  # above this a CPU step of a PixelCNN takes seconds per image
+DATA_PARAMETER_FLOOR = 1_000_000  # toy subsets (--limit-train 64) of small models: no warning
+ETA_AFTER_S = 10.0  # report the ETA once this much training time has passed ...
+ETA_AFTER_STEPS = 20  # ... or after this many steps, whichever comes first
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _data_text(name: str, train_set: Any, test_set: Any) -> str:
+    c, h, w = train_set.shape
+    test = f" / {len(test_set):,} test" if test_set is not None else ", no test set"
+    return f"{name} {c}x{h}x{w}, {len(train_set):,} train{test} images"
+
+
+def startup_line(model: TractableModel, preset: str | None, params: int, device: torch.device,
+                 world_size: int, config: Any, batch_size: int, data: str, train_set: Any,
+                 test_set: Any, total_steps: int, steps_per_epoch: int, step: int = 0,
+                 out: str | None = None) -> str:
+    """The one line a run prints first (see the module docstring)."""
+    k = model.config.num_classes
+    model_bits = [f"preset {preset}" if preset else "no preset: the family's defaults"]
+    if k:
+        model_bits.append(f"{k} classes")
+    numerics = f"{device} {config.precision}"
+    if config.precision != config.eval_precision:
+        numerics += f" (eval {config.eval_precision})"
+    numerics += "".join(f" +{flag}" for flag, on in (("compile", config.compile),
+                                                      ("channels_last", config.channels_last))
+                        if on)
+    if world_size > 1:
+        numerics += f" x {world_size} processes"
+    batch = f"batch {batch_size}" + (f" ({config.grad_accum} micro-batches)"
+                                     if config.grad_accum > 1 else "")
+    epochs = total_steps / max(steps_per_epoch, 1)
+    length = f"{total_steps:,} steps ({epochs:.3g} epoch{'s' if epochs != 1 else ''})"
+    if step:
+        length = f"steps {step:,} -> {length}"
+    parts = [f"{model.family} ({', '.join(model_bits)}), {params:,} parameters", numerics,
+             _data_text(data, train_set, test_set), batch, length]
+    if out:
+        parts.append(out)
+    return ("resume: " if step else "train: ") + " | ".join(parts)
+
+
+def smallest_preset(model: TractableModel, train_set: Any) -> tuple[str, int] | None:
+    """(name, parameters) of the family's smallest preset for this data, if any."""
+    from tractable.training.factory import build_model, model_config_for, presets_of
+
+    cfg = model.config
+    best: tuple[str, int] | None = None
+    for name in presets_of(type(model)):
+        try:
+            preset_cfg = model_config_for(model.family, train_set.shape, cfg.num_classes,
+                                          list(cfg.class_names), preset=name)
+            with torch.device("meta"):  # counts parameters without allocating them
+                n = parameter_count(build_model(model.family, preset_cfg))
+        except Exception:  # a preset that does not fit this data: not a suggestion
+            continue
+        if best is None or n < best[1]:
+            best = (name, n)
+    return best
+
+
+def size_warning(model: TractableModel, params: int, device: torch.device,
+                 train_set: Any) -> str | None:
+    """A warning when the model is far too large for the device or the data, else None."""
+    c, h, w = train_set.shape
+    subpixels = len(train_set) * c * h * w
+    reasons = []
+    if device.type == "cpu" and params > CPU_PARAMETER_LIMIT:
+        reasons.append("a CPU")
+    if params > max(subpixels, DATA_PARAMETER_FLOOR):
+        reasons.append(f"{len(train_set):,} training images of {c}x{h}x{w} "
+                       f"({subpixels:,} sub-pixels)")
+    if not reasons:
+        return None
+    text = (f"warning: this {params / 1e6:.1f}M-parameter {model.family} model is far too "
+            f"large for {' and for '.join(reasons)}")
+    small = smallest_preset(model, train_set)
+    if small is not None and small[1] < params:
+        return text + f"; --preset {small[0]} has {small[1]:,} parameters"
+    return text + "; choose a smaller model (fewer filters or layers)"
+
+
+def duration_text(seconds: float) -> str:
+    """`3 h 05 min`, `6 min 24 s`, `41 s`."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+class EtaClock:
+    """Times the training steps of this session and says once how long the rest will take.
+
+    The report comes after `ETA_AFTER_STEPS` steps or `ETA_AFTER_S` seconds of training,
+    whichever is first; evaluation and checkpoint time are not counted (`pause`/`resume`).
+    """
+
+    def __init__(self, first_step: int, total_steps: int) -> None:
+        self.first_step, self.total = first_step, total_steps
+        self.train_s = 0.0
+        self.done = first_step >= total_steps
+        self._t: float | None = None
+
+    def start_step(self) -> None:
+        self._t = time.perf_counter()
+
+    def end_step(self, step: int) -> str | None:
+        """Call after step `step` (1-based count of steps done); the ETA line, once."""
+        if self._t is not None:
+            self.train_s += time.perf_counter() - self._t
+            self._t = None
+        n = step - self.first_step
+        if self.done or n < 1 or step >= self.total:
+            return None
+        if n < ETA_AFTER_STEPS and self.train_s < ETA_AFTER_S:
+            return None
+        self.done = True
+        per = self.train_s / n
+        left = self.total - step
+        first = "the first step" if n == 1 else f"the first {n} steps"
+        return (f"eta: {per:.3g} s/step over {first}: about "
+                f"{duration_text(per * left)} for the remaining {left:,} steps "
+                f"(evaluations not included)")
+
