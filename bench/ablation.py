@@ -147,7 +147,9 @@ def draw_conditional_pictures(run: Path, img_dir: Path, seed: int) -> dict[str, 
     for w in SWEEP:
         (img_dir / f".sweep_{w}.png").unlink()
     grid = torch.stack(columns, dim=1).flatten(0, 1)  # image (i, j) = seed row i, weight j
-    save_grid(grid, pictures["sweep"], nrow=len(SWEEP))
+    save_grid(grid, pictures["sweep"], nrow=len(SWEEP),
+              col_labels=[f"{a}:{1 - w:g} {b}:{w:g}" for w in SWEEP],
+              title=f"soft labels from {a} to {b}, one noise seed per row")
     for p in pictures.values():
         kb = p.stat().st_size / 1024
         if kb > 300:

@@ -20,6 +20,7 @@ from tractable.cli.train import parse_class_spec
 from tractable.data import load_dataset
 from tractable.errors import ConfigError
 from tractable.evaluation import evaluate_bpd
+from tractable.viz import display_scale, grid_layout, tiles_of
 
 TINY = ["--nr-resnet", "1", "--nr-filters", "8", "--nr-logistic-mix", "2", "--dropout", "0"]
 
@@ -62,9 +63,11 @@ def test_eval_is_exact_over_every_image(run, capsys):
     assert full["num_images"] == 1000 and full["data"] == "mnist-mini"
     a = json_out(["eval", str(run), "--json", "--limit", "50", "--batch-size", "7"], capsys)
     b = json_out(["eval", str(run / "model"), "--json", "--limit", "50"], capsys)
-    test = load_dataset("mnist-mini", "test")
-    test = type(test)(test.images[:50], test.labels[:50], test.class_names, "mnist-mini")
+    # --limit N: the fixed random subset of N images (seed --seed), as --limit-test takes it
+    test = load_dataset("mnist-mini", "test").subset(50, seed=0)
     direct = evaluate_bpd(load(run / "model"), test, batch_size=50)
+    other = json_out(["eval", str(run), "--json", "--limit", "50", "--seed", "1"], capsys)
+    assert other["num_images"] == 50 and other["bits_per_dim"] != a["bits_per_dim"]
     assert a["num_images"] == 50
     assert a["bits_per_dim"] == pytest.approx(direct.bits_per_dim, rel=1e-6)
     assert a["bits_per_dim"] == pytest.approx(b["bits_per_dim"], rel=1e-6)
@@ -98,8 +101,11 @@ def test_sample_class_seed_npy(run, tmp_path, capsys):
     assert blend.shape == (2, 1, 28, 28)
     everyone, grid = sample("-n", "20", "--class", "all")
     assert everyone.shape == (20, 1, 28, 28)
-    # one row per class, 2 per row: 10 rows of (28 + 2 padding) pixels, upscaled 2x
-    assert grid.size == (2 * (2 * 30 + 2), 2 * (10 * 30 + 2))
+    # one row per class, 2 per row, each row named by its class on the left
+    layout = grid_layout(20, 2, (28, 28), row_labels=[str(k) for k in range(10)])
+    assert layout.rows == 10 and layout.left > 0 and grid.size == layout.size
+    tiles = tiles_of(tmp_path / "s.png", layout, display_scale(28, 28))
+    assert all(np.array_equal(t[..., 0], x[0]) for t, x in zip(tiles, everyone, strict=True))
 
 
 def test_float64_naive_and_cached_samplers_agree_through_the_cli(run, tmp_path):

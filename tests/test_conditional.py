@@ -24,6 +24,7 @@ from tractable.data import load_dataset
 from tractable.evaluation import evaluate_bpd
 from tractable.models.autoregressive import AutoregressiveModel
 from tractable.training import load_split
+from tractable.viz import display_scale, grid_layout, tiles_of
 
 # Tiny networks of each family (a few seconds to train 3 steps on one thread).
 FAMILIES = {
@@ -39,7 +40,6 @@ OPTIONS = {
     "gated-pixelcnn": (["--coord-conv", "--n-levels", "4", "--focal-gamma", "1.5"],
                        {"coord_conv": True, "n_levels": 4, "focal_gamma": 1.5}),
 }
-GRID_PAD, GRID_SCALE = 2, 2  # `viz.save_grid`: 2 black pixels around each image, 2x upscale
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -148,14 +148,11 @@ def test_class_all_writes_one_grid_row_per_class(conditional_run, seen_y, tmp_pa
     x = sample_cli(conditional_run, png, "-n", "25", "--class", "all")  # 25 // 10 = 2 a class
     assert seen_y[-1].tolist() == [k for k in range(10) for _ in range(2)]
     assert x.shape == (20, 1, 28, 28)
-    grid = np.asarray(Image.open(png))
-    cell = 28 + GRID_PAD
-    assert grid.shape == (GRID_SCALE * (10 * cell + GRID_PAD), GRID_SCALE * (2 * cell + GRID_PAD))
-    for i in range(20):  # row r of the grid holds exactly the samples of class r
-        r, c = divmod(i, 2)
-        top, left = GRID_SCALE * (GRID_PAD + r * cell), GRID_SCALE * (GRID_PAD + c * cell)
-        shown = grid[top:top + GRID_SCALE * 28:GRID_SCALE, left:left + GRID_SCALE * 28:GRID_SCALE]
-        assert np.array_equal(shown, x[i, 0])
+    layout = grid_layout(20, 2, (28, 28), row_labels=[str(k) for k in range(10)])
+    assert Image.open(png).size == layout.size and layout.rows == 10
+    # row r of the grid holds exactly the samples of class r
+    for i, shown in enumerate(tiles_of(png, layout, display_scale(28, 28))):
+        assert np.array_equal(shown[..., 0], x[i, 0])
 
 
 def test_without_class_a_conditional_model_cycles_through_the_classes(

@@ -18,6 +18,7 @@ from tractable.models.glow.latents import (
     manipulate,
     shift,
 )
+from tractable.viz import MARK_COLOR, display_scale, grid_layout, tiles_of
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +100,18 @@ def run_dir(model, tmp_path_factory):
     return run
 
 
-def tiles(png, n: int, size: int = 28, pad: int = 2, scale: int = 2) -> list[np.ndarray]:
-    """Cut a `save_grid` PNG (one row of n tiles) back into uint8 [size, size] images."""
-    arr = np.asarray(Image.open(png))[::scale, ::scale]
-    return [arr[pad:pad + size, pad + i * (size + pad):pad + i * (size + pad) + size]
-            for i in range(n)]
+def tiles(png, layout) -> list[np.ndarray]:
+    """Cut a `save_grid` PNG back into uint8 [28, 28] images."""
+    return [t[..., 0] for t in tiles_of(png, layout, display_scale(28, 28))]
+
+
+def marked(png, layout, i: int) -> bool:
+    """Whether tile i is framed in the mark colour (the pixels just outside it)."""
+    arr = np.asarray(Image.open(png).convert("RGB"))
+    top, left, h, w = layout.tile_box(i)
+    frame = [arr[top - 1, left + w // 2], arr[top + h, left + w // 2],
+             arr[top + h // 2, left - 1], arr[top + h // 2, left + w]]
+    return all(tuple(p) == MARK_COLOR for p in frame)
 
 
 def test_cli_interpolate_strip_ends_at_the_two_images(run_dir, digits, tmp_path, capsys):
@@ -113,9 +121,13 @@ def test_cli_interpolate_strip_ends_at_the_two_images(run_dir, digits, tmp_path,
     rc = main(["glow", "interpolate", str(run_dir), "--a", str(img), "--b", "7",
                "--data", "mnist-mini", "--steps", "6", "--out", str(out)])
     assert rc == 0 and "6-image interpolation" in capsys.readouterr().out
-    strip = tiles(out, 6)
+    # columns labelled a: a.png, t=0.20 ... t=0.80, b: #7; both ends framed
+    layout = grid_layout(6, 6, (28, 28), col_labels=["a: a.png", "t=0.20", "b: #7"])
+    assert Image.open(out).size == layout.size and layout.top > 0
+    strip = tiles(out, layout)
     assert np.array_equal(strip[0], digits.images[5, 0].numpy())
     assert np.array_equal(strip[5], digits.images[7, 0].numpy())
+    assert [marked(out, layout, i) for i in range(6)] == [True] + [False] * 4 + [True]
 
 
 def test_cli_manipulate_writes_rows_of_alphas_with_the_original_at_zero(run_dir, digits,
@@ -125,7 +137,11 @@ def test_cli_manipulate_writes_rows_of_alphas_with_the_original_at_zero(run_dir,
                "--alpha", "-1..1", "--columns", "3", "-n", "1", "--attr-images", "300",
                "--out", str(out)])
     assert rc == 0
-    left, middle, right = tiles(out, 3)
+    # columns α=-1, α=0 (original), α=+1 under a title; the original column framed
+    layout = grid_layout(3, 3, (28, 28), col_labels=["α=0 (original)"], title="attribute")
+    assert Image.open(out).size == layout.size
+    left, middle, right = tiles(out, layout)
+    assert [marked(out, layout, i) for i in range(3)] == [False, True, False]
     assert any(np.array_equal(middle, x[0].numpy()) for x in digits.images[digits.labels != 1])
     assert not np.array_equal(left, middle) and not np.array_equal(right, middle)
 

@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     k = model.config.num_classes
     y = torch.arange(k).repeat_interleave(args.per_class)
     samples = draw_samples(model, len(y), y=y, seed=args.seed, sampler="cached")
-    save_grid(samples, out / "samples.png", nrow=args.per_class)
+    save_grid(samples, out / "samples.png", nrow=args.per_class,
+              row_labels=[f"digit {name}" for name in model.config.class_names],
+              title=f"class-conditional samples, test {result.bits_per_dim:.3f} bits/dim")
 
     print(f"\ntest bits/dim (EMA weights, all {result.num_images} test digits): "
           f"{result.bits_per_dim:.4f}")

@@ -154,6 +154,16 @@ def grid_layout(n: int, nrow: int | None, image_hw: tuple[int, int], scale: int 
     return GridLayout(n, nrow, (th, tw), padding, left, top, right, bottom, rotate)
 
 
+def tiles_of(path: str | os.PathLike[str], layout: GridLayout, scale: int) -> list[np.ndarray]:
+    """Cut a grid picture back into its images, `uint8 [h, w, 3]` each (undoing `scale`)."""
+    arr = np.asarray(Image.open(path).convert("RGB"))
+    out = []
+    for i in range(layout.n):
+        top, left, th, tw = layout.tile_box(i)
+        out.append(arr[top:top + th:scale, left:left + tw:scale])
+    return out
+
+
 def have_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401

@@ -15,6 +15,7 @@ parser through `TractableParser`, and ends with examples (`examples`).
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     anything; epilogs and descriptions keep their line breaks (examples).
     """
 
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.option_strings and action.help is None:  # a flag without help text
+            action = copy.copy(action)
+            action.help = f"(default: {default_text(action)})"
+        return super()._format_action(action)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if (not action.option_strings or action.default is argparse.SUPPRESS
@@ -42,12 +49,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def default_text(action: argparse.Action) -> str:
     """How a flag's default reads in help: on/off for switches, `unset` for None."""
-    d = action.default
+    d = getattr(action, "shown_default", action.default)
     if isinstance(action, argparse.BooleanOptionalAction):
         return "unset" if d is None else ("on" if d else "off")
-    if action.nargs == 0:  # store_true / store_false / store_const
+    if action.nargs == 0:  # a switch: store_true / store_false / store_const
         if isinstance(action, argparse._StoreFalseAction):
-            return "on" if d in (None, True) else "off"
+            return "off" if d in (None, True) else "on"
         return "off" if d in (None, False) else "on"
     if d is None:
         return "unset"
@@ -62,6 +69,15 @@ class TractableParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+
+def show_defaults(parser: argparse.ArgumentParser, defaults: object) -> None:
+    """Show the field defaults of a config dataclass instance on flags that default to None
+    (None there means "not given", so a resumed run can tell what was asked for)."""
+    for action in parser._actions:
+        value = getattr(defaults, action.dest, None)
+        if action.default is None and value is not None and value != {}:
+            action.shown_default = value  # type: ignore[attr-defined]
 
 
 def examples(*lines: str) -> str:

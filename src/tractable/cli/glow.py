@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="a range (spread over --columns) or a comma list (default: -1..1)")
     m.add_argument("--columns", type=int, default=5, help="number of α values for a LO..HI "
                    "range")
-    m.add_argument("-n", "--images", type=int, default=8,
+    m.add_argument("-n", "--images", dest="n", type=int, default=8, metavar="IMAGES",
                    help="images to edit: a seeded random pick of those without the attribute")
     m.add_argument("--seed", type=int, default=0, help="seed of that pick")
     m.add_argument("--attr-images", type=int, default=2000, metavar="IMAGES",
@@ -202,7 +202,7 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     from tractable.viz import save_grid
 
     alphas = parse_alphas(args.alpha, args.columns)
-    if not alphas or args.images < 1 or args.attr_images < 2:
+    if not alphas or args.n < 1 or args.attr_images < 2:
         raise ConfigError("need at least one --alpha, --images >= 1 and --attr-images >= 2")
     model = load_glow(args.path, args.weights, args.device)
     ds = load_data(args)
@@ -218,7 +218,7 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     vector = attribute_vector(latents, ds.labels[:n] == k)
     others = (ds.labels != k).nonzero().flatten()
     pick = torch.randperm(len(others), generator=torch.Generator().manual_seed(args.seed))
-    rows = others[pick[: args.images]].sort().values
+    rows = others[pick[: args.n]].sort().values
     with torch.no_grad():
         edited = manipulate(model.encode(ds.images[rows].to(device)), vector, alphas)
         grid = model.decode(edited).cpu()

@@ -140,7 +140,8 @@ def write_heatmaps(model: Any, ds: ImageDataset, rows: np.ndarray, bpd: np.ndarr
     vmax = float(np.quantile(torch.cat(list(maps.values())).numpy(), 0.99))
     for name, idx in picks.items():
         ix = torch.from_numpy(idx.copy())
-        save_nll_heatmaps(ds.images[ix], maps[name], out_dir / f"{name}.png", vmax=vmax)
+        save_nll_heatmaps(ds.images[ix], maps[name], out_dir / f"{name}.png", vmax=vmax,
+                          title=f"{ds.name}: {name.replace('_', ' ')} images | NLL per pixel")
     arrays: dict[str, Any] = {f"{k}_maps": v.numpy() for k, v in maps.items()}
     arrays.update({f"{k}_index": rows[v] for k, v in picks.items()})
     atomic_write_with(out_dir / "pixel_nll.npz",
@@ -192,9 +193,15 @@ def _register_ood(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                    help="lossless codecs for input complexity: png, jpeg2000, webp "
                    "(comma-separated; 'none' for no complexity scores)")
     g = p.add_argument_group("typicality test (Nalisnick et al. 2019)")
-    g.add_argument("--typicality-m", type=int, default=10, help="batch size M (default 10)")
-    g.add_argument("--alpha", type=float, default=0.99, help="bootstrap quantile")
-    g.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap batches")
+    g.add_argument("--typicality-m", type=int, default=10, metavar="IMAGES",
+                   help="batch size M of the typicality test")
+    g.add_argument("--typicality-alpha", type=float, default=0.99, metavar="Q",
+                   help="bootstrap quantile of the typicality test")
+    g.add_argument("--bootstrap", type=int, default=10_000, metavar="BATCHES",
+                   help="bootstrap batches")
+    # `--alpha` is the attribute strength of `glow manipulate`; here it was the quantile
+    p.add_argument("--alpha", dest="typicality_alpha", type=float, action=DeprecatedFlag,
+                   new="--typicality-alpha")
     g.add_argument("--fit-limit", type=int, default=2000,
                    help="held-out in-distribution training images for the entropy "
                    "estimate (0: no typicality test)")
@@ -288,7 +295,7 @@ def cmd_ood(args: argparse.Namespace) -> int:
         heldout = score_dataset(model, fit, args.batch_size, progress=_progress(),
                                 marginal=True).bits_per_dim
         note = f"entropy estimate and bootstrap from {len(fit)} {note}"
-    report = evaluate_ood(m_in, m_out, heldout, args.typicality_m, args.alpha,
+    report = evaluate_ood(m_in, m_out, heldout, args.typicality_m, args.typicality_alpha,
                           args.bootstrap, args.seed)
 
     names = (f"{args.in_data} {args.in_split}", f"{ood_data} {args.ood_split}")

@@ -29,6 +29,7 @@ from tractable.cli.common import (
     examples,
     limit_arg,
     load_images,
+    show_defaults,
 )
 from tractable.errors import ConfigError, ShapeError
 from tractable.models.registry import known_families, model_class
@@ -107,18 +108,17 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--batch-size", type=int, metavar="IMAGES",
                    help="global batch, split over processes (default: the family's)")
     g.add_argument("--grad-accum", type=int, metavar="K",
-                   help="split each process's batch into K micro-batches, less memory "
-                   "(default: 1)")
+                   help="split each process's batch into K micro-batches, less memory")
     g = p.add_argument_group("numerics and hardware")
     g.add_argument("--precision", choices=["fp32", "bf16"],
-                   help="bf16 = autocast (default: fp32)")
-    g.add_argument("--eval-precision", choices=["fp32", "bf16"], help="default: fp32")
+                   help="bf16 = autocast")
+    g.add_argument("--eval-precision", choices=["fp32", "bf16"],
+                   help="precision of the evaluations")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
     g.add_argument("--channels-last", action="store_true", default=None,
                    help="channels_last memory format")
-    g.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    g.add_argument("--seed", type=int, help="seed of initialization, batches, subsets "
-                   "(default: 0)")
+    g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--seed", type=int, help="seed of initialization, batches, subsets")
     g = p.add_argument_group("data")
     data_source_args(g)
     g.add_argument("--limit-train", type=int, metavar="N",
@@ -128,23 +128,23 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--augment", help="comma-separated: flip, shift (default: none)")
     g.add_argument("--mutation-rate", type=float, metavar="MU",
                    help="replace sub-pixels at rate MU by uniform values: trains the "
-                   "background model for `tractable ood` (Ren et al. 2019; with --weight-decay; "
-                   "default: 0)")
+                   "background model for `tractable ood` (Ren et al. 2019; with --weight-decay)")
     g.add_argument("--init-batch-size", type=int, metavar="IMAGES",
                    help="images for the data-dependent init (default: --batch-size)")
     g = p.add_argument_group("reporting and safety")
-    g.add_argument("--log-every", type=int, metavar="STEPS", help="default: 50")
-    g.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="default: 1000")
+    g.add_argument("--log-every", type=int, metavar="STEPS", help="steps between log lines")
+    g.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="steps between checkpoints")
     g.add_argument("--eval-every", type=int, metavar="STEPS",
                    help="steps between evals (default: each epoch)")
     g.add_argument("--eval-batch-size", type=int, metavar="IMAGES",
                    help="default: --batch-size")
     g.add_argument("--samples-per-eval", type=int, metavar="N",
-                   help="images in each evaluation's sample grid, 0: none (default: 16)")
+                   help="images in each evaluation's sample grid, 0: none")
     g.add_argument("--sampler", metavar="|".join(sampler_names()),
                    help="sampler for the grids (default: the family's): " + sampler_help())
     g.add_argument("--max-bad-steps", type=int, metavar="STEPS",
-                   help="consecutive NaN/inf steps tolerated (default: 20)")
+                   help="consecutive NaN/inf steps tolerated")
     g.add_argument("--tensorboard", action="store_true", default=None,
                    help="also log to TensorBoard")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None,
@@ -152,6 +152,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--quiet", action="store_true", default=None,
                    help="print only the start-up line and the result")
     _add_model_field_flags(p)
+    show_defaults(p, TrainConfig())
     p.set_defaults(func=cmd_train)
 
 

@@ -55,7 +55,8 @@ def startup_line(model: TractableModel, preset: str | None, params: int, device:
     batch = f"batch {batch_size}" + (f" ({config.grad_accum} micro-batches)"
                                      if config.grad_accum > 1 else "")
     epochs = total_steps / max(steps_per_epoch, 1)
-    length = f"{total_steps:,} steps ({epochs:.3g} epoch{'s' if epochs != 1 else ''})"
+    length = (f"{total_steps:,} step{'s' if total_steps != 1 else ''} ({epochs:.3g} "
+              f"epoch{'s' if epochs != 1 else ''})")
     if step:
         length = f"steps {step:,} -> {length}"
     parts = [f"{model.family} ({', '.join(model_bits)}), {params:,} parameters", numerics,
