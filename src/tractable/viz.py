@@ -333,13 +333,58 @@ def save_nll_heatmaps(images: Tensor, maps: Tensor, path: str | os.PathLike[str]
 
 def save_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray]],
                     path: str | os.PathLike[str], labels: tuple[str, str] = ("in", "out"),
-                    titles: dict[str, str] | None = None, bins: int = 50) -> None:
+                    titles: dict[str, str] | None = None, bins: int = 50,
+                    xlabel: str = "score (bits/dim; higher = more OOD)") -> None:
     """Write one PNG with a panel per entry `name: (values_a, values_b)`: two overlaid
-    histograms (densities over shared bins; blue = `labels[0]`, orange = `labels[1]`)."""
-    from PIL import ImageDraw, ImageFont
-
+    histograms (fractions of each set over shared bins; blue = `labels[0]`, orange =
+    `labels[1]`), 420 × 230 pixels per panel, with axis labels when matplotlib is there."""
     if not panels:
         raise ShapeError("save_histograms needs at least one panel")
+    for name, (a, b) in panels.items():
+        both = np.concatenate([np.asarray(a, np.float64), np.asarray(b, np.float64)])
+        if both.size == 0 or not np.isfinite(both).all():
+            raise ShapeError(f"histogram {name!r} needs finite values in both sets")
+    if have_matplotlib():
+        _histograms_matplotlib(panels, path, labels, titles or {}, bins, xlabel)
+    else:
+        _histograms_pillow(panels, path, labels, titles, bins)
+
+
+def _histograms_matplotlib(panels: dict[str, tuple[np.ndarray, np.ndarray]],
+                           path: str | os.PathLike[str], labels: tuple[str, str],
+                           titles: dict[str, str], bins: int, xlabel: str) -> None:
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    colors = ("#1f77b4", "#ff7f0e")
+    with matplotlib.rc_context({**FONT, "font.size": 9.0}):
+        fig = Figure(figsize=(420 / DPI, 230 * len(panels) / DPI), dpi=DPI, facecolor="white")
+        canvas = FigureCanvasAgg(fig)
+        axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+        for ax, (name, (a, b)) in zip(axes, panels.items(), strict=True):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+            for v, color, label in zip((a, b), colors, labels, strict=True):
+                ax.hist(v, edges, weights=np.full(len(v), 1 / max(len(v), 1)), color=color,
+                        alpha=0.55, label=f"{label} ({len(v):,})")
+            ax.set_title(titles.get(name, name), loc="left", fontsize=9)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("fraction of images")
+            ax.legend(loc="upper right", frameon=False, fontsize=8)
+        fig.tight_layout(h_pad=0.6)
+        canvas.draw()
+        arr = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+
+
+def _histograms_pillow(panels: dict[str, tuple[np.ndarray, np.ndarray]],
+                       path: str | os.PathLike[str], labels: tuple[str, str],
+                       titles: dict[str, str] | None, bins: int) -> None:
+    from PIL import ImageDraw, ImageFont
+
     pw, ph, margin = 420, 230, 28
     canvas = Image.new("RGB", (pw, ph * len(panels)), "white")
     draw = ImageDraw.Draw(canvas, "RGBA")
