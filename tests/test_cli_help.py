@@ -170,14 +170,14 @@ def test_a_far_too_large_model_gets_a_warning_naming_the_preset():
     params = startup.parameter_count(paper)
     assert params > 50_000_000
     small = startup.parameter_count(_meta_model("pixelcnn++", "small"))
-    text = startup.size_warning(paper, params, torch.device("cpu"), mnist)
+    text = startup.size_warning(paper, params, torch.device("cpu"), mnist.shape, len(mnist))
     assert text is not None and "far too large for a CPU and for 9,000 training images" in text
     assert text.endswith(f"--preset small has {small:,} parameters")
-    on_gpu = startup.size_warning(paper, params, torch.device("cuda"), mnist)
+    on_gpu = startup.size_warning(paper, params, torch.device("cuda"), mnist.shape, len(mnist))
     assert on_gpu is not None and "a CPU" not in on_gpu and "--preset small" in on_gpu
     tiny = _meta_model("pixelcnn++", "small")
-    assert startup.size_warning(tiny, small, torch.device("cpu"), mnist) is None
-    assert startup.size_warning(tiny, small, torch.device("cpu"), mnist.subset(16)) is None
+    assert startup.size_warning(tiny, small, torch.device("cpu"), mnist.shape, 9000) is None
+    assert startup.size_warning(tiny, small, torch.device("cpu"), mnist.shape, 16) is None
 
 
 def test_the_eta_comes_once_after_the_first_steps(monkeypatch):
@@ -203,11 +203,8 @@ def test_the_eta_comes_once_after_the_first_steps(monkeypatch):
 
 def test_presets_fit_every_family():
     """Every family's smallest preset is found for CIFAR-shaped data (the suggestion)."""
-    from tractable.data import ImageDataset
-
-    cifar_shaped = ImageDataset(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), None)
     for family in ("pixelcnn++", "gated-pixelcnn", "glow"):
         model = _meta_model(family, "small", (3, 32, 32))
-        best = startup.smallest_preset(model, cifar_shaped)
+        best = startup.smallest_preset(model, (3, 32, 32))
         assert best is not None and best[0] == "small", family
         assert best[1] == startup.parameter_count(model)

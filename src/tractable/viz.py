@@ -16,6 +16,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +30,16 @@ PAD_VALUE = 200  # grey of the lines between tiles
 MARK_COLOR = (255, 127, 14)  # frame around marked tiles (an original, interpolation ends)
 TILE_TARGET = 112  # small images are enlarged to about this many pixels
 DPI = 100
-FONT = {"font.family": "DejaVu Sans", "font.size": 10.0}
+FONT: dict[str, Any] = {"font.family": "DejaVu Sans", "font.size": 10.0}
 CHAR_W, LINE_H = 7, 16  # generous pixel size of a 10 pt DejaVu Sans character at 100 dpi
+
+
+def font_context(size: float | None = None) -> Any:
+    """matplotlib settings of every labelled picture (fixed font and size)."""
+    import matplotlib
+
+    rc = {**FONT, **({"font.size": size} if size else {})}
+    return matplotlib.rc_context(rc)  # type: ignore[arg-type]
 
 
 def display_scale(height: int, width: int) -> int:
@@ -216,7 +225,6 @@ def _labelled(grid: np.ndarray, layout: GridLayout, row_labels: Sequence[str] | 
               col_labels: Sequence[str] | None, title: str | None,
               colorbar: ColorBar | None) -> np.ndarray:
     """The grid on a white canvas with its labels and colour bar: `uint8 [H, W, 3]`."""
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -225,7 +233,7 @@ def _labelled(grid: np.ndarray, layout: GridLayout, row_labels: Sequence[str] | 
     th, tw = layout.tile
     pad = layout.padding
     rgb = grid if grid.shape[2] == 3 else grid.repeat(3, axis=2)
-    with matplotlib.rc_context(FONT):
+    with font_context():
         fig = Figure(figsize=(W / DPI, H / DPI), dpi=DPI, facecolor="white")
         canvas = FigureCanvasAgg(fig)
         fig.figimage(rgb, xo=layout.left, yo=layout.bottom, origin="upper")
@@ -353,12 +361,11 @@ def save_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray]],
 def _histograms_matplotlib(panels: dict[str, tuple[np.ndarray, np.ndarray]],
                            path: str | os.PathLike[str], labels: tuple[str, str],
                            titles: dict[str, str], bins: int, xlabel: str) -> None:
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     colors = ("#1f77b4", "#ff7f0e")
-    with matplotlib.rc_context({**FONT, "font.size": 9.0}):
+    with font_context(9.0):
         fig = Figure(figsize=(420 / DPI, 230 * len(panels) / DPI), dpi=DPI, facecolor="white")
         canvas = FigureCanvasAgg(fig)
         axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]

@@ -25,12 +25,17 @@ import numpy as np
 from tractable.errors import ConfigError, DataError
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Appends `(default: X)` to every flag's help unless the help already says it.
 
     Switches show on/off; a flag left unset (None) says so, since "None" tells nobody
-    anything; epilogs and descriptions keep their line breaks (examples).
+    anything; descriptions are wrapped, example epilogs keep their lines.
     """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
     def _format_action(self, action: argparse.Action) -> str:
         if action.option_strings and action.help is None:  # a flag without help text

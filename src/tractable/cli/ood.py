@@ -156,7 +156,7 @@ def _register_ood(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
                        description="Score an in-distribution test set and an OOD set with "
                        "raw likelihood, the likelihood ratio against a background model "
                        "(--background), input complexity and the typicality test; print "
-                       "AUROC, AUPRC and FPR at 80%% TPR of each score (OOD = positive).",
+                       "AUROC, AUPRC and FPR at 80% TPR of each score (OOD = positive).",
                        epilog=examples(
                            "tractable ood --model runs/fashion --background runs/bg --in "
                            "fashion-mnist --ood mnist --out reports/fashion-vs-mnist",
@@ -202,7 +202,7 @@ def _register_ood(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     # `--alpha` is the attribute strength of `glow manipulate`; here it was the quantile
     p.add_argument("--alpha", dest="typicality_alpha", type=float, action=DeprecatedFlag,
                    new="--typicality-alpha")
-    g.add_argument("--fit-limit", type=int, default=2000,
+    g.add_argument("--fit-limit", type=int, default=2000, metavar="IMAGES",
                    help="held-out in-distribution training images for the entropy "
                    "estimate (0: no typicality test)")
     _model_args(p)

@@ -17,7 +17,7 @@ from torch import Tensor
 from tractable._io import atomic_path
 from tractable.errors import ConfigError
 from tractable.models.base import TractableModel
-from tractable.viz import DPI, FONT, have_matplotlib, save_gif
+from tractable.viz import DPI, font_context, have_matplotlib, save_gif
 
 
 def sample_kwargs(model: TractableModel, **wanted: Any) -> dict[str, Any]:
@@ -92,22 +92,21 @@ def plot_curves(
     font, so the same numbers give the same PNG), else with Pillow. Series with fewer than
     40 points are drawn with markers, so a test curve of a few evaluations is readable.
     """
-    series = {k: (list(xs), list(ys)) for k, (xs, ys) in series.items() if len(xs)}
+    lines = {k: (list(xs), list(ys)) for k, (xs, ys) in series.items() if len(xs)}
     if have_matplotlib():
-        _plot_curves_matplotlib(series, path, title, xlabel, ylabel, size)
+        _plot_curves_matplotlib(lines, path, title, xlabel, ylabel, size)
     else:
-        _plot_curves_pillow(series, path, title, xlabel, ylabel, size)
+        _plot_curves_pillow(lines, path, title, xlabel, ylabel, size)
 
 
 def _plot_curves_matplotlib(series: dict[str, tuple[list[float], list[float]]],
                             path: str | os.PathLike[str], title: str, xlabel: str,
                             ylabel: str, size: tuple[int, int]) -> None:
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    with matplotlib.rc_context(FONT):
+    with font_context():
         fig = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, facecolor="white")
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_subplot()

@@ -13,6 +13,7 @@ parameter paper model) is never a silent surprise.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -29,17 +30,18 @@ def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _data_text(name: str, train_set: Any, test_set: Any) -> str:
-    c, h, w = train_set.shape
-    test = f" / {len(test_set):,} test" if test_set is not None else ", no test set"
-    return f"{name} {c}x{h}x{w}, {len(train_set):,} train{test} images"
+def _data_text(name: str, shape: Sequence[int], n_train: int, n_test: int | None) -> str:
+    c, h, w = shape
+    test = f" / {n_test:,} test" if n_test is not None else ", no test set"
+    return f"{name} {c}x{h}x{w}, {n_train:,} train{test} images"
 
 
 def startup_line(model: TractableModel, preset: str | None, params: int, device: torch.device,
-                 world_size: int, config: Any, batch_size: int, data: str, train_set: Any,
-                 test_set: Any, total_steps: int, steps_per_epoch: int, step: int = 0,
-                 out: str | None = None) -> str:
-    """The one line a run prints first (see the module docstring)."""
+                 world_size: int, config: Any, batch_size: int, data: str,
+                 shape: Sequence[int], n_train: int, n_test: int | None, total_steps: int,
+                 steps_per_epoch: int, step: int = 0, out: str | None = None) -> str:
+    """The one line a run prints first (see the module docstring); `n_test` None: no test
+    set."""
     k = model.config.num_classes
     model_bits = [f"preset {preset}" if preset else "no preset: the family's defaults"]
     if k:
@@ -60,13 +62,13 @@ def startup_line(model: TractableModel, preset: str | None, params: int, device:
     if step:
         length = f"steps {step:,} -> {length}"
     parts = [f"{model.family} ({', '.join(model_bits)}), {params:,} parameters", numerics,
-             _data_text(data, train_set, test_set), batch, length]
+             _data_text(data, shape, n_train, n_test), batch, length]
     if out:
         parts.append(out)
     return ("resume: " if step else "train: ") + " | ".join(parts)
 
 
-def smallest_preset(model: TractableModel, train_set: Any) -> tuple[str, int] | None:
+def smallest_preset(model: TractableModel, shape: Sequence[int]) -> tuple[str, int] | None:
     """(name, parameters) of the family's smallest preset for this data, if any."""
     from tractable.training.factory import build_model, model_config_for, presets_of
 
@@ -74,7 +76,7 @@ def smallest_preset(model: TractableModel, train_set: Any) -> tuple[str, int] | 
     best: tuple[str, int] | None = None
     for name in presets_of(type(model)):
         try:
-            preset_cfg = model_config_for(model.family, train_set.shape, cfg.num_classes,
+            preset_cfg = model_config_for(model.family, shape, cfg.num_classes,
                                           list(cfg.class_names), preset=name)
             with torch.device("meta"):  # counts parameters without allocating them
                 n = parameter_count(build_model(model.family, preset_cfg))
@@ -86,21 +88,22 @@ def smallest_preset(model: TractableModel, train_set: Any) -> tuple[str, int] | 
 
 
 def size_warning(model: TractableModel, params: int, device: torch.device,
-                 train_set: Any) -> str | None:
-    """A warning when the model is far too large for the device or the data, else None."""
-    c, h, w = train_set.shape
-    subpixels = len(train_set) * c * h * w
+                 shape: Sequence[int], n_train: int) -> str | None:
+    """A warning when the model is far too large for the device or for `n_train` images of
+    `shape` (C, H, W), else None."""
+    c, h, w = shape
+    subpixels = n_train * c * h * w
     reasons = []
     if device.type == "cpu" and params > CPU_PARAMETER_LIMIT:
         reasons.append("a CPU")
     if params > max(subpixels, DATA_PARAMETER_FLOOR):
-        reasons.append(f"{len(train_set):,} training images of {c}x{h}x{w} "
+        reasons.append(f"{n_train:,} training images of {c}x{h}x{w} "
                        f"({subpixels:,} sub-pixels)")
     if not reasons:
         return None
     text = (f"warning: this {params / 1e6:.1f}M-parameter {model.family} model is far too "
             f"large for {' and for '.join(reasons)}")
-    small = smallest_preset(model, train_set)
+    small = smallest_preset(model, shape)
     if small is not None and small[1] < params:
         return text + f"; --preset {small[0]} has {small[1]:,} parameters"
     return text + "; choose a smaller model (fewer filters or layers)"

@@ -123,9 +123,10 @@ class Trainer:
         self.log = MetricsLog(self.run_dir if self.env.is_main else None,
                               tensorboard=config.tensorboard and self.env.is_main)
         state = self._load_resume_state() if resume else None
-        self._announce(int(state["step"]) if state is not None and "step" in state else 0)
         if state is None:
             self._check_fresh_run_dir()
+        self._announce(int(state.get("step", 0)) if state is not None else 0)
+        if state is None:
             self._data_dependent_init()
         self.ema = EMA(self.model, self.opt_cfg.ema_decay, self.opt_cfg.ema_warmup)
         if state is not None:
@@ -145,11 +146,14 @@ class Trainer:
         if not self.env.is_main:
             return
         params = parameter_count(self.model)
+        shape = tuple(self.model.config.image_shape)
+        n_train = len(self.stream.images)
+        n_test = len(self.test_set) if self.test_set is not None else None  # type: ignore[arg-type]
         print(startup_line(self.model, self.preset, params, self.env.device,
                            self.env.world_size, self.cfg, self.opt_cfg.batch_size,
-                           self.cfg.data, self.train_set, self.test_set, self.total_steps,
+                           self.cfg.data, shape, n_train, n_test, self.total_steps,
                            self.stream.steps_per_epoch, step, self.cfg.out), flush=True)
-        warning = size_warning(self.model, params, self.env.device, self.train_set)
+        warning = size_warning(self.model, params, self.env.device, shape, n_train)
         if warning:
             print(warning, file=sys.stderr, flush=True)
 
@@ -270,7 +274,8 @@ class Trainer:
             "total_steps": self.total_steps, "best_test_bpd": self.best_bpd,
             "last_test_bpd": evals[-1]["test_bpd"] if evals else None,
             "parameters": sum(p.numel() for p in self.model.parameters()),
-            "test_images": len(self.test_set) if self.test_set is not None else 0,
+            "test_images": len(self.test_set)  # type: ignore[arg-type]
+            if self.test_set is not None else 0,
             "elapsed_s": round(self.elapsed(), 1),
         })
 
