@@ -83,6 +83,13 @@ def test_info_reports_config_parameters_data_and_best_bpd(run, capsys):
     assert info["data"] == "mnist-mini" and info["step"] == 16
     assert info["best_test_bpd"] == summary["best_test_bpd"] is not None
     assert info["config"]["nr_filters"] == 8 and info["optimizer"]["betas"] == [0.95, 0.9995]
+    # over how many images the best bits/dim was measured: the run's --limit-test 20
+    assert info["test_images"] == summary["test_images"] == 20
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    best = f"{summary['best_test_bpd']:.4f}"
+    assert f"best test bits/dim (EMA): {best} over 20 mnist-mini test images" in (
+        capsys.readouterr().out)
 
 
 def test_sample_class_seed_npy(run, tmp_path, capsys):

@@ -208,3 +208,12 @@ def test_presets_fit_every_family():
         best = startup.smallest_preset(model, (3, 32, 32))
         assert best is not None and best[0] == "small", family
         assert best[1] == startup.parameter_count(model)
+
+
+def test_info_counts_test_images_of_runs_from_before_the_count_was_recorded():
+    from tractable.cli.train import test_images_of
+
+    assert test_images_of({"test_images": 1000}, {"train": {"limit_test": 5}}) == 1000
+    assert test_images_of({}, {"data": "mnist", "train": {"limit_test": 50}}) == 50
+    assert test_images_of({}, {"data": "mnist", "train": {}}) == "every mnist test image"
+    assert test_images_of({}, {}) is None  # a bare model folder: no run, no count
