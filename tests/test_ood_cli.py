@@ -18,6 +18,7 @@ from tractable.cli.ood import heldout_train_images, load_images, subset_rows
 from tractable.data import load_dataset
 from tractable.evaluation.metrics import auprc, auroc, fpr_at_tpr
 from tractable.models import load
+from tractable.viz import ColorBar, grid_layout
 
 TINY = ["--model", "pixelcnn++", "--nr-resnet", "0", "--nr-filters", "8",
         "--nr-logistic-mix", "2", "--dropout", "0", "--batch-size", "8", "--max-steps", "3",
@@ -67,7 +68,10 @@ def test_score_writes_every_images_nll_and_heatmaps(runs, shared_data, tmp_path,
     # Heatmaps: 4 image | overlay pairs per grid; the saved maps sum to the images' NLLs.
     for name in ("first", "most_surprising", "least_surprising"):
         img = Image.open(maps_dir / f"{name}.png")
-        assert img.size == (4 * (2 * (2 * 28 + 2) + 2), 4 * (2 * (28 + 2) + 2))
+        # 2 x 2 pairs enlarged 4x, under a title, beside a colour bar in nats per pixel
+        layout = grid_layout(4, None, (28, 56), scale=4, title=name, colorbar=ColorBar(1.0))
+        assert layout.grid_size == (2 * 116 + 4, 2 * 228 + 4) and layout.right > 90
+        assert img.size == layout.size
     npz = np.load(maps_dir / "pixel_nll.npz")
     worst = np.argsort(-np.array([float(r["bits_per_dim"]) for r in rows]), kind="stable")[:4]
     np.testing.assert_array_equal(npz["most_surprising_index"], idx.numpy()[worst])

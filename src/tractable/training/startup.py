@@ -43,7 +43,7 @@ def startup_line(model: TractableModel, preset: str | None, params: int, device:
     """The one line a run prints first (see the module docstring); `n_test` None: no test
     set."""
     k = model.config.num_classes
-    model_bits = [f"preset {preset}" if preset else "no preset: the family's defaults"]
+    model_bits = [f"preset {preset}" if preset else "no preset"]
     if k:
         model_bits.append(f"{k} classes")
     numerics = f"{device} {config.precision}"
