@@ -55,7 +55,8 @@ def test_every_flag_shows_its_default_and_every_command_ends_with_examples(name)
                                                                    HelpFormatter)
     for action in options(parser):
         text = " ".join(parser._get_formatter()._format_action(action).split())
-        assert "default" in text.lower(), f"{name} {action.option_strings[0]}: {text!r}"
+        shown = "default" in text.lower() or action.required and "(required)" in text
+        assert shown, f"{name} {action.option_strings[0]}: {text!r}"
         assert "default: None" not in text, f"{name} {action.option_strings[0]}"
     assert parser.epilog and parser.epilog.startswith("examples:"), name
     example_lines = parser.epilog.splitlines()[1:]

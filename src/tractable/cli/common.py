@@ -40,7 +40,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _format_action(self, action: argparse.Action) -> str:
         if action.option_strings and action.help is None:  # a flag without help text
             action = copy.copy(action)
-            action.help = f"(default: {default_text(action)})"
+            action.help = "(required)" if action.required else \
+                f"(default: {default_text(action)})"
         return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -49,6 +50,8 @@ class HelpFormatter(argparse.HelpFormatter):
                 or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
                 or "default" in text.lower()):
             return text
+        if action.required:
+            return f"{text} (required)".strip()
         return f"{text} (default: {default_text(action)})".strip()
 
 
