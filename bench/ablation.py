@@ -27,8 +27,6 @@ the ratio column within one run only.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -38,12 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+import tractable
 from tractable._io import atomic_write_text
-from tractable.cli import main as cli
+from tractable.run_folder import open_folder
 from tractable.training import TrainConfig, load_split, train
+from tractable.training.pictures import draw_samples
 from tractable.viz import save_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,8 +92,8 @@ def train_variant(v: Variant, run: Path, args: argparse.Namespace) -> dict[str, 
     start = time.perf_counter()
     train(v.family, cfg, preset="small", overrides=v.overrides, conditional=v.conditional)
     wall = time.perf_counter() - start
-    summary = json.loads((run / "summary.json").read_text())
-    optimizer = json.loads((run / "run.json").read_text())["optimizer"]
+    summary = open_folder(run).summary
+    optimizer = open_folder(run).run["optimizer"]
     return {"bpd": summary["last_test_bpd"], "params": summary["parameters"],
             "img_s": train_img_per_s(run, args.batch_size), "wall_s": wall,
             "optimizer": optimizer}
@@ -114,18 +113,22 @@ def train_img_per_s(run: Path, batch_size: int) -> float:
     return images / seconds
 
 
-# ---- pictures through the CLI ----------------------------------------------------------
-def sample_cli(run: Path, out: Path, spec: str, n: int, seed: int, *extra: str) -> np.ndarray:
-    """`tractable sample RUN --class SPEC` (PNG at `out`); returns the uint8 samples."""
-    argv = ["sample", str(run), "--class", spec, "-n", str(n), "--seed", str(seed),
-            "--sampler", "cached", "--npy", "--out", str(out), *extra]
-    with contextlib.redirect_stdout(io.StringIO()):  # its "wrote ..." lines
-        rc = cli(argv)
-    if rc != 0:
-        raise SystemExit(f"tractable {' '.join(argv)} failed")
-    array = np.load(out.with_suffix(".npy"))
-    out.with_suffix(".npy").unlink()
-    return array
+# ---- pictures through the public API ----------------------------------------------------
+def class_weights_of(spec: dict[int, float], n: int, num_classes: int = 10) -> torch.Tensor:
+    """Soft labels `[n, K]`: the weights of `spec` (class -> weight), normalized."""
+    w = torch.zeros(num_classes)
+    for k, v in spec.items():
+        w[k] += v
+    return (w / w.sum()).expand(n, num_classes).clone()
+
+
+def sample_pictures(run: Path, out: Path, y: torch.Tensor, seed: int,
+                    nrow: int | None = None) -> torch.Tensor:
+    """Samples of the run's model for labels `y` (cached sampler), saved as a PNG grid."""
+    model = tractable.load(run)
+    x = draw_samples(model, len(y), y=y, seed=seed, sampler="cached")
+    save_grid(x, out, nrow=nrow)
+    return x
 
 
 def draw_conditional_pictures(run: Path, img_dir: Path, seed: int) -> dict[str, str]:
@@ -137,12 +140,15 @@ def draw_conditional_pictures(run: Path, img_dir: Path, seed: int) -> dict[str, 
         "blend": img_dir / "ablation_blend_4_9.png",
         "sweep": img_dir / "ablation_sweep_4_to_9.png",
     }
-    sample_cli(run, pictures["rows"], "all", 10 * 8, seed)  # 8 samples per class row
-    sample_cli(run, pictures["blend"], f"{a}:0.5,{b}:0.5", 8, seed, "--nrow", "8")
+    per_row = 8  # samples per class row
+    sample_pictures(run, pictures["rows"], torch.arange(10).repeat_interleave(per_row), seed,
+                    nrow=per_row)
+    sample_pictures(run, pictures["blend"], class_weights_of({a: 0.5, b: 0.5}, 8), seed,
+                    nrow=8)
     # Same seed for every column: row i shares its sampling noise across the weights.
     rows = 6
-    columns = [torch.from_numpy(sample_cli(run, img_dir / f".sweep_{w}.png",
-                                           f"{a}:{1 - w},{b}:{w}", rows, seed))
+    columns = [sample_pictures(run, img_dir / f".sweep_{w}.png",
+                               class_weights_of({a: 1 - w, b: w}, rows), seed)
                for w in SWEEP]
     for w in SWEEP:
         (img_dir / f".sweep_{w}.png").unlink()

@@ -68,11 +68,12 @@ def parse_args() -> argparse.Namespace:
 def train_model(name: str, args: argparse.Namespace, steps: int, mutation: float,
                 weight_decay: float) -> dict:
     """Train one PixelCNN++ run into `args.out/name`; returns its summary plus wall time."""
+    from tractable.run_folder import open_folder
     from tractable.training import TrainConfig, train
 
     run = Path(args.out) / name
     if args.reuse and (run / "model" / "config.json").is_file():
-        return json.loads((run / "summary.json").read_text())
+        return open_folder(run).summary
     cfg = TrainConfig(
         data="fashion-mnist", out=str(run), max_steps=steps, batch_size=args.batch_size,
         lr=args.lr, lr_decay=1.0, weight_decay=weight_decay, ema_decay=0.999,
@@ -98,7 +99,7 @@ def main() -> int:
     from tractable.evaluation.ood import evaluate_ood, format_table, measure
     from tractable.evaluation.scoring import score_dataset
     from tractable.models import load
-    from tractable.training.checkpoint import RUN_NAME, read_json
+    from tractable.run_folder import open_folder
 
     runs = {
         "model": train_model("model", args, args.steps, 0.0, 0.0),
@@ -115,7 +116,7 @@ def main() -> int:
     ds_in, _ = load_images("fashion-mnist", "test", {}, args.n_in, args.seed)
     ds_out, _ = load_images("mnist", "test", {}, args.n_out, args.seed)
     fit, _ = heldout_train_images("fashion-mnist", {},
-                                  read_json(Path(args.out) / "model" / RUN_NAME),
+                                  open_folder(Path(args.out) / "model").run,
                                   args.n_fit, args.seed)
     m_in = measure(model, ds_in, background=background, codecs=args.codecs)
     m_out = measure(model, ds_out, background=background, codecs=args.codecs)
@@ -134,7 +135,7 @@ def main() -> int:
           f"nr_logistic_mix={args.nr_logistic_mix} ({params:,} parameters), batch "
           f"{args.batch_size}, Adam lr {args.lr}, {args.threads} CPU thread(s), seed {args.seed}")
     for name, s in runs.items():
-        rs = json.loads((Path(args.out) / name / RUN_NAME).read_text())["train"]
+        rs = open_folder(Path(args.out) / name).train_settings
         extra = (f", mutation rate {rs['mutation_rate']}, L2 {rs['weight_decay']}"
                  if rs["mutation_rate"] else "")
         print(f"  {name:20s}: {s['step']} steps on {args.limit_train} Fashion-MNIST train "

@@ -170,6 +170,10 @@ def _package(module: str) -> str:
     ("tractable.nn", "tractable.models"),
     ("tractable.data", "tractable.models"),
     ("tractable.training", "tractable.cli"),
+    ("tractable.training", "tractable.evaluation"),
+    ("tractable.run_folder", "tractable.models"),
+    ("tractable.config", "tractable.models"),
+    ("tractable.checks", "tractable.sampling"),
     ("tractable.evaluation", "tractable.cli"),
 ])
 def test_lower_floors_never_reach_higher_ones(lower, higher):

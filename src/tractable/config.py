@@ -7,16 +7,27 @@ A saved model folder holds `config.json`:
 
 `family` picks the model class (see `tractable.models.registry`), so a model reloads from
 its folder alone. Unknown keys, unknown families and newer format versions are refused with
-a clear `ConfigError` rather than silently ignored.
+a clear `ConfigError` rather than silently ignored. Every value is type- and range-checked
+on loading (`from_dict`), before any model is built: a field declared with `setting(...,
+minimum=1)` refuses `0`, an `int` field refuses `"160"` and `1e9` (a float).
+
+Older formats are migrated on reading: `MIGRATIONS[v]` turns a format-`v` payload into a
+format-`v + 1` one, applied in turn up to `FORMAT_VERSION` (format 1 is current).
+
+`setting(default, help, ...)` is the one way to declare a config field with command-line
+help, extra flag names, choices and a range; `tractable train` turns every such field of
+every family into a flag.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,15 +40,48 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 
 C = TypeVar("C", bound="ModelConfig")
+# format v -> a function turning a format-v payload into a format-(v + 1) payload
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *,
+            default_factory: Any = dataclasses.MISSING, aliases: Sequence[str] = (),
+            choices: Sequence[Any] = (), minimum: float | None = None,
+            maximum: float | None = None, group: str = "", flag: str = "",
+            metavar: str = "") -> Any:
+    """A dataclass field with its command-line help, extra flag names, allowed values and
+    inclusive range (checked on loading a config.json and by the command line).
+
+    `group`, `flag` and `metavar` shape the generated command-line flag: its help section,
+    its name when not `--field-name` (e.g. "--no-progress" for a True-by-default bool) and
+    its value's name.
+    """
+    metadata: dict[str, Any] = {"help": help}
+    for key, value in (("group", group), ("flag", flag), ("metavar", metavar)):
+        if value:
+            metadata[key] = value
+    if aliases:
+        metadata["aliases"] = list(aliases)
+    if choices:
+        metadata["choices"] = tuple(choices)
+    if minimum is not None:
+        metadata["minimum"] = minimum
+    if maximum is not None:
+        metadata["maximum"] = maximum
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class ModelConfig:
     """Fields every model family shares: the data it models and its labels."""
 
-    image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W)
-    num_classes: int = 0  # 0 = unconditional
-    class_names: list[str] = field(default_factory=list)
+    image_shape: tuple[int, int, int] = setting((1, 28, 28), "(C, H, W) of the images",
+                                                minimum=1)
+    num_classes: int = setting(0, "classes the model is conditioned on (0: unconditional)",
+                               minimum=0)
+    class_names: list[str] = setting(default_factory=list, help="a name per class")
 
     def validate(self) -> None:
         """Raise `ConfigError` if fields are inconsistent. Subclasses extend this."""
@@ -65,10 +109,80 @@ class ModelConfig:
                 f"different tractable version or is corrupt. Known fields: {sorted(known)}"
             )
         hints = typing.get_type_hints(cls)
+        for name, value in data.items():
+            check_field_value(cls.__name__, known[name], hints[name], value)
         kwargs = {k: _coerce(hints[k], v) for k, v in data.items()}
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg
+
+
+def check_field_value(owner: str, f: dataclasses.Field[Any], hint: Any, value: Any,
+                      note: str = "; the config is corrupt or hand-edited") -> None:
+    """Raise `ConfigError` unless `value` (as read from JSON) fits the field's type, its
+    `choices` and its `minimum` / `maximum` (see `setting`)."""
+    problem = _type_problem(hint, value)
+    if problem is None:
+        problem = _range_problem(f.metadata, value)
+    if problem is not None:
+        name = f"{owner}.{f.name}" if owner else f.name
+        raise ConfigError(f"{name} {problem}, got {value!r} ({type(value).__name__}){note}")
+
+
+def _type_problem(hint: Any, value: Any) -> str | None:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        problems = [_type_problem(a, value) for a in args]
+        return None if any(p is None for p in problems) else problems[0]
+    if origin in (tuple, list):
+        kind = "a list" if origin is list else "a list (tuple)"
+        if not isinstance(value, (list, tuple)):
+            return f"must be {kind}"
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if origin is tuple and args and Ellipsis not in typing.get_args(hint):
+            if len(value) != len(args):
+                return f"must be a list of {len(args)} values"
+        else:
+            args = args[:1] * len(value)
+        for a, v in zip(args, value, strict=False):
+            inner = _type_problem(a, v)
+            if inner is not None:
+                return f"{inner.replace('must be', 'must hold only')}"
+        return None
+    if origin is dict:
+        return None if isinstance(value, dict) else "must be an object"
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "must be an integer"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string"
+    return None
+
+
+def _range_problem(metadata: Any, value: Any) -> str | None:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    choices = metadata.get("choices")
+    if choices and value not in choices:
+        return f"must be one of {list(choices)}"
+    lo, hi = metadata.get("minimum"), metadata.get("maximum")
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if not math.isfinite(v):
+            return "must be finite"
+        if lo is not None and v < lo:
+            return f"must be >= {lo}"
+        if hi is not None and v > hi:
+            return f"must be <= {hi}"
+    return None
 
 
 def _coerce(hint: Any, value: Any) -> Any:
@@ -84,18 +198,26 @@ def _coerce(hint: Any, value: Any) -> Any:
 
 @dataclass
 class TrainingDefaults:
-    """Per-family optimizer defaults (the paper's), used unless the user overrides them."""
+    """Per-family optimizer defaults (the paper's), used unless the user overrides them.
 
-    optimizer: str = "adam"  # "adam" | "adamax"
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    lr_decay: float = 1.0  # multiplicative per step
-    warmup_steps: int = 0  # linear warm-up from 0 to lr
-    weight_decay: float = 0.0
-    ema_decay: float = 0.9995  # Polyak averaging
-    grad_clip: float | None = None  # max global grad norm (None or 0: no clipping)
-    batch_size: int = 16
-    ema_warmup: bool = True  # cap the EMA decay at (1 + t) / (10 + t) early in training
+    This is the one list of optimizer settings: `TrainConfig` gets one `X | None` field per
+    field here (None: the family's value) and `tractable train` one flag per field.
+    """
+
+    optimizer: str = setting("adam", "the optimizer",
+                             choices=("adam", "adamax", "openai-adamax"))
+    lr: float = setting(1e-3, "learning rate", minimum=0.0)
+    betas: tuple[float, float] = setting((0.9, 0.999), "Adam(ax) betas", metavar="B1 B2",
+                                         minimum=0.0, maximum=1.0)
+    lr_decay: float = setting(1.0, "multiplicative lr decay per step", minimum=0.0)
+    warmup_steps: int = setting(0, "linear lr warm-up from 0 over this many steps", minimum=0)
+    weight_decay: float = setting(0.0, "L2 weight decay", minimum=0.0)
+    ema_decay: float = setting(0.9995, "Polyak averaging decay", minimum=0.0, maximum=1.0)
+    grad_clip: float | None = setting(None, "max global gradient norm (None or 0: no "
+                                            "clipping)", minimum=0.0)
+    batch_size: int = setting(16, "global batch (split over processes)", minimum=1)
+    ema_warmup: bool = setting(True, "cap the EMA decay at (1+t)/(10+t) early on (off: "
+                                     "constant decay from the first step, as openai)")
 
 
 def save_config(directory: str | os.PathLike[str], family: str, config: ModelConfig) -> None:
@@ -123,10 +245,15 @@ def read_config_json(directory: str | os.PathLike[str]) -> tuple[str, dict[str, 
     if not isinstance(payload, dict) or "family" not in payload or "config" not in payload:
         raise ConfigError(f"{path} lacks 'family'/'config': not a tractable config")
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not (
+            1 <= version <= FORMAT_VERSION):
         raise ConfigError(
             f"{path} has format_version {version!r}, written by tractable "
             f"{payload.get('tractable_version', '?')}; this is tractable {__version__} "
             f"(format {FORMAT_VERSION}). Upgrade tractable to load it."
         )
+    for v in range(version, FORMAT_VERSION):
+        payload = MIGRATIONS[v](payload)
+    if not isinstance(payload["config"], dict):
+        raise ConfigError(f"{path}: 'config' must be an object of field values")
     return payload["family"], payload["config"]

@@ -179,10 +179,9 @@ def load_images(name: str, split: str, options: dict[str, Any], limit: int | Non
 
 def run_json_of(model_dir: Path) -> dict[str, Any]:
     """The run.json of the run a model folder belongs to ({} for a bare model folder)."""
-    from tractable.training.checkpoint import RUN_NAME, read_json, run_dir_of
+    from tractable.run_folder import open_folder
 
-    run = run_dir_of(model_dir)
-    return read_json(run / RUN_NAME) if run else {}
+    return open_folder(model_dir).run  # migrated: dataset paths absolute
 
 
 def dataset_for(args: argparse.Namespace, model_dir: Path) -> tuple[str, dict[str, Any]]:

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from tractable.cli.common import data_source_args, dataset_for, examples
 from tractable.errors import ConfigError, DataError, ShapeError
+from tractable.run_folder import model_dir_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -86,27 +87,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # ---- loading ----------------------------------------------------------------------------
-def model_dir_of(path: str) -> Path:
-    """A run folder's saved-model folder (or `path` itself if it is one)."""
-    from tractable.training.checkpoint import model_dir_of as resolve
-
-    return resolve(path)
-
-
 def load_glow(path: str, weights: str = "ema", device: str = "auto"):  # type: ignore[no-untyped-def]
     """The Glow model saved in a run or model folder, in eval mode."""
-    from tractable.models import Glow
-    from tractable.models.base import RAW_WEIGHTS_NAME, WEIGHTS_NAME, TractableModel
+    from tractable.models import Glow, load
     from tractable.training.distributed import pick_device
 
-    model_dir = model_dir_of(path)
-    file = WEIGHTS_NAME if weights == "ema" else RAW_WEIGHTS_NAME
-    model = TractableModel.from_pretrained(model_dir, weights=file,
-                                           map_location=pick_device(device))
+    model = load(path, weights=weights, map_location=pick_device(device))
     if not isinstance(model, Glow):
-        raise ConfigError(f"{model_dir} holds a {model.family!r} model; `tractable glow` "
-                          "commands need a Glow model (train one with --model glow)")
-    return model.eval()
+        raise ConfigError(f"{model_dir_of(path)} holds a {model.family!r} model; `tractable "
+                          "glow` commands need a Glow model (train one with --model glow)")
+    return model
 
 
 def load_data(args: argparse.Namespace) -> Any:

@@ -33,14 +33,8 @@ from tractable.cli.common import (
 )
 from tractable.errors import ConfigError, ShapeError
 from tractable.models.registry import known_families, model_class
+from tractable.run_folder import model_dir_of, open_folder
 from tractable.sampling import sampler_help, sampler_names
-from tractable.training.checkpoint import (
-    RUN_NAME,
-    SUMMARY_NAME,
-    model_dir_of,
-    read_json,
-    run_dir_of,
-)
 from tractable.training.config import OPTIMIZER_FIELDS, TrainConfig
 from tractable.training.factory import settable_fields
 
@@ -282,15 +276,12 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def load_for_use(path: str, weights: str, device: str) -> tuple[Any, Path]:
-    """Load the model of a run or model folder with its EMA or raw weights."""
-    from tractable.models.base import RAW_WEIGHTS_NAME, WEIGHTS_NAME, TractableModel
+    """The model of a run or model folder with its EMA or raw weights, in eval mode."""
+    from tractable.models.base import load
     from tractable.training.distributed import pick_device
 
     model_dir = model_dir_of(path)
-    file = WEIGHTS_NAME if weights == "ema" else RAW_WEIGHTS_NAME
-    model = TractableModel.from_pretrained(model_dir, weights=file,
-                                           map_location=pick_device(device))
-    return model.eval(), model_dir
+    return load(model_dir, weights=weights, map_location=pick_device(device)), model_dir
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -476,17 +467,16 @@ def test_images_of(summary: dict[str, Any], run_json: dict[str, Any]) -> int | s
 
 def cmd_info(args: argparse.Namespace) -> int:
     from tractable.config import read_config_json
+    from tractable.models.base import parameter_count
 
-    model_dir = model_dir_of(args.path)
+    folder = open_folder(args.path)
+    model_dir = folder.model_dir
     family, cfg = read_config_json(model_dir)
     klass = model_class(family)
-    model = klass(klass.config_class.from_dict(cfg))
-    run = run_dir_of(model_dir)
-    run_json = read_json(run / RUN_NAME) if run else {}
-    summary = read_json(run / SUMMARY_NAME) if run else {}
+    run_json, summary = folder.run, folder.summary
     info = {
         "model_dir": str(model_dir), "family": family, "config": cfg,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": parameter_count(klass, klass.config_class.from_dict(cfg)),
         "data": run_json.get("data"), "step": summary.get("step"),
         "best_test_bpd": summary.get("best_test_bpd"),
         "last_test_bpd": summary.get("last_test_bpd"),

@@ -29,12 +29,12 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from tractable.errors import ShapeError
-from tractable.evaluation.bpd import dataset_tensors
 from tractable.evaluation.complexity import DEFAULT_CODECS, compressed_bits
 from tractable.evaluation.metrics import DetectionMetrics, detection_metrics
 from tractable.evaluation.scoring import score_dataset
 from tractable.evaluation.typicality import TypicalityTest, fit_typicality
 from tractable.models.base import TractableModel
+from tractable.models.bpd import dataset_tensors
 
 SCORE_DESCRIPTIONS = {
     "nll": "negative log-likelihood (Nalisnick et al. 2019: fails)",

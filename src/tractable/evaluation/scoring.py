@@ -19,8 +19,8 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from tractable.errors import DataError, TractableError
-from tractable.evaluation.bpd import autocast, check_data_fits_model, dataset_tensors, labels_for
 from tractable.models.base import TractableModel
+from tractable.models.bpd import autocast, check_data_fits_model, dataset_tensors, labels_for
 
 
 @dataclass

@@ -19,12 +19,20 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from tractable._io import atomic_path
-from tractable.config import ModelConfig, TrainingDefaults, read_config_json, save_config
+from tractable.config import (
+    CONFIG_NAME,
+    ModelConfig,
+    TrainingDefaults,
+    read_config_json,
+    save_config,
+)
 from tractable.errors import CheckpointError, ConfigError, ShapeError
+from tractable.run_folder import model_dir_of
 from tractable.sampling import sample_with
 
 WEIGHTS_NAME = "model.safetensors"  # EMA (Polyak) weights when saved by the trainer
 RAW_WEIGHTS_NAME = "raw.safetensors"  # the optimizer's current weights
+WEIGHT_FILES = {"ema": WEIGHTS_NAME, "raw": RAW_WEIGHTS_NAME}
 
 
 class TractableModel(nn.Module):
@@ -33,6 +41,11 @@ class TractableModel(nn.Module):
     family: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     default_sampler: ClassVar[str] = ""  # the registered sampler `sample` uses
+    # Named field-value tables for `tractable train --preset NAME` (e.g. "small", "paper").
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Field values of a tiny model for the family contract tests (tests/test_family_contract):
+    # fast on a CPU, valid for 8×8 images with 1 or 3 channels, conditional or not.
+    tiny_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -118,17 +131,26 @@ class TractableModel(nn.Module):
         weights: str = WEIGHTS_NAME,
         map_location: str | torch.device = "cpu",
     ) -> TractableModel:
-        """Rebuild a model from its folder, in eval mode (as a freshly trained model is
-        used: no dropout; call `.train()` to fine-tune). Called on the base class, picks
-        the family."""
+        """Rebuild a model from its folder (or a training run's folder), in eval mode.
+
+        Eval mode is how a saved model is used (no dropout; call `.train()` to fine-tune),
+        as with Hugging Face's `from_pretrained`. `weights`: "ema" (the Polyak-averaged
+        weights, default), "raw" (the optimizer's), or a file name in the model folder.
+        The config is type- and range-checked, and its size estimated, before anything is
+        allocated. Called on the base class, it picks the family from `config.json`.
+        """
         from tractable.models.registry import model_class
 
-        family, cfg_dict = read_config_json(directory)
+        model_dir = model_dir_of(directory)
+        family, cfg_dict = read_config_json(model_dir)
         klass = model_class(family)
         if cls is not TractableModel and not issubclass(klass, cls):
             raise ConfigError(f"{directory} holds a {family!r} model, not a {cls.family!r} one")
-        model = klass(klass.config_class.from_dict(cfg_dict))
-        model.load_state_dict(_load_weights(Path(directory) / weights), strict=True)
+        config = klass.config_class.from_dict(cfg_dict)
+        check_parameter_memory(klass, config, model_dir / CONFIG_NAME)
+        model = klass(config)
+        file = WEIGHT_FILES.get(weights, weights)
+        model.load_state_dict(_load_weights(model_dir / file), strict=True)
         return model.to(map_location).eval()
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
@@ -158,6 +180,44 @@ def _load_weights(path: Path) -> dict[str, Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
 
 
-def load(directory: str | os.PathLike[str], **kwargs: Any) -> TractableModel:
-    """Load any saved model (or a training run's model folder) by reading its config."""
-    return TractableModel.from_pretrained(directory, **kwargs)
+def load(directory: str | os.PathLike[str], weights: str = WEIGHTS_NAME,
+         map_location: str | torch.device = "cpu") -> TractableModel:
+    """Load any saved model, from its folder or a training run's folder, in eval mode.
+
+    `weights`: "ema" (default), "raw", or a weights file name (`from_pretrained`).
+    """
+    return TractableModel.from_pretrained(directory, weights=weights, map_location=map_location)
+
+
+def parameter_count(klass: type[TractableModel], config: ModelConfig) -> int | None:
+    """Parameters a `klass(config)` model would have, counted without allocating memory (the
+    model is built on the meta device); None if the count overflows."""
+    try:
+        with torch.device("meta"):
+            model = klass(config)
+    except (RuntimeError, OverflowError, MemoryError):
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory, if the OS says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_parameter_memory(klass: type[TractableModel], config: ModelConfig,
+                           source: str | os.PathLike[str] = "the config") -> None:
+    """Raise `ConfigError` if the model's float32 parameters would not fit in this machine's
+    memory (weights load through it), with the estimate in the message."""
+    count = parameter_count(klass, config)
+    limit = memory_bytes()
+    if count is not None and (limit is None or 4 * count <= limit):
+        return
+    size = "more than 2^63 parameters" if count is None else (
+        f"~{count:.3g} parameters ({4 * count / 2**30:,.1f} GiB of float32)")
+    have = f"this machine's {limit / 2**30:,.0f} GiB of memory" if limit else "any memory"
+    raise ConfigError(f"{source} describes a {klass.family} model with {size}, more than "
+                      f"{have}; the config is corrupt or not meant for this machine")

@@ -25,13 +25,13 @@ the N-level image — exact for N-level data, and not comparable to 256-level nu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from tractable.config import ModelConfig, TrainingDefaults
+from tractable.config import ModelConfig, TrainingDefaults, setting
 from tractable.errors import ConfigError, ShapeError
 from tractable.likelihoods.categorical import Categorical
 from tractable.likelihoods.focal import focal_nll
@@ -52,24 +52,23 @@ from tractable.nn.precision import run_in_full_precision
 COORD_CHANNELS = 2  # rows and columns, each in [-1, 1]
 
 
-def _setting(default: Any, help: str) -> Any:
-    """A config field whose `help` text the command line shows next to its --flag."""
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class GatedPixelCNNConfig(ModelConfig):
     """Gated PixelCNN hyperparameters (each becomes a `--flag` of `tractable train`)."""
 
-    n_layers: int = _setting(12, "gated layers (the first uses mask A)")
-    n_filters: int = _setting(64, "feature maps per stack, split into C channel groups")
-    kernel_size: int = _setting(3, "odd kernel size of layers 1..n_layers-1")
-    first_kernel_size: int = _setting(7, "odd kernel size of layer 0")
-    head_filters: int = _setting(128, "hidden feature maps of the ReLU-1x1 output head")
-    n_levels: int = _setting(256, "levels per sub-pixel (2..256; e.g. 4 grey levels for "
-                             "MNIST); bits/dim are those of the N-level data")
-    coord_conv: bool = _setting(False, "concatenate row/column coordinate input channels")
-    focal_gamma: float = _setting(0.0, "focal loss exponent per sub-pixel (0 = plain NLL)")
+    n_layers: int = setting(12, "gated layers (the first uses mask A)", minimum=1)
+    n_filters: int = setting(64, "feature maps per stack, split into C channel groups",
+                             minimum=1)
+    kernel_size: int = setting(3, "odd kernel size of layers 1..n_layers-1", minimum=3)
+    first_kernel_size: int = setting(7, "odd kernel size of layer 0", minimum=3)
+    head_filters: int = setting(128, "hidden feature maps of the ReLU-1x1 output head",
+                                minimum=1)
+    n_levels: int = setting(256, "levels per sub-pixel (2..256; e.g. 4 grey levels for "
+                                 "MNIST); bits/dim are those of the N-level data",
+                            minimum=2, maximum=256)
+    coord_conv: bool = setting(False, "concatenate row/column coordinate input channels")
+    focal_gamma: float = setting(0.0, "focal loss exponent per sub-pixel (0 = plain NLL)",
+                                 minimum=0.0)
 
     def validate(self) -> None:
         super().validate()
@@ -190,6 +189,8 @@ class GatedPixelCNN(AutoregressiveModel):
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "small": {"n_layers": 8, "n_filters": 32, "head_filters": 64},  # MNIST on a CPU
     }
+    tiny_settings: ClassVar[dict[str, Any]] = {
+        "n_layers": 3, "n_filters": 12, "head_filters": 12, "n_levels": 16}
 
     def __init__(self, config: GatedPixelCNNConfig) -> None:
         super().__init__(config)

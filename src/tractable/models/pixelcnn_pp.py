@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tractable.config import ModelConfig, TrainingDefaults
+from tractable.config import ModelConfig, TrainingDefaults, setting
 from tractable.errors import ConfigError, ShapeError
 from tractable.likelihoods.focal import focal_nll
 from tractable.likelihoods.logistic_mixture import DiscretizedLogisticMixture
@@ -62,29 +62,25 @@ NUM_LEVELS = 3  # resolutions H, H/2, H/4
 ATTENTION_SITES = ("up2", "down2", "up1", "down1")
 
 
-def _field(default: Any, help_text: str, aliases: list[str] | None = None) -> Any:
-    """A config field with command-line help (and extra flag names) for `tractable train`."""
-    metadata: dict[str, Any] = {"help": help_text}
-    if aliases:
-        metadata["aliases"] = aliases
-    return field(default=default, metadata=metadata)
-
-
 @dataclass
 class PixelCNNPlusPlusConfig(ModelConfig):
     """Hyperparameters; the defaults are the paper's CIFAR-10 model."""
 
-    image_shape: tuple[int, int, int] = (3, 32, 32)
-    nr_resnet: int = _field(5, "gated blocks per stream and stage (the down pass adds one "
-                               "at H/2 and H)")
-    nr_filters: int = _field(160, "channels of every stream")
-    nr_logistic_mix: int = _field(10, "logistic mixture components per pixel")
-    dropout: float = _field(0.5, "dropout rate inside the gated blocks")
-    coord_conv: bool = _field(False, "concatenate row/col coordinate channels to the input")
-    nonlocal_blocks: int = _field(0, "causal self-attention blocks at H/4 and H/2 (0..4)",
-                                  aliases=["--nonlocal"])
-    focal_gamma: float = _field(0.0, "> 0: train on the per-pixel focal loss "
-                                     "(1-p)^G·(-log p); evaluation stays true bits/dim")
+    image_shape: tuple[int, int, int] = setting((3, 32, 32), "(C, H, W) of the images",
+                                                minimum=1)
+    nr_resnet: int = setting(5, "gated blocks per stream and stage (the down pass adds one "
+                                "at H/2 and H)", minimum=0)
+    nr_filters: int = setting(160, "channels of every stream", minimum=1)
+    nr_logistic_mix: int = setting(10, "logistic mixture components per pixel", minimum=1)
+    dropout: float = setting(0.5, "dropout rate inside the gated blocks (training only)",
+                             minimum=0.0, maximum=0.999)
+    coord_conv: bool = setting(False, "concatenate row/col coordinate channels to the input")
+    nonlocal_blocks: int = setting(0, "causal self-attention blocks at H/4 and H/2 (0..4)",
+                                   aliases=["--nonlocal"], minimum=0,
+                                   maximum=len(ATTENTION_SITES))
+    focal_gamma: float = setting(0.0, "> 0: train on the per-pixel focal loss "
+                                      "(1-p)^G·(-log p); evaluation stays true bits/dim",
+                                 minimum=0.0)
 
     def validate(self) -> None:
         super().validate()
@@ -120,6 +116,9 @@ class PixelCNNPlusPlus(AutoregressiveModel):
         "small": {"nr_resnet": 1, "nr_filters": 32, "nr_logistic_mix": 5, "dropout": 0.0},
         "paper": {"nr_resnet": 5, "nr_filters": 160, "nr_logistic_mix": 10, "dropout": 0.5},
     }
+    tiny_settings: ClassVar[dict[str, Any]] = {
+        "nr_resnet": 1, "nr_filters": 8, "nr_logistic_mix": 2, "dropout": 0.5,
+        "nonlocal_blocks": 1}
     channel_sequential = False  # the mixture models whole pixels
     initialized: Tensor
 

@@ -21,9 +21,16 @@ from tractable.data import load_dataset
 from tractable.errors import CheckpointError, DataError
 from tractable.models.base import TractableModel
 from tractable.models.registry import model_class
+from tractable.run_folder import (
+    MODEL_DIR,
+    RUN_NAME,
+    STATE_NAME,
+    absolute_data,
+    migrate_run,
+    read_json,
+)
 from tractable.training import distributed
 from tractable.training.batches import BatchTransform, augmentation, mix_seed
-from tractable.training.checkpoint import MODEL_DIR, RUN_NAME, STATE_NAME, read_json
 from tractable.training.config import RESUMABLE_FIELDS, TrainConfig
 from tractable.training.factory import build_model, model_config_for
 from tractable.training.trainer import Callback, Trainer
@@ -80,7 +87,13 @@ def train(
     transform: BatchTransform | None = None,
     callbacks: tuple[Callback, ...] = (),
 ) -> dict[str, Any]:
-    """Train a new `family` model on `config.data`; returns the trainer's summary."""
+    """Train a new `family` model on `config.data`; returns the trainer's summary.
+
+    Dataset paths (an image folder, `data_options["root"]`) are made absolute first, so
+    the run's `run.json` names the same files from any working directory.
+    """
+    data, options = absolute_data(config.data, config.data_options)
+    config = dataclasses.replace(config, data=data, data_options=options)
     train_set, test_set = load_splits(config)
     model = make_model(family, train_set, config.seed, preset, overrides, conditional)
     trainer = Trainer(model, train_set, test_set, config,
@@ -91,7 +104,7 @@ def train(
 
 def saved_train_config(run_dir: str | os.PathLike[str]) -> tuple[str, TrainConfig]:
     """(family, TrainConfig) a run was started with, from its run.json."""
-    run = read_json(Path(run_dir) / RUN_NAME)
+    run = migrate_run(read_json(Path(run_dir) / RUN_NAME), Path(run_dir))
     if not run:
         raise CheckpointError(f"{run_dir} is not a training run (no {RUN_NAME}); "
                               "start a new run without --resume")

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from tractable.errors import ConfigError
-from tractable.evaluation.bpd import dataset_tensors
+from tractable.models.bpd import dataset_tensors
 
 # (images uint8 [B, C, H, W], labels long [B], generator) -> (images, labels)
 BatchTransform = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]

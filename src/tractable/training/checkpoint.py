@@ -1,12 +1,7 @@
-"""A training run's folder and its checkpoint.
+"""A training run's checkpoint, `RUN/state.pt` (the run folder: `tractable.run_folder`).
 
-    RUN/
-      run.json         what was trained: model family, data, training settings
-      model/           the saved-model folder: config.json, model.safetensors (EMA weights),
-                       raw.safetensors (the optimizer's weights); `tractable.load(RUN/model)`
-      state.pt         everything a resume needs: raw and EMA weights, optimizer, step, RNG
-                       states, data position, metric history; `torch.load(weights_only=True)`
-      metrics.jsonl, metrics.csv, samples/, samples.gif, bpd.png, summary.json
+    state.pt         everything a resume needs: raw and EMA weights, optimizer, step, RNG
+                     states, data position, metric history; `torch.load(weights_only=True)`
 
 `state.pt` is self-contained and written last with an atomic rename: it is the commit
 point of a checkpoint, so a kill at any moment leaves the previous one intact.
@@ -15,7 +10,6 @@ point of a checkpoint, so a kill at any moment leaves the previous one intact.
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickle
 from pathlib import Path
@@ -24,38 +18,21 @@ from typing import Any
 import torch
 
 from tractable._io import atomic_write_with
-from tractable.config import CONFIG_NAME
 from tractable.errors import CheckpointError
+from tractable.run_folder import (
+    MODEL_DIR,
+    RUN_NAME,
+    STATE_NAME,
+    SUMMARY_NAME,
+    model_dir_of,
+    read_json,
+    run_dir_of,
+)
 
-STATE_NAME = "state.pt"
-MODEL_DIR = "model"
-RUN_NAME = "run.json"
-SUMMARY_NAME = "summary.json"
 STATE_FORMAT = 1
 
-
-def model_dir_of(path: str | os.PathLike[str]) -> Path:
-    """The saved-model folder of a run folder, or `path` itself if it is a model folder."""
-    path = Path(path)
-    if (path / CONFIG_NAME).is_file():
-        return path
-    if (path / MODEL_DIR / CONFIG_NAME).is_file():
-        return path / MODEL_DIR
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist (expected a run or saved-model folder)")
-    raise CheckpointError(
-        f"{path} is neither a saved-model folder (no {CONFIG_NAME}) nor a training run "
-        f"(no {MODEL_DIR}/{CONFIG_NAME}); has training saved a checkpoint yet?"
-    )
-
-
-def run_dir_of(path: str | os.PathLike[str]) -> Path | None:
-    """The run folder `path` belongs to (itself or its parent), if any."""
-    path = Path(path)
-    for cand in (path, path.parent):
-        if (cand / RUN_NAME).is_file():
-            return cand
-    return None
+__all__ = ["MODEL_DIR", "RUN_NAME", "STATE_FORMAT", "STATE_NAME", "SUMMARY_NAME", "load_state",
+           "model_dir_of", "read_json", "run_dir_of", "save_state"]
 
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -100,16 +77,3 @@ def _unpickling_detail(message: str) -> str:
         if "GLOBAL" in ln or "Unsupported" in ln:
             return ln
     return lines[0] if lines else "unreadable pickle"
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a run's JSON file (run.json, summary.json); {} if absent, error if corrupt."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt ({e})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} is corrupt (expected a JSON object)")
-    return data

@@ -1,4 +1,11 @@
-"""Training settings: `TrainConfig`, saved in a run's `run.json` and in every checkpoint."""
+"""Training settings: `TrainConfig`, saved in a run's `run.json` and in every checkpoint.
+
+Every field is declared with `tractable.config.setting` (help text, range, command-line
+group), and `tractable train` makes one flag per field with a group (see
+`tractable.cli.train`). The optimizer fields are not listed here: they are the fields of
+`tractable.config.TrainingDefaults`, each as `X | None = None` (None: the model family's
+paper value), so a new optimizer setting is declared once.
+"""
 
 from __future__ import annotations
 
@@ -7,78 +14,99 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from tractable.config import TrainingDefaults, check_field_value, setting
 from tractable.errors import ConfigError
 
 # Optimizer fields that default to the model family's paper settings when left None.
-OPTIMIZER_FIELDS = ("optimizer", "lr", "betas", "lr_decay", "warmup_steps", "weight_decay",
-                    "ema_decay", "grad_clip", "batch_size", "ema_warmup")
+OPTIMIZER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingDefaults))
 
 # Fields a resumed run may change: how long to train and how it reports, not what it computes.
 RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every",
                     "samples_per_eval", "progress", "quiet", "tensorboard", "device",
                     "max_bad_steps")
 
+_DEFAULTS_HINTS = typing.get_type_hints(TrainingDefaults)
+
+
+def _optional(hint: Any) -> Any:
+    return hint if type(None) in typing.get_args(hint) else hint | None
+
+
+_OptimizerOverrides = dataclasses.make_dataclass(
+    "OptimizerOverrides",
+    [(f.name, _optional(_DEFAULTS_HINTS[f.name]),
+      field(default=None, metadata={**f.metadata, "group": "optimizer"}))
+     for f in dataclasses.fields(TrainingDefaults)],
+)
+
 
 @dataclass
-class TrainConfig:
-    """How to train. Optimizer fields left None use the model family's paper defaults."""
+class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
+    """How to train. Optimizer fields (those of `TrainingDefaults`) left None use the model
+    family's paper defaults (`model.training_defaults()`)."""
 
-    data: str = "mnist-mini"
-    data_options: dict[str, Any] = field(default_factory=dict)  # load_dataset(root=, batches=...)
-    out: str | None = None  # run folder; None: write nothing (API use, tests)
-    epochs: int | None = None  # default 1 epoch when neither epochs nor max_steps is set
-    max_steps: int | None = None  # wins over epochs
-    # optimizer (None -> model.training_defaults())
-    optimizer: str | None = None
-    lr: float | None = None
-    betas: tuple[float, float] | None = None
-    lr_decay: float | None = None
-    warmup_steps: int | None = None
-    weight_decay: float | None = None
-    ema_decay: float | None = None
-    grad_clip: float | None = None
-    batch_size: int | None = None  # global batch, split over data-parallel processes
-    ema_warmup: bool | None = None  # False: constant EMA decay from the first step (openai)
-    recipe: str | None = None  # the `tractable.recipes` recipe these settings came from
-    grad_accum: int = 1  # micro-batches per process per step (same global batch, less memory)
+    data: str = setting("mnist-mini", "dataset name (see `tractable data list`)")
+    data_options: dict[str, Any] = setting(
+        default_factory=dict, help="load_dataset options (root, download, batches, size)")
+    out: str | None = setting(None, "run folder; None: write nothing (API use, tests)")
+    epochs: int | None = setting(None, "epochs (default 1 when neither this nor max_steps "
+                                       "is set)", minimum=1, group="length")
+    max_steps: int | None = setting(None, "optimizer steps (wins over --epochs)", minimum=1,
+                                    group="length")
+    grad_accum: int = setting(1, "split each process's batch into K micro-batches (same "
+                                 "global batch, less memory)", minimum=1, group="optimizer")
+    recipe: str | None = setting(None, "the `tractable.training.recipes` recipe these "
+                                       "settings came from")
     # numerics
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast; likelihood stays fp32)
-    eval_precision: str = "fp32"
-    compile: bool = False
-    channels_last: bool = False
-    device: str = "auto"
-    seed: int = 0
+    precision: str = setting("fp32", "fp32, or bf16 autocast (the likelihood stays fp32)",
+                             choices=("fp32", "bf16"), group="numerics")
+    eval_precision: str = setting("fp32", "precision of the evaluations",
+                                  choices=("fp32", "bf16"), group="numerics")
+    compile: bool = setting(False, "torch.compile the loss", group="numerics")
+    channels_last: bool = setting(False, "channels-last memory format", group="numerics")
+    device: str = setting("auto", "auto (default), cpu or cuda", group="numerics")
+    seed: int = setting(0, "seed of the initialization, data order and samples",
+                        group="numerics")
     # data
-    limit_train: int | None = None  # train on a fixed random subset of this many images
-    limit_test: int | None = None
-    init_batch_size: int | None = None  # data-dependent init batch; default: batch_size
-    augment: str | None = None  # comma-separated batch augmentations: "flip", "shift"
-    mutation_rate: float = 0.0  # > 0: mutate pixels at this rate (OOD background model)
+    limit_train: int | None = setting(None, "train on a fixed random subset of N images",
+                                      minimum=1, group="data", metavar="N")
+    limit_test: int | None = setting(None, "evaluate on a fixed random subset of N images",
+                                     minimum=1, group="data", metavar="N")
+    init_batch_size: int | None = setting(None, "batch for data-dependent init (default: "
+                                                "the batch size)", minimum=1, group="data")
+    augment: str | None = setting(None, "comma-separated batch augmentations: flip, shift",
+                                  group="data")
+    mutation_rate: float = setting(
+        0.0, "replace sub-pixels at rate MU by uniform values: trains the background model "
+             "for `tractable ood` (Ren et al. 2019; with --weight-decay)",
+        minimum=0.0, maximum=1.0, group="data", metavar="MU")
     # reporting and safety
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    eval_every: int | None = None  # steps; None: at the end of every epoch
-    eval_batch_size: int | None = None
-    samples_per_eval: int = 16  # 0: no sample grids
-    sampler: str | None = None  # for the grids; autoregressive models default to "cached"
-    max_bad_steps: int = 20  # consecutive NaN/inf steps before giving up
-    tensorboard: bool = False
-    progress: bool = True
-    quiet: bool = False
+    log_every: int = setting(50, "steps between log lines", minimum=1, group="reporting")
+    checkpoint_every: int = setting(1000, "steps between checkpoints", minimum=1,
+                                    group="reporting")
+    eval_every: int | None = setting(None, "steps between evals (default: each epoch)",
+                                     minimum=1, group="reporting")
+    eval_batch_size: int | None = setting(None, "batch of the evaluations", minimum=1,
+                                          group="reporting")
+    samples_per_eval: int = setting(16, "sample grid size (0: none)", minimum=0,
+                                    group="reporting")
+    sampler: str | None = setting(None, "sampler for the grids (default: the family's)",
+                                  group="reporting")
+    max_bad_steps: int = setting(20, "consecutive NaN/inf steps tolerated", minimum=1,
+                                 group="reporting")
+    tensorboard: bool = setting(False, "also log to TensorBoard", group="reporting")
+    progress: bool = setting(True, "hide the progress bar", group="reporting",
+                             flag="--no-progress")
+    quiet: bool = setting(False, "no log lines on the terminal", group="reporting")
 
     def validate(self) -> None:
-        for name in ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every",
-                     "batch_size", "eval_batch_size", "limit_train", "limit_test",
-                     "init_batch_size", "max_bad_steps", "grad_accum"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name} must be >= 1, got {v}")
-        if self.samples_per_eval < 0:
-            raise ConfigError("samples_per_eval must be >= 0")
-        if not 0.0 <= self.mutation_rate <= 1.0:
-            raise ConfigError(f"mutation_rate must be in [0, 1], got {self.mutation_rate}")
-        if self.precision not in ("fp32", "bf16") or self.eval_precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        """Raise `ConfigError` for a value out of its field's type or range."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            check_field_value("", f, hints[f.name], value, note="")
 
     def optimizer_overrides(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in OPTIMIZER_FIELDS}

@@ -5,9 +5,8 @@ into a model config, for every registered family, without knowing any family:
 
 - the family's config dataclass (`cls.config_class`) lists the settable fields; the fields
   every model shares (`image_shape`, `num_classes`, `class_names`) come from the data;
-- presets are named field-value tables a family may offer as a class attribute
-  `presets: ClassVar[dict[str, dict[str, Any]]]` (e.g. PixelCNN++'s "small" and "paper"),
-  or as a module-level `PRESETS` dict in the module that defines the class;
+- presets are the named field-value tables a family declares in its class attribute
+  `presets` (declared on `TractableModel`; e.g. PixelCNN++'s "small" and "paper");
 - overrides are field values, given typed or as command-line text (converted with the
   dataclass field's type, see `parse_field_value`).
 """
@@ -15,7 +14,6 @@ into a model config, for every registered family, without knowing any family:
 from __future__ import annotations
 
 import dataclasses
-import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -30,11 +28,8 @@ SHARED_FIELDS = ("image_shape", "num_classes", "class_names")
 
 
 def presets_of(cls: type[TractableModel]) -> dict[str, dict[str, Any]]:
-    """The named presets of a model class (class attribute `presets` or module `PRESETS`)."""
-    table = getattr(cls, "presets", None)
-    if table is None:
-        table = getattr(sys.modules.get(cls.__module__), "PRESETS", None)
-    return dict(table or {})
+    """The named presets a model class declares (`TractableModel.presets`)."""
+    return dict(cls.presets)
 
 
 def settable_fields(cls: type[TractableModel]) -> list[dataclasses.Field[Any]]:

@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from tractable.config import TrainingDefaults
 from tractable.errors import ConfigError
 
-OPTIMIZERS = ("adam", "adamax", "openai-adamax")
+OPTIMIZERS: tuple[str, ...] = next(
+    f for f in dataclasses.fields(TrainingDefaults) if f.name == "optimizer").metadata["choices"]
 
 
 def resolve_defaults(defaults: TrainingDefaults, overrides: dict[str, Any]) -> TrainingDefaults:

@@ -32,8 +32,9 @@ from tqdm.auto import tqdm
 from tractable._io import atomic_write_json
 from tractable.config import __version__
 from tractable.errors import CheckpointError, ConfigError, TrainingError
-from tractable.evaluation.bpd import autocast, check_data_fits_model, evaluate_bpd, labels_for
 from tractable.models.base import TractableModel
+from tractable.models.bpd import autocast, check_data_fits_model, evaluate_bpd, labels_for
+from tractable.run_folder import RUN_FORMAT
 from tractable.training import distributed
 from tractable.training.batches import BatchStream, BatchTransform, mix_seed
 from tractable.training.checkpoint import (
@@ -194,6 +195,7 @@ class Trainer:
     def _write_run_json(self) -> None:
         assert self.run_dir is not None
         atomic_write_json(self.run_dir / RUN_NAME, {
+            "format_version": RUN_FORMAT,
             "family": self.model.family,
             "data": self.cfg.data,
             "train": self.cfg.to_dict(),

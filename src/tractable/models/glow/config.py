@@ -17,26 +17,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tractable.config import ModelConfig
+from tractable.config import ModelConfig, setting
 from tractable.errors import ConfigError
 from tractable.models.glow.coupling import COUPLINGS
 
 
 @dataclass
 class GlowConfig(ModelConfig):
-    n_bits: int = 8  # keep the top n_bits of each 8-bit value (paper: 5 for CelebA-HQ)
-    K: int = 8  # flow steps per level (paper: 32)
-    L: int = 2  # levels of the multi-scale architecture (paper: 3)
-    width: int = 128  # hidden channels of each coupling network (paper: 512)
-    coupling: str = "affine"  # "affine" | "additive"
-    lu: bool = True  # LU-decomposed 1×1 convolutions (else plain, float64 log-det)
-    learn_top: bool = True  # learned mean/log-std of the top prior (else N(0, I))
-    y_condition: bool = True  # class-conditional top prior + classifier when num_classes > 0
-    weight_y: float = 0.01  # weight of the classification loss (bits) on the top latent
-    checkpoint_grads: bool = False  # recompute each flow step in backward (less memory)
-    edge_bias: bool = False  # openai/glow: 3×3 convs see an extra channel marking the border
-    border_top_prior: bool = False  # learned top prior = zero conv (edge bias) over zeros
-    hidden_init_std: float | None = None  # N(0, std²) hidden coupling convs (openai: 0.05)
+    n_bits: int = setting(8, "keep the top n_bits of each 8-bit value (paper: 5 for "
+                             "CelebA-HQ)", minimum=1, maximum=8)
+    K: int = setting(8, "flow steps per level (paper: 32)", minimum=1)
+    L: int = setting(2, "levels of the multi-scale architecture (paper: 3)", minimum=1)
+    width: int = setting(128, "hidden channels of each coupling network (paper: 512)",
+                         minimum=1)
+    coupling: str = setting("affine", "affine or additive coupling", choices=COUPLINGS)
+    lu: bool = setting(True, "LU-decomposed 1x1 convolutions (else plain, float64 log-det)")
+    learn_top: bool = setting(True, "learned mean/log-std of the top prior (else N(0, I))")
+    y_condition: bool = setting(True, "class-conditional top prior and classifier when "
+                                      "num_classes > 0")
+    weight_y: float = setting(0.01, "weight of the classification loss (bits) on the top "
+                                    "latent", minimum=0.0)
+    checkpoint_grads: bool = setting(False, "recompute each flow step in backward (less "
+                                            "memory)")
+    edge_bias: bool = setting(False, "openai/glow: 3x3 convs see an extra channel marking "
+                                     "the border")
+    border_top_prior: bool = setting(False, "learned top prior = zero conv (edge bias) over "
+                                            "zeros")
+    hidden_init_std: float | None = setting(None, "N(0, std^2) init of the hidden coupling "
+                                                  "convs (openai: 0.05)", minimum=0.0)
 
     def validate(self) -> None:
         super().validate()

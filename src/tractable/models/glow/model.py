@@ -60,6 +60,7 @@ class Glow(TractableModel):
         "small": {"K": 8, "L": 2, "width": 128},
         "paper": {"K": 32, "L": 3, "width": 512},  # the CIFAR-10 / ImageNet 32×32 model
     }
+    tiny_settings: ClassVar[dict[str, Any]] = {"K": 2, "L": 2, "width": 8}
 
     def __init__(self, config: GlowConfig) -> None:
         super().__init__(config)
