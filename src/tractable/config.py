@@ -168,6 +168,8 @@ def _type_problem(hint: Any, value: Any) -> str | None:
 
 
 def _range_problem(metadata: Any, value: Any) -> str | None:
+    if value is None:  # an optional field left unset
+        return None
     values = value if isinstance(value, (list, tuple)) else [value]
     choices = metadata.get("choices")
     if choices and value not in choices:
