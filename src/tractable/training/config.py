@@ -1,10 +1,9 @@
 """Training settings: `TrainConfig`, saved in a run's `run.json` and in every checkpoint.
 
 Every field is declared with `tractable.config.setting` (help text, range, command-line
-group), and `tractable train` makes one flag per field with a group (see
-`tractable.cli.train`). The optimizer fields are not listed here: they are the fields of
-`tractable.config.TrainingDefaults`, each as `X | None = None` (None: the model family's
-paper value), so a new optimizer setting is declared once.
+group), and `validate` checks every value against it. The optimizer fields are not listed
+here: they are the fields of `tractable.config.TrainingDefaults`, each as `X | None = None`
+(None: the model family's paper value), so a new optimizer setting is declared once.
 """
 
 from __future__ import annotations
