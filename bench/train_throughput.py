@@ -11,6 +11,17 @@ each reports its median, so a change of machine load affects every mode alike.
     python bench/train_throughput.py [--configs small paper] [--steps 2] [--rounds 3]
         [--warmup 2] [--batch-small 32] [--batch-paper 8] [--modes fp32 bf16-cl ...]
         [--threads N] [--clock wall|cpu]
+
+`--against DIR` instead compares the *default* trainer (TrainConfig's defaults: what a user
+gets without flags) of this checkout with that of another checkout DIR (e.g. a worktree of
+an older commit): one worker process per checkout and configuration, each importing its own
+`DIR/src`, built and warmed up once, then told to run `--steps` steps in alternation for
+`--rounds` rounds; each row is the median, the ratio is this checkout over DIR.
+
+`--mfu` counts the FLOPs of one training step of the paper configuration
+(`torch.utils.flop_counter.FlopCounterMode`: convolutions and matmuls, forward and
+backward) and measures this CPU's float32 matmul peak (a large square matmul), then prints
+the fraction of that peak the default training step reaches.
 """
 
 from __future__ import annotations
@@ -19,12 +30,15 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from tractable.data import load_dataset
+from tractable.evaluation.bpd import labels_for
 from tractable.training import TrainConfig, Trainer, make_model
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-first4000"
@@ -77,7 +91,123 @@ def measure(config: str, modes: list[str], batch: int, steps: int, warmup: int,
     return {m: batch / statistics.median(ts) for m, ts in times.items()}
 
 
+def default_trainer(config: str, batch: int) -> Trainer:
+    """The trainer a user gets without flags (this process's `tractable` version)."""
+    data, _ = data_for(config)
+    model = make_model("pixelcnn++", data, seed=0, preset=config)
+    cfg = TrainConfig(batch_size=batch, max_steps=10**9, samples_per_eval=0, progress=False,
+                      quiet=True, device="cpu")
+    return Trainer(model, data, None, cfg)
+
+
+def worker(config: str, batch: int, warmup: int) -> None:
+    """Build and warm up a default trainer, then per stdin line `n`: run n steps and print
+    'wall_seconds cpu_seconds' (per step)."""
+    trainer = default_trainer(config, batch)
+    seconds_per_step(trainer, warmup)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        n = int(line)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            trainer._train_step()
+        print(f"{(time.perf_counter() - wall) / n} {(time.process_time() - cpu) / n}",
+              flush=True)
+
+
+def start_worker(tree: Path, config: str, batch: int, warmup: int,
+                 threads: int) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(tree / "src"), OMP_NUM_THREADS=str(threads))
+    proc = subprocess.Popen([sys.executable, __file__, "--worker", config, "--batch",
+                             str(batch), "--warmup", str(warmup), "--threads", str(threads)],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise SystemExit(f"worker for {tree} ({config}) failed")
+    return proc
+
+
+def compare_trees(configs: list[str], trees: dict[str, Path], batches: dict[str, int],
+                  steps: int, warmup: int, rounds: int, threads: int) -> None:
+    """Default trainer of each checkout, alternating in rounds; median per checkout."""
+    print(f"{'config':7s} {'checkout':10s} {'batch':>5s} {'img/s wall':>11s} "
+          f"{'img/s cpu':>10s} {'ratio wall':>11s} {'ratio cpu':>10s}")
+    for config in configs:
+        procs = {name: start_worker(tree, config, batches[config], warmup, threads)
+                 for name, tree in trees.items()}
+        wall: dict[str, list[float]] = {name: [] for name in trees}
+        cpu: dict[str, list[float]] = {name: [] for name in trees}
+        order = list(trees)
+        for r in range(rounds):
+            for name in order if r % 2 == 0 else order[::-1]:
+                proc = procs[name]
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(f"{steps}\n")
+                proc.stdin.flush()
+                w, c = map(float, proc.stdout.readline().split())
+                wall[name].append(w)
+                cpu[name].append(c)
+        for proc in procs.values():
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait()
+        base = order[-1]
+        for name in order:
+            iw = batches[config] / statistics.median(wall[name])
+            ic = batches[config] / statistics.median(cpu[name])
+            bw = batches[config] / statistics.median(wall[base])
+            bc = batches[config] / statistics.median(cpu[base])
+            print(f"{config:7s} {name:10s} {batches[config]:5d} {iw:11.3f} {ic:10.3f} "
+                  f"{iw / bw:10.2f}x {ic / bc:9.2f}x", flush=True)
+
+
+def matmul_peak_flops(n: int = 4096, repeats: int = 5) -> float:
+    """Best float32 FLOP/s of an n×n by n×n matmul over `repeats` tries."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def step_flops(trainer: Trainer) -> int:
+    """FLOPs of one training step (forward + backward of the loss), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, y = trainer.stream.batch(0)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, _ = trainer.wrapped(x, labels_for(trainer.model, y))
+        loss.backward()
+    trainer.optimizer.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def report_mfu(batch: int, steps: int, rounds: int) -> None:
+    trainer = default_trainer("paper", batch)
+    flops = step_flops(trainer)
+    seconds_per_step(trainer, 1)
+    best = min(seconds_per_step(trainer, steps) for _ in range(rounds))
+    peak = matmul_peak_flops()
+    print(f"# paper step (batch {batch}): {flops / 1e9:.1f} GFLOP counted, best "
+          f"{best:.2f} s/step = {flops / best / 1e9:.1f} GFLOP/s; fp32 matmul peak "
+          f"(4096^2) {peak / 1e9:.1f} GFLOP/s; fraction of peak {flops / best / peak:.1%}")
+
+
 def main() -> None:
+    if "--worker" in sys.argv:
+        w = argparse.ArgumentParser()
+        w.add_argument("--worker")
+        w.add_argument("--batch", type=int)
+        w.add_argument("--warmup", type=int)
+        w.add_argument("--threads", type=int)
+        wa = w.parse_args()
+        torch.set_num_threads(wa.threads)
+        worker(wa.worker, wa.batch, wa.warmup)
+        return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=["small", "paper"])
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
@@ -89,7 +219,27 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: process CPU time (with --threads 1, robust on a shared machine)")
+    p.add_argument("--against", type=Path, default=None,
+                   help="another checkout: compare the default trainers of both")
+    p.add_argument("--mfu", action="store_true", help="fraction of the fp32 matmul peak")
     args = p.parse_args()
+    if args.against is not None:
+        if not (args.against / "src" / "tractable").is_dir():
+            p.error(f"--against {args.against}: no src/tractable there")
+        threads = args.threads or torch.get_num_threads()
+        print(f"# default trainer, this checkout vs {args.against}, torch {torch.__version__}, "
+              f"{threads} threads, {args.rounds} alternating rounds of {args.steps} steps")
+        here = Path(__file__).resolve().parents[1]
+        compare_trees(args.configs, {"this": here, "against": args.against.resolve()},
+                      {"small": args.batch_small, "paper": args.batch_paper}, args.steps,
+                      args.warmup, args.rounds, threads)
+        return
+    if args.mfu:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(f"# {torch.get_num_threads()} threads")
+        report_mfu(args.batch_paper, args.steps, args.rounds)
+        return
     if args.clock == "cpu" and (args.threads or torch.get_num_threads()) != 1:
         p.error("--clock cpu needs --threads 1 (CPU time of several threads counts spinning)")
     if args.threads:

@@ -110,7 +110,13 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="precision of the evaluations")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
     g.add_argument("--channels-last", action="store_true", default=None,
-                   help="channels_last memory format")
+                   help="NHWC memory format (default: the model family's choice; "
+                   "on for PixelCNN++)")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   default=None)
+    g.add_argument("--no-fused-optimizer", dest="fused_optimizer", action="store_false",
+                   default=None, help="Adam's plain per-operation update instead of the "
+                   "fused kernel (same algorithm, for comparison)")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--seed", type=int, help="seed of initialization, batches, subsets")
     g = p.add_argument_group("data")

@@ -46,6 +46,9 @@ class TractableModel(nn.Module):
     # Field values of a tiny model for the family contract tests (tests/test_family_contract):
     # fast on a CPU, valid for 8×8 images with 1 or 3 channels, conditional or not.
     tiny_settings: ClassVar[dict[str, Any]] = {}
+    # Training in channels_last (NHWC) unless the run says otherwise: measured faster for
+    # the family (with the same numerics); see `TrainConfig.channels_last`.
+    prefers_channels_last: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -120,6 +120,7 @@ class PixelCNNPlusPlus(AutoregressiveModel):
         "nr_resnet": 1, "nr_filters": 8, "nr_logistic_mix": 2, "dropout": 0.5,
         "nonlocal_blocks": 1}
     channel_sequential = False  # the mixture models whole pixels
+    prefers_channels_last = True  # 1.2x both presets on CPU (bench/train_throughput.py)
     initialized: Tensor
 
     def __init__(self, config: PixelCNNPlusPlusConfig) -> None:

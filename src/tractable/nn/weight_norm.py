@@ -51,16 +51,24 @@ class WeightNormLayer(nn.Module):
         dims = [d for d in range(self.v.dim()) if d != self.out_axis]
         return self.v / torch.linalg.vector_norm(self.v, dim=dims, keepdim=True)
 
-    def weight(self) -> Tensor:
-        """The effective weight `g · v / ‖v‖`."""
+    def weight(self, gain: float = 1.0) -> Tensor:
+        """The effective weight `g · v / ‖v‖` (times `gain`).
+
+        Computed as `v · (g / ‖v‖)`: the division happens per output channel, so forward
+        and backward make fewer passes over `v` than `g · (v / ‖v‖)` would.
+        """
         shape = [1] * self.v.dim()
         shape[self.out_axis] = -1
-        return self.g.view(shape) * self.direction()
+        dims = [d for d in range(self.v.dim()) if d != self.out_axis]
+        norm = torch.linalg.vector_norm(self.v, dim=dims)
+        g = self.g * gain if gain != 1.0 else self.g
+        return self.v * (g / norm).view(shape)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        """`(gain · g · v/‖v‖) ⋆ x + b`; `gain` folds a preceding scale (dropout's) in."""
         if self._init_pending:
-            return self._initialize_from(x)
-        return self.linear_map(x, self.weight(), self.b)
+            return self._initialize_from(x * gain if gain != 1.0 else x)
+        return self.linear_map(x, self.weight(gain), self.b)
 
     @torch.no_grad()
     def _initialize_from(self, x: Tensor) -> Tensor:

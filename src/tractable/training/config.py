@@ -62,7 +62,11 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
     eval_precision: str = setting("fp32", "precision of the evaluations",
                                   choices=("fp32", "bf16"), group="numerics")
     compile: bool = setting(False, "torch.compile the loss", group="numerics")
-    channels_last: bool = setting(False, "channels-last memory format", group="numerics")
+    channels_last: bool | None = setting(None, "channels-last memory format (default: the "
+                                         "model family's choice; on for PixelCNN++)",
+                                         group="numerics")
+    fused_optimizer: bool = setting(True, "Adam as one fused kernel per parameter (same "
+                                    "algorithm)", group="numerics", flag="--no-fused-optimizer")
     device: str = setting("auto", "auto (default), cpu or cuda", group="numerics")
     seed: int = setting(0, "seed of the initialization, data order and samples",
                         group="numerics")

@@ -75,6 +75,19 @@ class _LossOf(nn.Module):
 Callback = Callable[["Trainer"], None]
 
 
+def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give loaded optimizer state the memory layout of its parameter (channels_last).
+
+    Checkpoints store contiguous tensors; a fused optimizer walks parameter and state
+    memory in step, so a layout mismatch would silently mix up elements.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, t in optimizer.state.get(p, {}).items():
+                if isinstance(t, Tensor) and t.shape == p.shape and t.stride() != p.stride():
+                    optimizer.state[p][key] = torch.empty_like(p, dtype=t.dtype).copy_(t)
+
+
 class Trainer:
     """Trains `model` on `train_set`, evaluating on `test_set` (may be None)."""
 
@@ -106,6 +119,9 @@ class Trainer:
             raise ConfigError(
                 f"batch size {self.opt_cfg.batch_size} over {self.env.world_size} process(es) "
                 f"does not split into {config.grad_accum} equal micro-batches (--grad-accum)")
+        if self.env.device.type == "cuda" and transform is None:
+            # the whole uint8 set on the device: batches are gathered there, no copy per step
+            self.stream.images = self.stream.images.to(self.env.device)
         self.total_steps = self._total_steps()
         self.preset = preset
         self.step = 0
@@ -118,9 +134,12 @@ class Trainer:
         self._elapsed_before = 0.0  # wall time of earlier sessions of this run
         self._t_start = time.perf_counter()
 
-        if config.channels_last:
+        self.channels_last = (model.prefers_channels_last if config.channels_last is None
+                              else config.channels_last)
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.optimizer = build_optimizer(self.model.parameters(), self.opt_cfg)
+        self.optimizer = build_optimizer(self.model.parameters(), self.opt_cfg,
+                                         fused=config.fused_optimizer)
         self.log = MetricsLog(self.run_dir if self.env.is_main else None,
                               tensorboard=config.tensorboard and self.env.is_main)
         state = self._load_resume_state() if resume else None
@@ -171,7 +190,7 @@ class Trainer:
             idx = torch.randperm(len(self.stream.images), generator=g)[:n]
             x = self.stream.images[idx].to(self.env.device)
             y = self.stream.labels[idx].to(self.env.device)
-            if self.cfg.channels_last:
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             torch.manual_seed(mix_seed(self.cfg.seed, _INIT_SALT, 1))
             with torch.no_grad():
@@ -217,6 +236,7 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.ema.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
+            _match_state_layout(self.optimizer)
             self.step = int(state["step"])
         except (KeyError, ValueError) as e:
             raise CheckpointError(f"{self.run_dir} holds a training state that is incomplete "
@@ -330,7 +350,7 @@ class Trainer:
         torch.manual_seed(mix_seed(self.cfg.seed, _STEP_SALT, self.env.rank, self.step))
         x, y = self.stream.batch(self.step)
         x, y = x.to(self.env.device, non_blocking=True), y.to(self.env.device, non_blocking=True)
-        if self.cfg.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         set_lr(self.optimizer, lr_at(self.step, self.opt_cfg))
         self.optimizer.zero_grad(set_to_none=True)
