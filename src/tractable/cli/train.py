@@ -113,7 +113,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="NHWC memory format (default: the model family's choice; "
                    "on for PixelCNN++)")
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   default=None)
+                   default=None, help="contiguous NCHW memory format")
     g.add_argument("--no-fused-optimizer", dest="fused_optimizer", action="store_false",
                    default=None, help="Adam's plain per-operation update instead of the "
                    "fused kernel (same algorithm, for comparison)")
