@@ -27,6 +27,7 @@ the fraction of that peak the default training step reaches.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -103,7 +104,8 @@ def default_trainer(config: str, batch: int) -> Trainer:
 def worker(config: str, batch: int, warmup: int) -> None:
     """Build and warm up a default trainer, then per stdin line `n`: run n steps and print
     'wall_seconds cpu_seconds' (per step)."""
-    trainer = default_trainer(config, batch)
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer's start-up line
+        trainer = default_trainer(config, batch)
     seconds_per_step(trainer, warmup)
     print("ready", flush=True)
     for line in sys.stdin:

@@ -14,6 +14,7 @@ the checkpoint (weights, EMA, optimizer, step) this makes a resumed run continue
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import sys
@@ -170,7 +171,9 @@ class Trainer:
         n_train = len(self.stream.images)
         n_test = len(self.test_set) if self.test_set is not None else None  # type: ignore[arg-type]
         print(startup_line(self.model, self.preset, params, self.env.device,
-                           self.env.world_size, self.cfg, self.opt_cfg.batch_size,
+                           self.env.world_size,
+                           dataclasses.replace(self.cfg, channels_last=self.channels_last),
+                           self.opt_cfg.batch_size,
                            self.cfg.data, shape, n_train, n_test, self.total_steps,
                            self.stream.steps_per_epoch, step, self.cfg.out), flush=True)
         warning = size_warning(self.model, params, self.env.device, shape, n_train)
