@@ -146,8 +146,7 @@ class HFImages(Dataset[tuple[Tensor, int]]):
             if img.size != (w, h):
                 img = ImageOps.fit(img, (w, h), method=Image.Resampling.LANCZOS)
         arr = np.asarray(img, dtype=np.uint8)
-        return np.ascontiguousarray(arr.reshape(arr.shape[0], arr.shape[1], channels)
-                                    .transpose(2, 0, 1))
+        return arr.reshape(arr.shape[0], arr.shape[1], channels).transpose(2, 0, 1).copy()
 
 
 def from_hf(hf: Any, image: str = "image", label: str | None = "label",
