@@ -269,7 +269,8 @@ def _open(folder: Path) -> ImageDataset:
     meta = read_meta(folder) or {}
     n, shape = int(meta["count"]), [int(s) for s in meta["shape"]]
     pixels = MappedPixels(folder / IMAGES_FILE, [n, *shape])
-    labels = torch.from_numpy(np.fromfile(folder / LABELS_FILE, dtype="<i8").astype(np.int64))
+    labels = torch.from_numpy(np.fromfile(folder / LABELS_FILE, dtype="<i8")
+                              .astype(np.int64, copy=False))
     ds = ImageDataset(pixels.tensor, labels, meta.get("class_names", []), meta.get("name", ""),
                       pages=pixels)
     ds.prepared_at = folder
