@@ -97,13 +97,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{name:14s} {DESCRIPTIONS.get(name, '')}\n{'':14s} cache: {where}")
     print(f"{FOLDER_PREFIX + '<path>':14s} any folder of PNG/JPEG images (class sub-folders "
           f"-> labels)")
+    from tractable.data.prepared import prepared_root
+
+    print(f"prepared (memory-mapped) copies: {prepared_root()} (`tractable data info`)")
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     splits = ["train", "test"] if args.split == "both" else [args.split]
     for split in splits:
-        ds = load_dataset(args.name, split=split, **{**_options(args), "download": True})
+        ds = load_dataset(args.name, split=split, prepared=False,
+                          **{**_options(args), "download": True})
         print(f"{args.name} {split}: {len(ds)} images of shape {ds.shape}, "
               f"{ds.num_classes} classes")
     return 0

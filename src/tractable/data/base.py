@@ -4,7 +4,7 @@ A dataset yields `(uint8 image [C, H, W], label)` with label -1 when the data ha
 knows `num_classes`, `class_names` and `shape`. `ImageDataset` also exposes `images`
 (`uint8 [N, C, H, W]`) and `labels` (`long [N]`) so the trainer can batch by indexing; the
 images are either in memory or a memory-mapped prepared copy (`tractable.data.prepared`),
-whose pages `release_pages()` drops from the process after a batch has been read.
+from which `read_rows` / `read_range` read batches without mapping them into the process.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ from tractable.errors import DataError
 
 
 class Pages(Protocol):
-    """Mapped storage whose pages a process can hand back (see `prepared.MappedPixels`)."""
+    """Mapped storage read row by row (see `prepared.MappedPixels`)."""
+
+    def rows(self, index: Tensor) -> Tensor: ...
+
+    def range(self, lo: int, hi: int) -> Tensor: ...
 
     def release(self) -> None: ...
 
@@ -61,6 +65,14 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
     def is_mapped(self) -> bool:
         """Whether the images are a memory-mapped prepared copy (not held in memory)."""
         return self.pages is not None
+
+    def read_rows(self, index: Tensor) -> Tensor:
+        """`images[index]` as a new tensor; a mapped dataset reads just those rows."""
+        return self.pages.rows(index) if self.pages is not None else self.images[index]
+
+    def read_range(self, lo: int, hi: int) -> Tensor:
+        """`images[lo:hi]`; for a mapped dataset a new tensor read in one go."""
+        return self.pages.range(lo, hi) if self.pages is not None else self.images[lo:hi]
 
     def release_pages(self) -> None:
         """Drop the mapped pages this process has read (no-op for in-memory images)."""

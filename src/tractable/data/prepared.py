@@ -10,7 +10,8 @@ streams it as `(uint8 [n, C, H, W], int64 [n])` chunks, one source file or image
                                         meta.json    shape, class names, sources, checksums
 
 and maps `images.u8` into the process (`mmap`, copy-on-write), so all processes of a node share
-one copy through the page cache and a batch reads only its own rows. The prepared root is
+one copy through the page cache; batches are read row by row (`MappedPixels.rows`), so a
+process holds its batch, not the dataset. The prepared root is
 `$TRACTABLE_PREPARED`, else `$TRACTABLE_DATA/prepared`, else ~/.cache/tractable/prepared.
 
 Safety: the copy is written into a temporary folder and renamed into place after it is
@@ -246,19 +247,57 @@ def _write_arrays(source: PreparedSource, tmp: Path, progress: bool) -> dict[str
 
 # ---- opening a copy ---------------------------------------------------------------------------
 class MappedPixels:
-    """`images.u8` mapped copy-on-write as a `uint8 [N, C, H, W]` tensor.
+    """`images.u8` mapped copy-on-write as a `uint8 [N, C, H, W]` tensor, plus row reads.
 
-    Pages a process touched stay counted in its resident memory until released; `release()`
-    drops them from this process (they stay in the page cache, shared), which is what keeps a
-    process's memory proportional to its batches rather than to the dataset.
+    Indexing the mapped tensor maps the page-cache pages it touches into the process, and
+    they stay counted in its resident memory (on kernels with large page-cache folios, about
+    2 MB per randomly touched row). So batches are read with `pread` into a fresh tensor
+    instead (`rows`, `range`): the data comes from the page cache, shared by every process,
+    and the process holds only the batch. `release()` drops pages that direct indexing of the
+    tensor mapped (they stay in the page cache).
     """
 
     def __init__(self, path: Path, shape: Sequence[int]) -> None:
-        with open(path, "rb") as f:
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        arr = np.frombuffer(self._map, dtype=np.uint8).reshape(tuple(shape))
+        self._fd = os.open(path, os.O_RDONLY)
+        self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_COPY)
+        self.shape = tuple(int(s) for s in shape)
+        self.row = int(np.prod(self.shape[1:]))
+        arr = np.frombuffer(self._map, dtype=np.uint8).reshape(self.shape)
         self.tensor = torch.from_numpy(arr)
         self.path = path
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self._fd)
+
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at `index` (any order, repeats allowed), read from the page cache."""
+        idx = index.reshape(-1).tolist()
+        n = self.shape[0]
+        out = torch.empty((len(idx), *self.shape[1:]), dtype=torch.uint8)
+        view = out.numpy().reshape(-1).data
+        r = self.row
+        for j, i in enumerate(idx):
+            i = i + n if i < 0 else i
+            if not 0 <= i < n:
+                raise IndexError(f"index {i} is out of range for {n} images")
+            self._read(view[j * r:(j + 1) * r], i * r)
+        return out
+
+    def range(self, lo: int, hi: int) -> torch.Tensor:
+        """Images `lo..hi-1` in one read."""
+        lo, hi = max(0, lo), min(hi, self.shape[0])
+        out = torch.empty((max(0, hi - lo), *self.shape[1:]), dtype=torch.uint8)
+        if hi > lo:
+            self._read(out.numpy().reshape(-1).data, lo * self.row)
+        return out
+
+    def _read(self, buf: memoryview, offset: int) -> None:
+        while len(buf):
+            got = os.preadv(self._fd, [buf], offset)
+            if got <= 0:
+                raise DataError(f"{self.path} ends early (truncated while in use?)")
+            buf, offset = buf[got:], offset + got
 
     def release(self) -> None:
         """Drop this process's mapped pages (the data stays on disk and in the page cache)."""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from tractable.data.streaming import PageBudget, stream_batches
+from tractable.data.streaming import stream_batches
 from tractable.errors import ShapeError
 from tractable.evaluation.complexity import DEFAULT_CODECS, compressed_bits
 from tractable.evaluation.metrics import DetectionMetrics, detection_metrics
@@ -91,7 +91,7 @@ def measure(
 def _streamed_compressed_bits(dataset: Dataset, codec: str, batch_size: int = 256) -> np.ndarray:
     """`compressed_bits` of every image, read batch by batch (a mapped set is never held)."""
     images, labels = dataset_tensors(dataset)
-    batches = stream_batches(images, labels, 0, len(images), batch_size, PageBudget(dataset))
+    batches = stream_batches(images, labels, 0, len(images), batch_size, dataset)
     return np.concatenate([compressed_bits(x, codec) for _, x, _ in batches])
 
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from tractable.data.streaming import PageBudget, stream_batches
+from tractable.data.streaming import stream_batches
 from tractable.errors import DataError, TractableError
 from tractable.models.base import TractableModel
 from tractable.models.bpd import autocast, check_data_fits_model, dataset_tensors, labels_for
@@ -86,7 +86,7 @@ def score_dataset(
     nll = np.empty(len(images), dtype=np.float64)
     try:
         bar = _batches(len(images), batch_size, progress, "score")
-        batches = stream_batches(images, labels, 0, len(images), batch_size, PageBudget(dataset))
+        batches = stream_batches(images, labels, 0, len(images), batch_size, dataset)
         for (start, xb, yb), _ in zip(batches, bar, strict=True):
             x, y = xb.to(device), yb.to(device)
             with autocast(device, precision):
