@@ -113,6 +113,13 @@ def test_batches_and_bits_per_dim_from_the_mapped_copy_equal_in_memory(shared_da
     mem = load_dataset("fashion-mnist", "test", root=root, prepared=False).subset(40)
     mapped = load_dataset("fashion-mnist", "test", root=root)
     mapped_sub = mapped.subset(40)
+    same(mapped_sub, mem)  # a subset is read row by row into memory
+    assert not mapped_sub.is_mapped
+    idx = torch.tensor([5, -1, 5, 9999, 0])
+    assert torch.equal(mapped.read_rows(idx), mapped.images[idx])
+    assert torch.equal(mapped.read_range(9990, 10000), mapped.images[9990:])
+    with pytest.raises(IndexError):
+        mapped.read_rows(torch.tensor([10000]))
     for step in (0, 3, 40):
         a = BatchStream(mapped, 32, seed=5, rank=1, world_size=2).batch(step)
         b = BatchStream(load_dataset("fashion-mnist", "test", root=root, prepared=False), 32,

@@ -109,7 +109,7 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
             return self
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self), generator=g)[:n].sort().values
-        return ImageDataset(self.images[idx], self.labels[idx], self.class_names, self.name)
+        return ImageDataset(self.read_rows(idx), self.labels[idx], self.class_names, self.name)
 
     def __repr__(self) -> str:
         return (f"ImageDataset({self.name!r}, n={len(self)}, shape={self.shape}, "
