@@ -182,8 +182,8 @@ def reshaped_source(source: PreparedSource, size: int | None = None,
 
     def chunks() -> Iterator[Chunk]:
         for x, y in inner():
-            yield fit_image_array(torch.from_numpy(np.ascontiguousarray(x)), size,
-                                  channels).numpy(), y
+            pixels = torch.from_numpy(np.require(x, requirements=["C", "W"]))
+            yield fit_image_array(pixels, size, channels).numpy(), y
 
     options = {**source.options, "reshape_size": size, "reshape_channels": channels}
     return dataclasses.replace(source, chunks=chunks, options=options)
