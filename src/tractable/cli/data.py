@@ -65,19 +65,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     show.set_defaults(func=cmd_show)
 
     prep = dsub.add_parser("prepare", help="convert a dataset once into its memory-mapped "
-                           "prepared copy (what training reads) and say where it lives")
+                           "prepared copy (what training reads) and say where it lives",
+                           epilog=examples("tractable data prepare cifar10",
+                                           "tractable data prepare folder:photos --size 64 "
+                                           "--channels 3"))
     prep.add_argument("name", help=f"a dataset name or {FOLDER_PREFIX}<path>")
     prep.add_argument("--split", choices=["train", "test", "both"], default="both")
-    prep.add_argument("--rebuild", action="store_true", help="convert again even if current")
+    prep.add_argument("--rebuild", action="store_true",
+                      help="convert again even if the copy is current (default: reuse it)")
     data_source_args(prep)
     _mirror_arg(prep)
     prep.set_defaults(func=cmd_prepare)
 
-    info = dsub.add_parser("info", help="list the prepared copies, their sizes and sources")
+    info = dsub.add_parser("info", help="list the prepared copies, their sizes and sources",
+                           epilog=examples("tractable data info --verify",
+                                           "tractable data info --remove "
+                                           "cifar10-train-0123456789abcdef"))
     info.add_argument("--verify", action="store_true",
-                      help="re-read every copy against its checksums")
+                      help="re-read every copy against its checksums (default: check sizes "
+                      "and metadata only)")
     info.add_argument("--remove", metavar="FOLDER", action="append", default=[],
-                      help="delete this prepared copy (a folder name from the list; repeatable)")
+                      help="delete this prepared copy, a folder name from the list; repeatable "
+                      "(default: remove nothing)")
     info.set_defaults(func=cmd_info)
 
 
