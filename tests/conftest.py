@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,19 @@ SHARED_DATA = _find_shared_data()
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prepared_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Prepared copies of datasets go to a temporary folder, never the user's cache."""
+    root = tmp_path_factory.mktemp("prepared")
+    old = os.environ.get("TRACTABLE_PREPARED")
+    os.environ["TRACTABLE_PREPARED"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("TRACTABLE_PREPARED", None)
+    else:
+        os.environ["TRACTABLE_PREPARED"] = old
 
 
 @pytest.fixture(scope="session")

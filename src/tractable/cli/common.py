@@ -174,7 +174,7 @@ def load_images(name: str, split: str, options: dict[str, Any], limit: int | Non
     if limit is None or limit >= len(ds):
         return ds, np.arange(len(ds))
     rows = subset_rows(len(ds), limit, seed)
-    return ImageDataset(ds.images[rows], ds.labels[rows], ds.class_names, ds.name), rows.numpy()
+    return ImageDataset(ds.read_rows(rows), ds.labels[rows], ds.class_names, ds.name), rows.numpy()
 
 
 def run_json_of(model_dir: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`tractable data ...`: list, download and look at datasets."""
+"""`tractable data ...`: list, download, prepare and look at datasets."""
 
 from __future__ import annotations
 
@@ -64,6 +64,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _mirror_arg(show)
     show.set_defaults(func=cmd_show)
 
+    prep = dsub.add_parser("prepare", help="convert a dataset once into its memory-mapped "
+                           "prepared copy (what training reads) and say where it lives",
+                           epilog=examples("tractable data prepare cifar10",
+                                           "tractable data prepare folder:photos --size 64 "
+                                           "--channels 3"))
+    prep.add_argument("name", help=f"a dataset name or {FOLDER_PREFIX}<path>")
+    prep.add_argument("--split", choices=["train", "test", "both"], default="both")
+    prep.add_argument("--rebuild", action="store_true",
+                      help="convert again even if the copy is current (default: reuse it)")
+    data_source_args(prep)
+    _mirror_arg(prep)
+    prep.set_defaults(func=cmd_prepare)
+
+    info = dsub.add_parser("info", help="list the prepared copies, their sizes and sources",
+                           epilog=examples("tractable data info --verify",
+                                           "tractable data info --remove "
+                                           "cifar10-train-0123456789abcdef"))
+    info.add_argument("--verify", action="store_true",
+                      help="re-read every copy against its checksums (default: check sizes "
+                      "and metadata only)")
+    info.add_argument("--remove", metavar="FOLDER", action="append", default=[],
+                      help="delete this prepared copy, a folder name from the list; repeatable "
+                      "(default: remove nothing)")
+    info.set_defaults(func=cmd_info)
+
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     opts = data_options(args)
@@ -81,13 +106,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{name:14s} {DESCRIPTIONS.get(name, '')}\n{'':14s} cache: {where}")
     print(f"{FOLDER_PREFIX + '<path>':14s} any folder of PNG/JPEG images (class sub-folders "
           f"-> labels)")
+    from tractable.data.prepared import prepared_root
+
+    print(f"prepared (memory-mapped) copies: {prepared_root()} (`tractable data info`)")
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     splits = ["train", "test"] if args.split == "both" else [args.split]
     for split in splits:
-        ds = load_dataset(args.name, split=split, **{**_options(args), "download": True})
+        ds = load_dataset(args.name, split=split, prepared=False,
+                          **{**_options(args), "download": True})
         print(f"{args.name} {split}: {len(ds)} images of shape {ds.shape}, "
               f"{ds.num_classes} classes")
     return 0
@@ -103,4 +132,70 @@ def cmd_show(args: argparse.Namespace) -> int:
     n = min(args.n, len(ds))
     save_grid(ds.images[:n], args.out, nrow=args.nrow, scale=args.scale)
     print(f"wrote {n} {ds.name} {args.split} images to {args.out}")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from tractable.data.prepared import remove_prepared
+
+    splits = ["train", "test"] if args.split == "both" else [args.split]
+    for split in splits:
+        ds = load_dataset(args.name, split=split, prepared=True, **_options(args))
+        if args.rebuild and ds.prepared_at is not None:
+            remove_prepared(ds.prepared_at)
+            ds = load_dataset(args.name, split=split, prepared=True, **_options(args))
+        assert ds.prepared_at is not None
+        size = sum(f.stat().st_size for f in ds.prepared_at.iterdir())
+        print(f"{args.name} {split}: {len(ds)} images of shape {ds.shape}, "
+              f"{ds.num_classes} classes, {_size(size)} in {ds.prepared_at}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from tractable.data.prepared import (
+        prepared_copies,
+        prepared_root,
+        problem_with,
+        remove_prepared,
+        verify_prepared,
+    )
+    from tractable.errors import DataError
+
+    root = prepared_root()
+    copies = prepared_copies(root)
+    for name in args.remove:
+        folder = root / name
+        if folder.parent != root or not folder.is_dir() or name.startswith("."):
+            raise DataError(f"no prepared copy {name!r} in {root}; `tractable data info` "
+                            f"lists them")
+        remove_prepared(folder)
+        print(f"removed {folder}")
+    if args.remove:
+        return 0
+    print(f"prepared copies in {root} (set $TRACTABLE_PREPARED to move them; delete a "
+          f"folder, or the whole directory, to remove them):")
+    total = 0
+    for folder, meta, size in copies:
+        total += size
+        problem = verify_prepared(folder) if args.verify else problem_with(folder)
+        state = "ok" if problem is None else problem
+        if meta is None:
+            print(f"  {folder.name}: {_size(size)}, {state}")
+            continue
+        shape = "x".join(str(s) for s in meta.get("shape", []))
+        print(f"  {folder.name}: {meta.get('name')} {meta.get('split')}, {meta.get('count')} "
+              f"images of {shape}, {_size(size)}, {state}")
+        sources = meta.get("key", {}).get("sources") or []
+        if sources:
+            more = f" (+{len(sources) - 1} more)" if len(sources) > 1 else ""
+            print(f"      from {sources[0]}{more}")
+    print(f"  {len(copies)} copies, {_size(total)}")
     return 0

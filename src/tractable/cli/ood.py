@@ -258,7 +258,7 @@ def heldout_train_images(name: str, options: dict[str, Any], run: dict[str, Any]
     if len(idx) == 0:
         raise DataError(f"no held-out {name} training images for the typicality test; "
                         "pass --fit-limit 0 to skip it")
-    return ImageDataset(train.images[idx], train.labels[idx], train.class_names, name), note
+    return ImageDataset(train.read_rows(idx), train.labels[idx], train.class_names, name), note
 
 
 def _codecs(spec: str) -> list[str]:

@@ -1,13 +1,17 @@
 """The dataset contract (`docs/data.md`).
 
 A dataset yields `(uint8 image [C, H, W], label)` with label -1 when the data has none, and
-knows `num_classes`, `class_names` and `shape`. In-memory datasets also expose `images`
-(`uint8 [N, C, H, W]`) and `labels` (`long [N]`) so the trainer can batch by indexing.
+knows `num_classes`, `class_names` and `shape`. `ImageDataset` also exposes `images`
+(`uint8 [N, C, H, W]`) and `labels` (`long [N]`) so the trainer can batch by indexing; the
+images are either in memory or a memory-mapped prepared copy (`tractable.data.prepared`),
+from which `read_rows` / `read_range` read batches without mapping them into the process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -16,8 +20,18 @@ from torch.utils.data import Dataset
 from tractable.errors import DataError
 
 
+class Pages(Protocol):
+    """Mapped storage read row by row (see `prepared.MappedPixels`)."""
+
+    def rows(self, index: Tensor) -> Tensor: ...
+
+    def range(self, lo: int, hi: int) -> Tensor: ...
+
+    def release(self) -> None: ...
+
+
 class ImageDataset(Dataset[tuple[Tensor, int]]):
-    """An in-memory labelled (or unlabelled) image dataset."""
+    """A labelled (or unlabelled) image dataset, in memory or memory-mapped."""
 
     def __init__(
         self,
@@ -25,6 +39,7 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
         labels: Tensor | None,
         class_names: Sequence[str] = (),
         name: str = "",
+        pages: Pages | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise DataError(f"{name}: images must be uint8 [N, C, H, W], got "
@@ -43,6 +58,26 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
         self.labels = labels.long()
         self.class_names = list(class_names)
         self.name = name
+        self.pages = pages
+        self.prepared_at: Path | None = None  # the prepared copy's folder, if mapped
+
+    @property
+    def is_mapped(self) -> bool:
+        """Whether the images are a memory-mapped prepared copy (not held in memory)."""
+        return self.pages is not None
+
+    def read_rows(self, index: Tensor) -> Tensor:
+        """`images[index]` as a new tensor; a mapped dataset reads just those rows."""
+        return self.pages.rows(index) if self.pages is not None else self.images[index]
+
+    def read_range(self, lo: int, hi: int) -> Tensor:
+        """`images[lo:hi]`; for a mapped dataset a new tensor read in one go."""
+        return self.pages.range(lo, hi) if self.pages is not None else self.images[lo:hi]
+
+    def release_pages(self) -> None:
+        """Drop the mapped pages this process has read (no-op for in-memory images)."""
+        if self.pages is not None:
+            self.pages.release()
 
     @property
     def num_classes(self) -> int:
@@ -74,7 +109,7 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
             return self
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self), generator=g)[:n].sort().values
-        return ImageDataset(self.images[idx], self.labels[idx], self.class_names, self.name)
+        return ImageDataset(self.read_rows(idx), self.labels[idx], self.class_names, self.name)
 
     def __repr__(self) -> str:
         return (f"ImageDataset({self.name!r}, n={len(self)}, shape={self.shape}, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from tractable.data.download import (
     missing_error,
     resolve_mirrors,
 )
+from tractable.data.prepared import Chunk, PreparedSource
 from tractable.errors import DataError
 
 CIFAR_MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
@@ -115,14 +116,9 @@ def _locate(name: str, split: str, root: Path, subdir: str, files: list[str],
     return folder
 
 
-def load_cifar10(split: str, root: str | os.PathLike[str] | None = None, download: bool = False,
-                 mirrors: Sequence[str] | None = None, progress: bool = True,
-                 batches: Sequence[int] | None = None) -> ImageDataset:
-    """CIFAR-10: 50,000 train / 10,000 test RGB 32x32 images, 10 classes.
-
-    `batches` picks which of `data_batch_1..5` form the training split (default all five),
-    e.g. `batches=[1]` for a folder that holds only the first batch.
-    """
+def _cifar10_files(split: str, root: str | os.PathLike[str] | None, download: bool,
+                   mirrors: Sequence[str] | None, progress: bool,
+                   batches: Sequence[int] | None) -> tuple[Path, list[str]]:
     root = Path(root) if root is not None else default_root("cifar10")
     if split == "train":
         chosen = list(batches) if batches is not None else [1, 2, 3, 4, 5]
@@ -141,6 +137,18 @@ def load_cifar10(split: str, root: str | os.PathLike[str] | None = None, downloa
                 f"(CLI: --batches {' '.join(map(str, ks))}).")
     folder = _locate("cifar10", split, root, "cifar-10-batches-py", files,
                      CIFAR10_ARCHIVE, download, mirrors, progress, hint)
+    return folder, files
+
+
+def load_cifar10(split: str, root: str | os.PathLike[str] | None = None, download: bool = False,
+                 mirrors: Sequence[str] | None = None, progress: bool = True,
+                 batches: Sequence[int] | None = None) -> ImageDataset:
+    """CIFAR-10: 50,000 train / 10,000 test RGB 32x32 images, 10 classes.
+
+    `batches` picks which of `data_batch_1..5` form the training split (default all five),
+    e.g. `batches=[1]` for a folder that holds only the first batch.
+    """
+    folder, files = _cifar10_files(split, root, download, mirrors, progress, batches)
     parts = [_images_labels(folder / f, b"labels") for f in files]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
@@ -148,28 +156,70 @@ def load_cifar10(split: str, root: str | os.PathLike[str] | None = None, downloa
     return _dataset(x, y, names, "cifar10", folder / files[0])
 
 
-def load_cifar100(split: str, root: str | os.PathLike[str] | None = None,
-                  download: bool = False, mirrors: Sequence[str] | None = None,
-                  progress: bool = True, label_type: str = "fine") -> ImageDataset:
-    """CIFAR-100: 50,000 train / 10,000 test RGB 32x32 images; `label_type` "fine" (100
-    classes) or "coarse" (20 superclasses)."""
+def _cifar100_files(split: str, root: str | os.PathLike[str] | None, download: bool,
+                    mirrors: Sequence[str] | None, progress: bool,
+                    label_type: str) -> tuple[Path, list[str]]:
     if label_type not in ("fine", "coarse"):
         raise DataError(f"cifar100: label_type must be 'fine' or 'coarse', got {label_type!r}")
     root = Path(root) if root is not None else default_root("cifar100")
     files = ["train" if split == "train" else "test"]
     folder = _locate("cifar100", split, root, "cifar-100-python", files,
                      CIFAR100_ARCHIVE, download, mirrors, progress)
-    x, y = _images_labels(folder / files[0], f"{label_type}_labels".encode())
-    meta = folder / "meta"
-    if not meta.is_file():
+    if not (folder / "meta").is_file():
         raise missing_error("cifar100", split, ["meta"], [folder], CIFAR100_ARCHIVE.size_hint)
-    names = _meta_names(meta, f"{label_type}_label_names".encode(), [])
+    return folder, files
+
+
+def load_cifar100(split: str, root: str | os.PathLike[str] | None = None,
+                  download: bool = False, mirrors: Sequence[str] | None = None,
+                  progress: bool = True, label_type: str = "fine") -> ImageDataset:
+    """CIFAR-100: 50,000 train / 10,000 test RGB 32x32 images; `label_type` "fine" (100
+    classes) or "coarse" (20 superclasses)."""
+    folder, files = _cifar100_files(split, root, download, mirrors, progress, label_type)
+    x, y = _images_labels(folder / files[0], f"{label_type}_labels".encode())
+    names = _meta_names(folder / "meta", f"{label_type}_label_names".encode(), [])
     return _dataset(x, y, names, "cifar100", folder / files[0])
+
+
+def _pickle_source(name: str, split: str, folder: Path, files: list[str], label_key: bytes,
+                   names: list[str], meta: Path, options: dict[str, Any]) -> PreparedSource:
+    """Stream CIFAR pickles into a prepared copy, one official file at a time."""
+
+    def chunks() -> Iterator[Chunk]:
+        for f in files:
+            x, y = _images_labels(folder / f, label_key)
+            _check_labels(y, names, folder / f)
+            yield x, y
+
+    sources = [folder / f for f in files] + ([meta] if meta.is_file() else [])
+    return PreparedSource(name, split, sources, names, chunks, options)
+
+
+def cifar10_source(split: str, root: str | os.PathLike[str] | None = None,
+                   download: bool = False, mirrors: Sequence[str] | None = None,
+                   progress: bool = True, batches: Sequence[int] | None = None) -> PreparedSource:
+    folder, files = _cifar10_files(split, root, download, mirrors, progress, batches)
+    meta = folder / "batches.meta"
+    names = _meta_names(meta, b"label_names", CIFAR10_CLASSES)
+    return _pickle_source("cifar10", split, folder, files, b"labels", names, meta, {})
+
+
+def cifar100_source(split: str, root: str | os.PathLike[str] | None = None,
+                    download: bool = False, mirrors: Sequence[str] | None = None,
+                    progress: bool = True, label_type: str = "fine") -> PreparedSource:
+    folder, files = _cifar100_files(split, root, download, mirrors, progress, label_type)
+    names = _meta_names(folder / "meta", f"{label_type}_label_names".encode(), [])
+    return _pickle_source("cifar100", split, folder, files, f"{label_type}_labels".encode(),
+                          names, folder / "meta", {"label_type": label_type})
+
+
+def _check_labels(y: np.ndarray, names: list[str], path: Path) -> None:
+    if len(y) and (y.min() < 0 or y.max() >= len(names)):
+        raise DataError(f"{path}: labels span {y.min()}..{y.max()} but there are "
+                        f"{len(names)} class names")
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, names: list[str], name: str,
              path: Path) -> ImageDataset:
-    if len(y) and (y.min() < 0 or y.max() >= len(names)):
-        raise DataError(f"{path}: labels span {y.min()}..{y.max()} but there are "
-                        f"{len(names)} class names")
+    _check_labels(y, names, path)
     return ImageDataset(torch.from_numpy(x.copy()), torch.from_numpy(y), names, name)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from tractable.data.download import (
     missing_error,
     resolve_mirrors,
 )
+from tractable.data.prepared import Chunk, PreparedSource
 from tractable.errors import DataError
 
 IMAGENET_MIRRORS = ("https://image-net.org/data/downsample/",)
@@ -87,6 +88,39 @@ def _read_key(z: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
                         f"({e})") from None
 
 
+def _labels(z: np.lib.npyio.NpzFile, p: Path) -> np.ndarray:
+    y = _read_key(z, "labels", p).astype(np.int64).reshape(-1)
+    if len(y) and (y.min() < 1 or y.max() > 1000):
+        raise DataError(f"{p}: labels span {y.min()}..{y.max()}, expected 1..1000 "
+                        f"(the official files are 1-based)")
+    return y - 1
+
+
+def _check_data(x: np.ndarray, n: int, p: Path, side: int, name: str) -> None:
+    if x.dtype != np.uint8 or x.ndim != 2 or len(x) != n:
+        raise DataError(f"{p}: data is {x.dtype} {list(x.shape)}, expected uint8 "
+                        f"[{n}, {3 * side * side}]")
+    if x.shape[1] != 3 * side * side:
+        other = int(round((x.shape[1] / 3) ** 0.5))
+        raise DataError(f"{p}: rows hold {x.shape[1]} values ({other}x{other} RGB), but "
+                        f"{name} expects {side}x{side} ({3 * side * side}); use "
+                        f"imagenet{other} for this file")
+
+
+def npz_source(paths: Sequence[Path], side: int, name: str, split: str) -> PreparedSource:
+    """Stream official npz batches into a prepared copy, one batch file at a time."""
+
+    def chunks() -> Iterator[Chunk]:
+        for p in paths:
+            with _open_npz(p) as z:
+                y = _labels(z, p)
+                x = _read_key(z, "data", p)
+            _check_data(x, len(y), p, side, name)
+            yield x.reshape(-1, 3, side, side), y
+
+    return PreparedSource(name, split, list(paths), IMAGENET_CLASSES, chunks)
+
+
 def read_npz_batches(paths: Sequence[Path], side: int, name: str) -> ImageDataset:
     """Read official npz batches into one `ImageDataset` (labels shifted to 0-based).
 
@@ -96,35 +130,23 @@ def read_npz_batches(paths: Sequence[Path], side: int, name: str) -> ImageDatase
     labels = []
     for p in paths:
         with _open_npz(p) as z:
-            y = _read_key(z, "labels", p).astype(np.int64).reshape(-1)
-        if len(y) and (y.min() < 1 or y.max() > 1000):
-            raise DataError(f"{p}: labels span {y.min()}..{y.max()}, expected 1..1000 "
-                            f"(the official files are 1-based)")
-        labels.append(y - 1)
+            labels.append(_labels(z, p))
     n = sum(len(y) for y in labels)
     images = torch.empty((n, 3, side, side), dtype=torch.uint8)
     start = 0
     for p, y in zip(paths, labels, strict=True):
         with _open_npz(p) as z:
             x = _read_key(z, "data", p)
-        if x.dtype != np.uint8 or x.ndim != 2 or len(x) != len(y):
-            raise DataError(f"{p}: data is {x.dtype} {list(x.shape)}, expected uint8 "
-                            f"[{len(y)}, {3 * side * side}]")
-        if x.shape[1] != 3 * side * side:
-            other = int(round((x.shape[1] / 3) ** 0.5))
-            raise DataError(f"{p}: rows hold {x.shape[1]} values ({other}x{other} RGB), but "
-                            f"{name} expects {side}x{side} ({3 * side * side}); use "
-                            f"imagenet{other} for this file")
+        _check_data(x, len(y), p, side, name)
         images[start:start + len(x)] = torch.from_numpy(x.reshape(-1, 3, side, side))
         start += len(x)
     return ImageDataset(images, torch.from_numpy(np.concatenate(labels)), IMAGENET_CLASSES, name)
 
 
-def load_downsampled_imagenet(side: int, split: str, root: str | os.PathLike[str] | None = None,
-                              download: bool = False, mirrors: Sequence[str] | None = None,
-                              progress: bool = True,
-                              batches: Sequence[int] | None = None) -> ImageDataset:
-    """Downsampled ImageNet at `side` x `side` (32 or 64); "test" is the official val set."""
+def imagenet_files(side: int, split: str, root: str | os.PathLike[str] | None = None,
+                   download: bool = False, mirrors: Sequence[str] | None = None,
+                   progress: bool = True, batches: Sequence[int] | None = None) -> list[Path]:
+    """The npz files of `split` at `side` x `side`, downloading missing ones if asked."""
     name = f"imagenet{side}"
     root = Path(root) if root is not None else default_root(name)
     train_zips, val_zip = ARCHIVES[side]
@@ -151,7 +173,32 @@ def load_downsampled_imagenet(side: int, split: str, root: str | os.PathLike[str
         if still:
             raise DataError(f"{name}: the downloaded archives in {root} do not contain "
                             f"{', '.join(still)}")
-    return read_npz_batches([p for p in found.values() if p is not None], side, name)
+    return [p for p in found.values() if p is not None]
+
+
+def load_downsampled_imagenet(side: int, split: str, root: str | os.PathLike[str] | None = None,
+                              download: bool = False, mirrors: Sequence[str] | None = None,
+                              progress: bool = True,
+                              batches: Sequence[int] | None = None) -> ImageDataset:
+    """Downsampled ImageNet at `side` x `side` (32 or 64); "test" is the official val set."""
+    paths = imagenet_files(side, split, root, download, mirrors, progress, batches)
+    return read_npz_batches(paths, side, f"imagenet{side}")
+
+
+def imagenet32_source(split: str, root: str | os.PathLike[str] | None = None,
+                      download: bool = False, mirrors: Sequence[str] | None = None,
+                      progress: bool = True,
+                      batches: Sequence[int] | None = None) -> PreparedSource:
+    paths = imagenet_files(32, split, root, download, mirrors, progress, batches)
+    return npz_source(paths, 32, "imagenet32", split)
+
+
+def imagenet64_source(split: str, root: str | os.PathLike[str] | None = None,
+                      download: bool = False, mirrors: Sequence[str] | None = None,
+                      progress: bool = True,
+                      batches: Sequence[int] | None = None) -> PreparedSource:
+    paths = imagenet_files(64, split, root, download, mirrors, progress, batches)
+    return npz_source(paths, 64, "imagenet64", split)
 
 
 def load_imagenet32(split: str, root: str | os.PathLike[str] | None = None,

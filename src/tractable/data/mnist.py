@@ -8,10 +8,11 @@ Fashion-MNIST: Xiao, Rasul & Vollgraf (2017), https://github.com/zalandoresearch
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tractable.data.base import ImageDataset
@@ -23,7 +24,8 @@ from tractable.data.download import (
     missing_error,
     resolve_mirrors,
 )
-from tractable.data.idx import read_idx
+from tractable.data.idx import iter_idx, read_idx
+from tractable.data.prepared import Chunk, PreparedSource
 from tractable.errors import DataError
 
 BUNDLED_MNIST = Path(__file__).parent / "bundled" / "mnist"
@@ -92,10 +94,10 @@ def read_idx_pair(images: Path, labels: Path, classes: Sequence[str], name: str)
                         torch.from_numpy(y.astype("int64")), classes, name)
 
 
-def load_idx_dataset(spec: IdxSpec, split: str, root: str | os.PathLike[str] | None = None,
-                     download: bool = False, mirrors: Sequence[str] | None = None,
-                     progress: bool = True) -> ImageDataset:
-    """Load `split` of an IDX dataset from `root` (default: its cache folder), downloading
+def idx_files(spec: IdxSpec, split: str, root: str | os.PathLike[str] | None = None,
+              download: bool = False, mirrors: Sequence[str] | None = None,
+              progress: bool = True) -> tuple[Path, Path]:
+    """(images, labels) files of `split` in `root` (default: the cache folder), downloading
     the official files first when `download=True`."""
     root = Path(root) if root is not None else default_root(spec.name)
     remotes = spec.files[split]
@@ -109,7 +111,59 @@ def load_idx_dataset(spec: IdxSpec, split: str, root: str | os.PathLike[str] | N
         for r in remotes:
             fetch(r, root, urls, progress)
         folder = root
-    return read_idx_pair(folder / names[0], folder / names[1], spec.classes, spec.name)
+    return folder / names[0], folder / names[1]
+
+
+def load_idx_dataset(spec: IdxSpec, split: str, root: str | os.PathLike[str] | None = None,
+                     download: bool = False, mirrors: Sequence[str] | None = None,
+                     progress: bool = True) -> ImageDataset:
+    """Load `split` of an IDX dataset from `root` (default: its cache folder), downloading
+    the official files first when `download=True`."""
+    images, labels = idx_files(spec, split, root, download, mirrors, progress)
+    return read_idx_pair(images, labels, spec.classes, spec.name)
+
+
+def idx_source(images: Path, labels: Path, classes: Sequence[str], name: str,
+               split: str) -> PreparedSource:
+    """The prepared-copy source of an IDX pair: the image file streamed 10,000 rows at a time."""
+    y_all = read_idx(labels)
+    if y_all.ndim != 1:
+        raise DataError(f"{name}: {labels.name} has shape {y_all.shape}; expected N labels")
+    if len(y_all) and int(y_all.max()) >= len(classes):
+        raise DataError(f"{name}: {labels.name} holds label {int(y_all.max())}, but there are "
+                        f"only {len(classes)} classes")
+
+    def mismatch(n: int, hw: tuple[int, ...]) -> DataError:
+        return DataError(f"{name}: {images.name} has shape {(n, *hw)} and {labels.name} has "
+                         f"shape {y_all.shape}; expected [N, H, W] images and N labels")
+
+    def chunks() -> Iterator[Chunk]:
+        start = 0
+        for x in iter_idx(images):
+            if x.ndim != 3 or start + len(x) > len(y_all):
+                raise mismatch(start + len(x), x.shape[1:])
+            yield x[:, None], y_all[start:start + len(x)].astype(np.int64)
+            start += len(x)
+            hw = x.shape[1:]
+        if start != len(y_all):
+            raise mismatch(start, hw if start else ())
+
+    return PreparedSource(name, split, [images, labels], list(classes), chunks,
+                          count=len(y_all))
+
+
+def mnist_source(split: str, root: str | os.PathLike[str] | None = None,
+                 download: bool = False, mirrors: Sequence[str] | None = None,
+                 progress: bool = True) -> PreparedSource:
+    return idx_source(*idx_files(MNIST, split, root, download, mirrors, progress),
+                      MNIST.classes, "mnist", split)
+
+
+def fashion_mnist_source(split: str, root: str | os.PathLike[str] | None = None,
+                         download: bool = False, mirrors: Sequence[str] | None = None,
+                         progress: bool = True) -> PreparedSource:
+    return idx_source(*idx_files(FASHION_MNIST, split, root, download, mirrors, progress),
+                      FASHION_MNIST.classes, "fashion-mnist", split)
 
 
 def load_mnist(split: str, root: str | os.PathLike[str] | None = None, download: bool = False,
@@ -125,13 +179,8 @@ def load_fashion_mnist(split: str, root: str | os.PathLike[str] | None = None,
     return load_idx_dataset(FASHION_MNIST, split, root, download, mirrors, progress)
 
 
-def load_mnist_mini(split: str, root: str | os.PathLike[str] | None = None,
-                    download: bool = False, **_: object) -> ImageDataset:
-    """The embedded 10,000-digit MNIST subset (train 9,000 / test 1,000), no network needed.
-
-    Its "t10k" files are held-out digits of the official *training* set (see docs/data.md).
-    `root` may point at another copy in the same layout; `download` has nothing to do.
-    """
+def mnist_mini_files(split: str, root: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+    """(images, labels) of the bundled subset (or of another copy in `root`)."""
     folder = Path(root) if root is not None else BUNDLED_MNIST
     prefix = {"train": "train", "test": "t10k"}[split]
     images = folder / f"{prefix}-images-idx3-ubyte.gz"
@@ -140,4 +189,19 @@ def load_mnist_mini(split: str, root: str | os.PathLike[str] | None = None,
     if missing:
         raise DataError(f"mnist-mini: missing {', '.join(missing)} in {folder}; the package's "
                         f"bundled copy is {BUNDLED_MNIST} (reinstall tractable if it is gone)")
-    return read_idx_pair(images, labels, MNIST_CLASSES, "mnist-mini")
+    return images, labels
+
+
+def load_mnist_mini(split: str, root: str | os.PathLike[str] | None = None,
+                    download: bool = False, **_: object) -> ImageDataset:
+    """The embedded 10,000-digit MNIST subset (train 9,000 / test 1,000), no network needed.
+
+    Its "t10k" files are held-out digits of the official *training* set (see docs/data.md).
+    `root` may point at another copy in the same layout; `download` has nothing to do.
+    """
+    return read_idx_pair(*mnist_mini_files(split, root), MNIST_CLASSES, "mnist-mini")
+
+
+def mnist_mini_source(split: str, root: str | os.PathLike[str] | None = None,
+                      download: bool = False, **_: object) -> PreparedSource:
+    return idx_source(*mnist_mini_files(split, root), MNIST_CLASSES, "mnist-mini", split)

@@ -10,7 +10,7 @@ returns labels 0..9 (10 -> 0) so that label k is digit k. Reading .mat files nee
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from tractable.data.download import (
     missing_error,
     resolve_mirrors,
 )
+from tractable.data.prepared import Chunk, PreparedSource
 from tractable.errors import DataError
 
 SVHN_MIRRORS = ("http://ufldl.stanford.edu/housenumbers/",)
@@ -64,6 +65,11 @@ def read_svhn_mat(path: Path) -> ImageDataset:
 def load_svhn(split: str, root: str | os.PathLike[str] | None = None, download: bool = False,
               mirrors: Sequence[str] | None = None, progress: bool = True) -> ImageDataset:
     """SVHN cropped digits (73,257 train / 26,032 test RGB 32x32, labels 0..9)."""
+    return read_svhn_mat(svhn_file(split, root, download, mirrors, progress))
+
+
+def svhn_file(split: str, root: str | os.PathLike[str] | None = None, download: bool = False,
+              mirrors: Sequence[str] | None = None, progress: bool = True) -> Path:
     root = Path(root) if root is not None else default_root("svhn")
     remote = SVHN_FILES[split]
     path = root / remote.name
@@ -71,4 +77,16 @@ def load_svhn(split: str, root: str | os.PathLike[str] | None = None, download: 
         if not download:
             raise missing_error("svhn", split, [remote.name], [root], remote.size_hint)
         path = fetch(remote, root, resolve_mirrors(SVHN_MIRRORS, mirrors), progress)
-    return read_svhn_mat(path)
+    return path
+
+
+def svhn_source(split: str, root: str | os.PathLike[str] | None = None, download: bool = False,
+                mirrors: Sequence[str] | None = None, progress: bool = True) -> PreparedSource:
+    """The prepared-copy source of one .mat file (read whole: it is a single official file)."""
+    path = svhn_file(split, root, download, mirrors, progress)
+
+    def chunks() -> Iterator[Chunk]:
+        ds = read_svhn_mat(path)
+        yield ds.images.numpy(), ds.labels.numpy()
+
+    return PreparedSource("svhn", split, [path], SVHN_CLASSES, chunks)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from tractable.data.streaming import stream_batches
 from tractable.errors import ShapeError
 from tractable.evaluation.complexity import DEFAULT_CODECS, compressed_bits
 from tractable.evaluation.metrics import DetectionMetrics, detection_metrics
@@ -82,10 +83,16 @@ def measure(
                              f"{model.config.image_shape}; train both on the same data")
         bg = score_dataset(background, dataset, batch_size, progress=progress,
                            marginal=True).bits_per_dim
-    images, _ = dataset_tensors(dataset)
     dims = model.num_dims
-    compressed = {c: compressed_bits(images, c) / dims for c in codecs}
+    compressed = {c: _streamed_compressed_bits(dataset, c) / dims for c in codecs}
     return Measurements(nll=nll, background_nll=bg, compressed=compressed)
+
+
+def _streamed_compressed_bits(dataset: Dataset, codec: str, batch_size: int = 256) -> np.ndarray:
+    """`compressed_bits` of every image, read batch by batch (a mapped set is never held)."""
+    images, labels = dataset_tensors(dataset)
+    batches = stream_batches(images, labels, 0, len(images), batch_size, dataset)
+    return np.concatenate([compressed_bits(x, codec) for _, x, _ in batches])
 
 
 def ood_scores(m: Measurements, entropy: float | None = None) -> dict[str, np.ndarray]:

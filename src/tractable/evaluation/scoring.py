@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from tractable.data.streaming import stream_batches
 from tractable.errors import DataError, TractableError
 from tractable.models.base import TractableModel
 from tractable.models.bpd import autocast, check_data_fits_model, dataset_tensors, labels_for
@@ -84,9 +85,10 @@ def score_dataset(
     model.eval()
     nll = np.empty(len(images), dtype=np.float64)
     try:
-        for start in _batches(len(images), batch_size, progress, "score"):
-            x = images[start:start + batch_size].to(device)
-            y = labels[start:start + batch_size].to(device)
+        bar = _batches(len(images), batch_size, progress, "score")
+        batches = stream_batches(images, labels, 0, len(images), batch_size, dataset)
+        for (start, xb, yb), _ in zip(batches, bar, strict=True):
+            x, y = xb.to(device), yb.to(device)
             with autocast(device, precision):
                 lp = (marginal_log_prob(model, x) if marginal
                       else model.log_prob(x, labels_for(model, y)))

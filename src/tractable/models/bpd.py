@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from tractable.data.streaming import stream_batches
 from tractable.errors import ConfigError, DataError, ShapeError
 from tractable.models.base import TractableModel
 
@@ -120,10 +121,11 @@ def evaluate_bpd(
     model.eval()
     total = torch.zeros(2, dtype=torch.float64)  # [Σ nats, #images]
     try:
-        bar = tqdm(range(lo, hi, batch_size), desc="eval", disable=not progress, leave=False)
-        for start in bar:
-            x = images[start:min(start + batch_size, hi)].to(device)
-            y = labels[start:min(start + batch_size, hi)].to(device)
+        batches = stream_batches(images, labels, lo, hi, batch_size, dataset)
+        bar = tqdm(batches, desc="eval", disable=not progress, leave=False,
+                   total=-(-(hi - lo) // batch_size))
+        for _, xb, yb in bar:
+            x, y = xb.to(device), yb.to(device)
             with autocast(device, precision):
                 lp = model.log_prob(x, labels_for(model, y))
             total[0] -= lp.double().sum().cpu()

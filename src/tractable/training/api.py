@@ -17,8 +17,9 @@ import torch
 from torch.utils.data import Dataset
 
 from tractable.config import read_config_json
-from tractable.data import load_dataset
-from tractable.errors import CheckpointError, DataError
+from tractable.data import as_image_dataset, load_dataset
+from tractable.data.registry import FOLDER_PREFIX, known_datasets
+from tractable.errors import CheckpointError, ConfigError, DataError
 from tractable.models.base import TractableModel
 from tractable.models.registry import model_class
 from tractable.run_folder import (
@@ -52,11 +53,30 @@ def load_split(name: str, split: str, limit: int | None = None, seed: int = 0,
     return ds
 
 
-def load_splits(config: TrainConfig) -> tuple[Dataset, Dataset]:
-    """The (train, test) datasets of a training config, with its limits and options."""
-    opts = config.data_options
-    return (load_split(config.data, "train", config.limit_train, config.seed, opts),
-            load_split(config.data, "test", config.limit_test, config.seed, opts))
+def load_splits(config: TrainConfig, train_set: Dataset | None = None,
+                test_set: Dataset | None = None) -> tuple[Dataset, Dataset | None]:
+    """The (train, test) datasets of a training config, with its limits and options.
+
+    `train_set` / `test_set`: your own data instead of a named dataset, any map-style
+    `Dataset` of `(uint8 [C, H, W], label)` (e.g. `tractable.data.from_hf(...)`); it is
+    prepared once under the name `config.data` (which must then not be a registered name).
+    """
+    if train_set is None:
+        opts = config.data_options
+        return (load_split(config.data, "train", config.limit_train, config.seed, opts),
+                load_split(config.data, "test", config.limit_test, config.seed, opts))
+    if config.data in known_datasets() or config.data.startswith(FOLDER_PREFIX):
+        raise ConfigError(f"your own train_set needs its own name: TrainConfig(data=...) is "
+                          f"{config.data!r}, which names a registered dataset")
+    progress = config.progress and not config.quiet
+    train = as_image_dataset(train_set, config.data, "train", progress=progress)
+    test = (as_image_dataset(test_set, config.data, "test", progress=progress)
+            if test_set is not None else None)
+    if config.limit_train is not None:
+        train = train.subset(config.limit_train, seed=config.seed)
+    if test is not None and config.limit_test is not None:
+        test = test.subset(config.limit_test, seed=config.seed)
+    return train, test
 
 
 def make_model(family: str, train_set: Dataset, seed: int, preset: str | None = None,
@@ -86,15 +106,18 @@ def train(
     conditional: bool = False,
     transform: BatchTransform | None = None,
     callbacks: tuple[Callback, ...] = (),
+    train_set: Dataset | None = None,
+    test_set: Dataset | None = None,
 ) -> dict[str, Any]:
-    """Train a new `family` model on `config.data`; returns the trainer's summary.
+    """Train a new `family` model on `config.data`, or on your own `train_set` / `test_set`
+    (see `load_splits`); returns the trainer's summary.
 
     Dataset paths (an image folder, `data_options["root"]`) are made absolute first, so
     the run's `run.json` names the same files from any working directory.
     """
     data, options = absolute_data(config.data, config.data_options)
     config = dataclasses.replace(config, data=data, data_options=options)
-    train_set, test_set = load_splits(config)
+    train_set, test_set = load_splits(config, train_set, test_set)
     model = make_model(family, train_set, config.seed, preset, overrides, conditional)
     trainer = Trainer(model, train_set, test_set, config,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
@@ -116,8 +139,12 @@ def resume(
     changes: dict[str, Any] | None = None,
     transform: BatchTransform | None = None,
     callbacks: tuple[Callback, ...] = (),
+    train_set: Dataset | None = None,
+    test_set: Dataset | None = None,
 ) -> dict[str, Any]:
     """Continue the run in `run_dir` from its checkpoint, exactly as if never stopped.
+
+    A run trained on your own data resumes when given the same `train_set` / `test_set`.
 
     `changes` may extend or re-schedule the run (max_steps, epochs, log/eval/checkpoint
     intervals, device); settings that change what is computed are kept from the run.
@@ -140,7 +167,7 @@ def resume(
                               f"{saved_family!r}; the run folder is inconsistent")
     klass = model_class(family)
     model = klass(klass.config_class.from_dict(cfg_dict))
-    train_set, test_set = load_splits(config)
+    train_set, test_set = load_splits(config, train_set, test_set)
     trainer = Trainer(model, train_set, test_set, config, resume=True,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
                       callbacks=callbacks, preset=read_json(run_dir / RUN_NAME).get("preset"))

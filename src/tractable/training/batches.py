@@ -9,6 +9,9 @@ Under data parallelism every rank draws the same *global* batch, applies the bat
 transform (augmentation, later OOD mutations) with randomness keyed by (seed, step), and
 keeps its own contiguous shard of B / world images: the union over ranks is the global
 batch of a single-process run, which is what makes DDP equal to one process.
+
+A memory-mapped dataset is read row by row from the page cache (`ImageDataset.read_rows`),
+so a process's resident memory grows with the batch, not with the dataset.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from tractable.data.streaming import row_reader
 from tractable.errors import ConfigError
 from tractable.models.bpd import dataset_tensors
 
@@ -53,6 +57,7 @@ class BatchStream:
         transform: BatchTransform | None = None,
     ) -> None:
         self.images, self.labels = dataset_tensors(dataset)
+        self.rows = row_reader(dataset, self.images)  # index -> images, read row by row
         n = len(self.images)
         if batch_size % world_size:
             raise ConfigError(
@@ -90,7 +95,7 @@ class BatchStream:
     def batch(self, step: int) -> tuple[Tensor, Tensor]:
         """This rank's `(images, labels)` for `step`: global batch → transform → shard."""
         idx = self.global_indices(step)
-        x, y = self.images[idx], self.labels[idx]
+        x, y = self.rows(idx), self.labels[idx]
         if self.transform is not None:
             g = torch.Generator().manual_seed(mix_seed(self.seed, _TRANSFORM_SALT, step))
             x, y = self.transform(x, y, g)

@@ -191,7 +191,7 @@ class Trainer:
             n = min(self.cfg.init_batch_size or self.opt_cfg.batch_size, len(self.stream.images))
             g = torch.Generator().manual_seed(mix_seed(self.cfg.seed, _INIT_SALT))
             idx = torch.randperm(len(self.stream.images), generator=g)[:n]
-            x = self.stream.images[idx].to(self.env.device)
+            x = self.stream.rows(idx).to(self.env.device)
             y = self.stream.labels[idx].to(self.env.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
