@@ -31,7 +31,7 @@ from tractable.run_folder import (
 )
 from tractable.training import distributed
 from tractable.training.batches import BatchTransform, augmentation, mix_seed
-from tractable.training.config import RESUMABLE_FIELDS, TrainConfig
+from tractable.training.config import RESCUE_FIELDS, RESUMABLE_FIELDS, TrainConfig
 from tractable.training.factory import build_model, model_config_for
 from tractable.training.trainer import Callback, Trainer
 
@@ -86,9 +86,12 @@ def train(
     conditional: bool = False,
     transform: BatchTransform | None = None,
     callbacks: tuple[Callback, ...] = (),
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train a new `family` model on `config.data`; returns the trainer's summary.
 
+
+    `config.out` must be a new or empty folder unless `overwrite` (see `Trainer`).
     Dataset paths (an image folder, `data_options["root"]`) are made absolute first, so
     the run's `run.json` names the same files from any working directory.
     """
@@ -98,7 +101,7 @@ def train(
     model = make_model(family, train_set, config.seed, preset, overrides, conditional)
     trainer = Trainer(model, train_set, test_set, config,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
-                      callbacks=callbacks, preset=preset)
+                      callbacks=callbacks, preset=preset, overwrite=overwrite)
     return _fit(trainer)
 
 
@@ -120,7 +123,9 @@ def resume(
     """Continue the run in `run_dir` from its checkpoint, exactly as if never stopped.
 
     `changes` may extend or re-schedule the run (max_steps, epochs, log/eval/checkpoint
-    intervals, device); settings that change what is computed are kept from the run.
+    intervals, device) and change the learning rate, warm-up and gradient clipping (to
+    rescue a run that diverged; logged as a "resume" row of the run's history, and the run
+    then differs from an uninterrupted one from here on); other settings are kept.
     """
     run_dir = Path(run_dir)
     if not (run_dir / STATE_NAME).is_file():
@@ -133,6 +138,8 @@ def resume(
         print(f"resume: keeping the run's own {', '.join(ignored)} (only "
               f"{', '.join(RESUMABLE_FIELDS)} can change)", file=sys.stderr)
     allowed = {k: v for k, v in (changes or {}).items() if k in RESUMABLE_FIELDS}
+    rescued = {k: (getattr(config, k), v) for k, v in allowed.items()
+               if k in RESCUE_FIELDS and v != getattr(config, k)}
     config = dataclasses.replace(config, out=str(run_dir), **allowed)
     saved_family, cfg_dict = read_config_json(run_dir / MODEL_DIR)
     if saved_family != family:
@@ -144,6 +151,12 @@ def resume(
     trainer = Trainer(model, train_set, test_set, config, resume=True,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
                       callbacks=callbacks, preset=read_json(run_dir / RUN_NAME).get("preset"))
+    if rescued:
+        trainer.log.add("resume", trainer.step, **{k: new for k, (_, new) in rescued.items()},
+                        **{f"{k}_before": old for k, (old, _) in rescued.items()})
+        if not config.quiet:
+            print("resume: from step {} with {}".format(trainer.step, ", ".join(
+                f"{k} {old} -> {new}" for k, (old, new) in rescued.items())), file=sys.stderr)
     return _fit(trainer)
 
 
