@@ -92,7 +92,7 @@ def remove_stale_temp_files(directory: str | os.PathLike[str], names: set[str] |
     """Delete the temporary files `atomic_path` left in `directory` (not recursive), e.g.
     after `kill -9`; only those of target names in `names` when given. Returns them."""
     directory = Path(directory)
-    removed = []
+    removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for p in directory.iterdir():
