@@ -5,7 +5,8 @@ holds the official files (default: the cache folder `$TRACTABLE_DATA/<name>`, or
 ~/.cache/tractable/<name>); `download=True` fetches missing files there first. A folder of
 images loads by the name `folder:<path>`. Every dataset takes `size` (resize the shorter
 side and center-crop to size x size) and `channels` (1: greyscale, 3: RGB), done the way an
-image folder's loader does it (Lanczos, ITU-R 601 luma).
+image folder's loader does it (Lanczos, ITU-R 601 luma). Folders also take `holdout`
+(the test fraction of a folder without train/ and test/).
 """
 
 from __future__ import annotations
@@ -64,10 +65,10 @@ def dataset_loader(name: str) -> Callable[..., ImageDataset]:
 
 def _load_folder(path: str, split: str, root: object = None, download: bool = False,
                  size: int | tuple[int, int] | None = None,
-                 channels: int | None = None) -> ImageDataset:
+                 channels: int | None = None, holdout: float | None = None) -> ImageDataset:
     if download:
         raise DataError("a folder of images cannot be downloaded; drop download=True")
-    return load_image_folder(path, split, size=size, channels=channels)
+    return load_image_folder(path, split, size=size, channels=channels, holdout=holdout)
 
 
 def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] | None = None,

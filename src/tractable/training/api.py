@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from tractable.run_folder import (
 )
 from tractable.training import distributed
 from tractable.training.batches import BatchTransform, augmentation, mix_seed
+from tractable.training.checkpoint import read_run_json
 from tractable.training.config import RESCUE_FIELDS, RESUMABLE_FIELDS, TrainConfig
 from tractable.training.factory import build_model, model_config_for
 from tractable.training.trainer import Callback, Trainer
@@ -107,11 +110,45 @@ def train(
 
 def saved_train_config(run_dir: str | os.PathLike[str]) -> tuple[str, TrainConfig]:
     """(family, TrainConfig) a run was started with, from its run.json."""
-    run = migrate_run(read_json(Path(run_dir) / RUN_NAME), Path(run_dir))
+    run = migrate_run(read_run_json(run_dir), Path(run_dir))
     if not run:
         raise CheckpointError(f"{run_dir} is not a training run (no {RUN_NAME}); "
                               "start a new run without --resume")
-    return run["family"], TrainConfig.from_dict(run["train"])
+    train = run["train"]
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in train.items():
+        if key in hints and not _fits_hint(value, hints[key]):
+            raise CheckpointError(f"{Path(run_dir) / RUN_NAME} is corrupt: train.{key} is "
+                                  f"{value!r}, expected {hints[key]}")
+    try:
+        return run["family"], TrainConfig.from_dict(train)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{Path(run_dir) / RUN_NAME} holds invalid training settings "
+                              f"({e})") from None
+
+
+def _fits_hint(value: Any, hint: Any) -> bool:
+    """Whether a JSON value can stand for a field typed `hint` (int, float, str, bool,
+    dict, tuple/list, or an Optional of these)."""
+    args = typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if args and typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits_hint(value, a) for a in args)
+    origin = typing.get_origin(hint) or hint
+    if origin is bool:
+        return isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        return isinstance(value, (list, tuple)) and (not args or origin is list or all(
+            _fits_hint(v, a) for v, a in zip(value, args, strict=False)) and (
+            len(value) == len(args) or Ellipsis in args))
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, origin) if isinstance(origin, type) else True
 
 
 def resume(

@@ -144,6 +144,9 @@ class Trainer:
         if state is not None:
             self._restore(state)
         self.wrapped = self._wrap()
+        note = getattr(train_set, "split_note", None)
+        if note and self.env.is_main and not config.quiet and state is None:
+            print(f"data: {note}", file=sys.stderr)
         if self.env.is_main and self.run_dir is not None:
             self._write_run_json()
 
@@ -254,6 +257,7 @@ class Trainer:
             "model_config": self.model.config.to_dict(),
             "world_size": self.env.world_size,
             "preset": self.preset,
+            "data_split": getattr(self.train_set, "split_note", None),
             "tractable_version": __version__,
         })
 
@@ -269,16 +273,20 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.step = int(state["step"])
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
             raise CheckpointError(f"{self.run_dir} holds a training state that is incomplete "
-                                  f"or from another model ({e})") from None
+                                  f"or from another model ({type(e).__name__}: {e})") from None
         self.best_bpd = state.get("best_bpd")
         self.consecutive_bad = int(state.get("consecutive_bad", 0))
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
         self.log.rows = list(state.get("history", []))
         rng = state.get("rng", {})
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
+        if isinstance(rng.get("torch"), Tensor):
+            try:
+                torch.set_rng_state(rng["torch"])
+            except (RuntimeError, TypeError) as e:
+                raise CheckpointError(f"{self.run_dir}: the RNG state in {STATE_NAME} is "
+                                      f"corrupt ({e})") from None
         if self.env.device.type == "cuda" and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"], self.env.device)
         self._last_ckpt_step = self.step
