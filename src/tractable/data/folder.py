@@ -10,8 +10,8 @@ Without `train/` and `test/`, a `holdout` fraction (default 0.1) of the images i
 split, the rest the train split: within each class, the images ordered by the SHA-256 of
 their path relative to `path`, the first ceil(holdout · n) (at least one when n >= 2) are
 held out; a class of one image stays in train. `holdout=0`: every image is in train and
-there is no test split. The split is deterministic, the same on every machine, and adding images moves
-few others. The dataset's `split_note` says what was done (training records it).
+there is no test split. The split is deterministic, the same on every machine, and adding
+images moves few others. The dataset's `split_note` says what was done (training records it).
 
 Images are decoded one at a time and resized straight away (JPEGs are decoded at a reduced
 scale when that still covers the target), so memory holds the target-size array only. With
