@@ -185,8 +185,8 @@ class Trainer:
 
     def _check_fresh_run_dir(self, overwrite: bool) -> None:
         """A new run writes only into a missing or empty folder, unless `overwrite`."""
-        if self.run_dir is None or not self.run_dir.exists():
-            return
+        if self.run_dir is None or not self.run_dir.exists() or not self.env.is_main:
+            return  # rank 0 decides: other ranks could already see its first files
         if not self.run_dir.is_dir():
             raise ConfigError(f"--out {self.run_dir} is a file, not a folder")
         if (self.run_dir / STATE_NAME).exists() and not overwrite:
@@ -200,8 +200,7 @@ class Trainer:
             raise ConfigError(f"{self.run_dir} is not empty ({shown}); a new run needs an empty "
                               "or new folder: choose another --out, or pass --overwrite to "
                               "write into it (files tractable did not write are kept)")
-        if self.env.is_main:
-            self._remove_previous_run_files()
+        self._remove_previous_run_files()
 
     def _remove_previous_run_files(self) -> None:
         """With `overwrite`: delete what an earlier run wrote here, and nothing else."""
