@@ -118,7 +118,8 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> Tensor:
     try:
         with Image.open(path) as file:
             img = file.convert("L" if c == 1 else "RGB")
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as e:
         raise DataError(f"{path} is not a readable image: {e}") from None
     if img.size != (w, h):
         raise ShapeError(f"{path} is {img.size[0]}x{img.size[1]}; the model takes {w}x{h} "
