@@ -32,7 +32,7 @@ def test_class_subfolders_become_labels_losslessly(tmp_path, cifar):
              "truck"]
     for i in range(12):
         _png(tmp_path / names[y[i]] / f"{i:03d}.png", x[i])
-    ds = load_dataset(f"folder:{tmp_path}", "train")
+    ds = load_dataset(f"folder:{tmp_path}", "train", holdout=0)  # every image
     present = sorted({names[k] for k in y})
     assert ds.class_names == present and ds.shape == (3, 32, 32)
     # Files are read in sorted (class, file name) order; every pixel survives the PNG trip.
@@ -52,16 +52,25 @@ def test_train_test_folders_share_class_indices(tmp_path, cifar):
     assert train.labels.tolist() == [0, 1] and test.labels.tolist() == [1]
 
 
-def test_unlabelled_grey_folder_and_no_test_split(tmp_path):
-    mnist = load_dataset("mnist-mini", "test").images[:3]
-    for i in range(3):
-        _png(tmp_path / f"{i}.png", mnist[i].numpy())
-    ds = load_image_folder(tmp_path)
-    assert ds.shape == (1, 28, 28) and ds.num_classes == 0
-    assert ds.labels.tolist() == [-1, -1, -1] and torch.equal(ds.images, mnist)
+def test_unlabelled_grey_folder_is_split_by_a_held_out_fraction(tmp_path):
+    mnist = load_dataset("mnist-mini", "test").images[:20]
+    for i in range(20):
+        _png(tmp_path / f"{i:02d}.png", mnist[i].numpy())
+    train, test = load_image_folder(tmp_path), load_image_folder(tmp_path, "test")
+    assert train.shape == (1, 28, 28) and train.num_classes == 0
+    assert (len(train), len(test)) == (18, 2)  # holdout 0.1
+    assert (train.labels == -1).all() and (test.labels == -1).all()
+    # the two splits partition the real images, in file order
+    both = torch.cat([train.images, test.images])
+    assert sorted(map(bytes, both.flatten(1).numpy())) == sorted(
+        map(bytes, mnist.flatten(1).numpy()))
+    assert "2 images (holdout=0.1, chosen by path hash) are its test split" in test.split_note
     assert load_image_folder(tmp_path, channels=3).shape == (3, 28, 28)
-    with pytest.raises(DataError, match="no train/ and test/ sub-folders"):
-        load_image_folder(tmp_path, "test")
+    # deterministic, and changeable
+    assert torch.equal(load_image_folder(tmp_path, "test").images, test.images)
+    assert len(load_image_folder(tmp_path, "test", holdout=0.25)) == 5
+    with pytest.raises(DataError, match=r"holdout must be a fraction in \[0, 1\)"):
+        load_image_folder(tmp_path, holdout=1.5)
 
 
 def test_resize_and_center_crop_to_target_size(tmp_path, cifar):
@@ -71,14 +80,14 @@ def test_resize_and_center_crop_to_target_size(tmp_path, cifar):
     _png(tmp_path / "square.png", x[2])
     with pytest.raises(DataError, match=r"2 different sizes.*square.png is 32x32.*"
                                         r"wide.png is 64x32.*size=32"):
-        load_image_folder(tmp_path)
-    ds = load_image_folder(tmp_path, size=32)
+        load_image_folder(tmp_path, holdout=0)
+    ds = load_image_folder(tmp_path, size=32, holdout=0)
     assert ds.shape == (3, 32, 32)
     assert torch.equal(ds.images[0], torch.from_numpy(x[2]))  # square.png sorts first: kept as is
     # The wide image is already 32 high, so it is center-cropped without scaling: columns 16..47.
     both = np.concatenate([x[0], x[1]], axis=2)
     assert torch.equal(ds.images[1], torch.from_numpy(both[:, :, 16:48]))
-    small = load_image_folder(tmp_path, size=(8, 16))
+    small = load_image_folder(tmp_path, size=(8, 16), holdout=0)
     assert small.shape == (3, 8, 16)
 
 
@@ -92,10 +101,10 @@ def test_jpeg_and_bad_images(tmp_path, cifar):
     raw = (tmp_path / "b.png").read_bytes()
     (tmp_path / "b.png").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError, match=r"b\.png is not a readable PNG/JPEG image"):
-        load_image_folder(tmp_path)
+        load_image_folder(tmp_path, holdout=0)
     (tmp_path / "b.png").write_bytes(b"not an image at all")
     with pytest.raises(DataError, match=r"b\.png is not a readable"):
-        load_image_folder(tmp_path)
+        load_image_folder(tmp_path, holdout=0)
 
 
 def test_folder_layout_errors(tmp_path, cifar):

@@ -1,21 +1,36 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
-Each writer writes to a temporary file in the target's directory and `os.replace`s it onto
-the target, which is atomic on POSIX and Windows when both lie on the same filesystem.
+Each writer writes to a temporary file `.NAME.XXXX.tmp` in the target's directory and
+`os.replace`s it onto the target, which is atomic on POSIX and Windows when both lie on the
+same filesystem. The finished file gets the mode the user's umask gives new files (set after
+the writer is done, since some writers, e.g. safetensors', replace the file they are given).
+
+Inside `atomic_group()` the renames wait until every write of the group has succeeded, so a
+failed write (e.g. a full disk) leaves all of the group's targets as they were. A process
+killed mid-write leaves its temporary files; `remove_stale_temp_files` clears them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from tractable.errors import ConfigError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # mkstemp's 8 characters
+# (temporary file, target) pairs of the open `atomic_group`, renamed when it closes
+_GROUP: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar(
+    "atomic_group", default=None)
 
 
 @contextlib.contextmanager
@@ -25,19 +40,68 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On any exception the temporary file is removed and `path` is left untouched.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; expected the name of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        group = _GROUP.get()
+        if group is None:
+            os.replace(tmp, path)
+        else:
+            group.append((Path(tmp), path))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_group() -> Iterator[None]:
+    """Defer the renames of every `atomic_path` inside until all its writes succeeded.
+
+    On an exception no target changes and every temporary file is removed. The renames run
+    in the order the files were written, so write the file that commits the group last.
+    A group opened inside another joins the outer one.
+    """
+    if _GROUP.get() is not None:
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    token = _GROUP.set(pending)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+    finally:
+        _GROUP.reset(token)
+    for tmp, target in pending:
+        os.replace(tmp, target)
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str], names: set[str] | None = None,
+                            ) -> list[Path]:
+    """Delete the temporary files `atomic_path` left in `directory` (not recursive), e.g.
+    after `kill -9`; only those of target names in `names` when given. Returns them."""
+    directory = Path(directory)
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        m = _TEMP_NAME.match(p.name)
+        if m and p.is_file() and (names is None or m["target"] in names):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -34,3 +34,8 @@ class CheckpointError(TractableError):
 
 class TrainingError(TractableError):
     """Training cannot continue (e.g. repeated NaN/inf losses)."""
+
+
+class NumericalError(TractableError):
+    """A computation left the range floating point can represent faithfully: non-finite
+    samples, or an image a flow cannot invert back exactly at the working precision."""

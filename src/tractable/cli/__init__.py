@@ -9,6 +9,7 @@ printed as one line, without a traceback, and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -52,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TractableError as e:
         print(f"tractable: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"tractable: error: the disk is full ({e.filename or e}); free space and "
+              "run the command again", file=sys.stderr)
         return 2
 
 

@@ -136,12 +136,15 @@ def data_source_args(g: Any, prefix: str = "", what: str = "the dataset",
                    "the images' own size)")
     g.add_argument(f"--{prefix}channels", dest=f"{dest}channels", type=int, choices=[1, 3],
                    help="1: greyscale, 3: RGB (default: the images' own channels)")
+    g.add_argument(f"--{prefix}holdout", dest=f"{dest}holdout", type=float, metavar="FRACTION",
+                   help="image folders without train/ and test/: the fraction held out as "
+                   "the test split (default 0.1)")
 
 
 def data_options(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     """The `load_dataset` options given on the command line (those left unset omitted)."""
     opts = {k: getattr(args, prefix + k, None)
-            for k in ("root", "download", "batches", "size", "channels")}
+            for k in ("root", "download", "batches", "size", "channels", "holdout")}
     return {k: v for k, v in opts.items() if v is not None}
 
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from tractable.cli.common import data_options, data_source_args, examples
+from tractable.cli.output import output_path
 from tractable.data import load_dataset
 from tractable.data.download import default_root
 from tractable.data.registry import DESCRIPTIONS, FOLDER_PREFIX, known_datasets
@@ -54,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     show.add_argument("--split", default="test", choices=["train", "test"])
     show.add_argument("-n", type=int, default=64, metavar="IMAGES",
                       help="number of images (the first n)")
-    show.add_argument("--out", default="grid.png", metavar="PNG", help="the grid's file")
+    show.add_argument("--out", metavar="PNG",
+                      help="the grid's file (default grid.png, or a free grid-K.png)")
     show.add_argument("--nrow", type=int, default=None, metavar="IMAGES",
                       help="images per row (default: square)")
     show.add_argument("--scale", type=int, default=None, metavar="FACTOR",
@@ -126,12 +128,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     from tractable.errors import DataError
     from tractable.viz import save_grid
 
-    if args.n < 1:
-        raise DataError(f"-n must be at least 1, got {args.n}")
+    if args.n < 1 or (args.scale is not None and args.scale < 1) or (
+            args.nrow is not None and args.nrow < 1):
+        raise DataError(f"-n, --scale and --nrow must be at least 1, got {args.n}, "
+                        f"{args.scale}, {args.nrow}")
+    out = output_path(args.out, "grid.png")
     ds = load_dataset(args.name, split=args.split, **_options(args))
     n = min(args.n, len(ds))
-    save_grid(ds.images[:n], args.out, nrow=args.nrow, scale=args.scale)
-    print(f"wrote {n} {ds.name} {args.split} images to {args.out}")
+    save_grid(ds.images[:n], out, nrow=args.nrow, scale=args.scale)
+    print(f"wrote {n} {ds.name} {args.split} images to {out}")
     return 0
 
 

@@ -13,6 +13,7 @@ of the model's size. Both commands use the model's exact encode/decode
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from tractable.cli.common import data_source_args, dataset_for, examples
+from tractable.cli.output import output_path
 from tractable.errors import ConfigError, DataError, ShapeError
 from tractable.run_folder import model_dir_of
 
@@ -44,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--b", required=True, metavar="IMG_OR_INDEX", help="last image")
     q.add_argument("--steps", type=int, default=8, metavar="IMAGES",
                    help="images in the strip, ends included")
-    q.add_argument("--out", default="interpolation.png", metavar="PNG", help="the strip's file")
+    q.add_argument("--out", metavar="PNG",
+                   help="the strip's file (default interpolation.png, or a free "
+                   "interpolation-K.png)")
     q.set_defaults(func=cmd_interpolate)
 
     m = gsub.add_parser(
@@ -68,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m.add_argument("--seed", type=int, default=0, help="seed of that pick")
     m.add_argument("--attr-images", type=int, default=2000, metavar="IMAGES",
                    help="images (the split's first) that estimate the attribute vector")
-    m.add_argument("--out", default="manipulate.png", metavar="PNG", help="the grid's file")
+    m.add_argument("--out", metavar="PNG",
+                   help="the grid's file (default manipulate.png, or a free manipulate-K.png)")
     m.set_defaults(func=cmd_manipulate)
     # let "--alpha -1..1" through: argparse would take "-1..1" for an unknown option
     m._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]*\.\.")
@@ -113,7 +118,8 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> Tensor:
     try:
         with Image.open(path) as file:
             img = file.convert("L" if c == 1 else "RGB")
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as e:
         raise DataError(f"{path} is not a readable image: {e}") from None
     if img.size != (w, h):
         raise ShapeError(f"{path} is {img.size[0]}x{img.size[1]}; the model takes {w}x{h} "
@@ -157,6 +163,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     if args.steps < 2:
         raise ConfigError(f"--steps must be >= 2, got {args.steps}")
+    out = output_path(args.out, "interpolation.png")
     model = load_glow(args.path, args.weights, args.device)
     shape = tuple(model.config.image_shape)
     pair = torch.stack([pick_image(args.a, args, shape), pick_image(args.b, args, shape)])
@@ -165,8 +172,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         strip = model.decode(interpolate(za, zb, args.steps)).cpu()
     ts = torch.linspace(0, 1, args.steps).tolist()
     names = [f"a: {_short(args.a)}", *(f"t={t:.2f}" for t in ts[1:-1]), f"b: {_short(args.b)}"]
-    save_grid(strip, args.out, nrow=args.steps, col_labels=names, marks=[0, args.steps - 1])
-    print(f"wrote a {args.steps}-image interpolation from {args.a} to {args.b} to {args.out}")
+    save_grid(strip, out, nrow=args.steps, col_labels=names, marks=[0, args.steps - 1])
+    print(f"wrote a {args.steps}-image interpolation from {args.a} to {args.b} to {out}")
     return 0
 
 
@@ -192,8 +199,12 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     from tractable.viz import save_grid
 
     alphas = parse_alphas(args.alpha, args.columns)
-    if not alphas or args.n < 1 or args.attr_images < 2:
-        raise ConfigError("need at least one --alpha, --images >= 1 and --attr-images >= 2")
+    if not alphas or args.n < 1 or args.attr_images < 2 or args.batch_size < 1:
+        raise ConfigError("need at least one --alpha, --images >= 1, --attr-images >= 2 and "
+                          "--batch-size >= 1")
+    if not all(math.isfinite(a) for a in alphas):
+        raise ConfigError(f"--alpha values must be finite, got {args.alpha!r}")
+    out = output_path(args.out, "manipulate.png")
     model = load_glow(args.path, args.weights, args.device)
     ds = load_data(args)
     if not ds.has_labels:
@@ -204,7 +215,7 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     k = class_index(args.attribute, ds.class_names)
     device = model.top_prior.learned.device
     n = min(args.attr_images, len(ds))
-    latents = encode_batched(model, ds.images[:n].to(device), args.batch_size)
+    latents = encode_batched(model, ds.images[:n].to(device), args.batch_size, check=False)
     vector = attribute_vector(latents, ds.labels[:n] == k)
     others = (ds.labels != k).nonzero().flatten()
     pick = torch.randperm(len(others), generator=torch.Generator().manual_seed(args.seed))
@@ -220,9 +231,9 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
                           grid.view(len(rows), len(alphas), *shape)], dim=1).flatten(0, 1)
         names, originals = ["original", *names], [0]
     cols = len(names)
-    save_grid(grid, args.out, nrow=cols, col_labels=names,
+    save_grid(grid, out, nrow=cols, col_labels=names,
               marks=[r * cols + j for r in range(len(rows)) for j in originals],
               title=f"attribute '{ds.class_names[k]}'")
     print(f"wrote {len(rows)} images x alpha {[round(a, 3) for a in alphas]} along "
-          f"'{ds.class_names[k]}' (vector from {n} {ds.name} {args.split} images) to {args.out}")
+          f"'{ds.class_names[k]}' (vector from {n} {ds.name} {args.split} images) to {out}")
     return 0

@@ -31,6 +31,7 @@ from tractable.cli.common import (
     load_images,
     show_defaults,
 )
+from tractable.cli.output import output_path
 from tractable.errors import ConfigError, ShapeError
 from tractable.models.registry import known_families, model_class
 from tractable.run_folder import model_dir_of, open_folder
@@ -39,6 +40,7 @@ from tractable.training.config import OPTIMIZER_FIELDS, TrainConfig
 from tractable.training.factory import settable_fields
 
 MODEL_FLAG_PREFIX = "mf__"  # argparse dest of auto-generated model-field flags
+MAX_SAMPLES = 10_000  # images in one `tractable sample` grid
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -77,6 +79,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     a("--conditional", action="store_true", default=None,
       help="condition on the data's class labels")
     a("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    a("--overwrite", action="store_true",
+      help="start a new run in a non-empty --out (replaces an earlier run's files there; "
+      "keeps files tractable did not write)")
     g = p.add_argument_group("length")
     g.add_argument("--epochs", type=int, metavar="N",
                    help="passes over the training images (default: 1, unless --max-steps)")
@@ -227,7 +232,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 values, overrides = _with_recipe(args, values, overrides)
             config = TrainConfig(**values)
             summary = train(args.model, config, preset=args.preset,
-                            overrides=overrides, conditional=bool(args.conditional))
+                            overrides=overrides, conditional=bool(args.conditional),
+                            overwrite=args.overwrite)
     except TrainingInterrupted as e:
         print(f"tractable: {e}", file=sys.stderr)
         return 130
@@ -293,6 +299,10 @@ def load_for_use(path: str, weights: str, device: str) -> tuple[Any, Path]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tractable.evaluation import evaluate_bpd
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     model, model_dir = load_for_use(args.path, args.weights, args.device)
     data, opts = dataset_for(args, model_dir)
     ds, _ = load_images(data, args.split, opts, args.limit, args.seed)
@@ -325,7 +335,8 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p.add_argument("-n", type=int, default=64, metavar="IMAGES",
                    help="number of images (with --class all: per-class count is n // K, at "
                    "least 1)")
-    p.add_argument("--out", default="samples.png", metavar="PNG", help="the grid's file")
+    p.add_argument("--out", metavar="PNG", help="the grid's file (default samples.png, or "
+                   "samples-1.png, ... if that exists)")
     p.add_argument("--class", dest="class_spec", metavar="SPEC",
                    help="3 | cat | 4:0.5,9:0.5 (soft blend) | all (one row per class) "
                    "(default: unconditional, or classes in turn for a conditional model)")
@@ -403,8 +414,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from tractable.training.pictures import draw_samples
     from tractable.viz import save_grid
 
-    if args.n < 1:
-        raise ShapeError(f"-n must be >= 1, got {args.n}")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise ShapeError(f"-n must be between 1 and {MAX_SAMPLES:,} (one grid), got {args.n}; "
+                         "draw more in several runs with different --seed")
+    if not 0 <= args.temperature < math.inf:
+        raise ShapeError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if args.nrow is not None and args.nrow < 1:
+        raise ShapeError(f"--nrow must be >= 1, got {args.nrow}")
+    out = output_path(args.out, "samples.png", (".npy",) if args.npy else ())
     model, model_dir = load_for_use(args.path, args.weights, args.device)
     cfg = model.config
     y, n, nrow = None, args.n, args.nrow
@@ -439,12 +456,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     x = draw_samples(model, n, y=y, temperature=args.temperature, seed=args.seed, **extra)
     if args.temperature != 1.0:
         labels["title"] = (labels.get("title", "") + f"  T = {args.temperature:g}").strip()
-    save_grid(x, args.out, nrow=nrow, **labels)
-    print(f"wrote {n} samples from {model_dir} to {args.out}")
+    save_grid(x, out, nrow=nrow, **labels)
+    print(f"wrote {n} samples from {model_dir} to {out}")
     if args.npy:
         from tractable._io import atomic_write_with
 
-        npy = Path(args.out).with_suffix(".npy")
+        npy = out.with_suffix(".npy")
         atomic_write_with(npy, lambda f: np.save(f, x.numpy()))
         print(f"wrote uint8 array {list(x.shape)} to {npy}")
     return 0

@@ -33,6 +33,8 @@ class Pages(Protocol):
 class ImageDataset(Dataset[tuple[Tensor, int]]):
     """A labelled (or unlabelled) image dataset, in memory or memory-mapped."""
 
+    split_note: str | None = None  # how the split was made, when the source had none
+
     def __init__(
         self,
         images: Tensor,
@@ -109,7 +111,9 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
             return self
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self), generator=g)[:n].sort().values
-        return ImageDataset(self.read_rows(idx), self.labels[idx], self.class_names, self.name)
+        sub = ImageDataset(self.read_rows(idx), self.labels[idx], self.class_names, self.name)
+        sub.split_note = self.split_note
+        return sub
 
     def __repr__(self) -> str:
         return (f"ImageDataset({self.name!r}, n={len(self)}, shape={self.shape}, "

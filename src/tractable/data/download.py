@@ -19,6 +19,7 @@ import os
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -56,11 +57,20 @@ def default_root(name: str) -> Path:
 
 
 def resolve_mirrors(official: Sequence[str], mirrors: Sequence[str] | None) -> list[str]:
-    """`mirrors` if given, else `$TRACTABLE_MIRROR` if set, else the official base URLs."""
+    """`mirrors` if given, else `$TRACTABLE_MIRROR` if set, else the official base URLs.
+
+    Each must be an http(s):// or file:// URL (`DataError` otherwise)."""
     if mirrors:
-        return [str(m) for m in mirrors]
-    env = os.environ.get("TRACTABLE_MIRROR", "").split()
-    return env or list(official)
+        chosen, source = [str(m) for m in mirrors], "mirror"
+    else:
+        chosen, source = os.environ.get("TRACTABLE_MIRROR", "").split(), "$TRACTABLE_MIRROR"
+    for url in chosen:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https", "file") or (
+                parts.scheme != "file" and not parts.netloc):
+            raise DataError(f"{source} {url!r} is not a URL: use http://HOST/PATH, "
+                            "https://HOST/PATH or file:///FOLDER")
+    return chosen or list(official)
 
 
 def md5_file(path: Path) -> str:

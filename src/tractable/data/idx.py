@@ -8,6 +8,7 @@ then the data in C order.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -39,7 +40,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path} is truncated inside its header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims)) if dims else 0
+    expected = math.prod(dims) if dims else 0  # Python ints: a huge header cannot wrap around
     if len(raw) - header != expected:
         raise DataError(
             f"{path} is truncated or corrupt: header says {dims} = {expected} bytes of data, "

@@ -75,7 +75,8 @@ class PreparedSource:
     file or image at a time; `count`: the number of images if known (progress bar);
     `fingerprint`: extra identity for sources without files (e.g. an in-memory dataset);
     `location`: names the copy instead of the file list (a folder of images: so that adding
-    an image makes the same copy stale rather than a new one).
+    an image makes the same copy stale rather than a new one); `note`: the opened dataset's
+    `split_note`.
     """
 
     name: str
@@ -87,6 +88,7 @@ class PreparedSource:
     count: int | None = None
     fingerprint: str = ""
     location: str = ""
+    note: str | None = None  # how the split was made (an image folder without train/ test/)
 
     def identity(self) -> dict[str, Any]:
         """What names the copy's folder: the dataset, not the state of its files."""
@@ -327,7 +329,9 @@ def open_prepared(source: PreparedSource, root: Path | None = None, progress: bo
             if folder.exists() and not quiet:
                 print(f"{folder}: {problem}; rebuilding", file=sys.stderr, flush=True)
             _build(source, key, folder, progress and sys.stderr.isatty())
-        return _open(folder)
+        ds = _open(folder)
+    ds.split_note = source.note
+    return ds
 
 
 def prepared_copies(root: Path | None = None) -> list[tuple[Path, dict[str, Any] | None, int]]:

@@ -5,7 +5,8 @@ holds the official files (default: the cache folder `$TRACTABLE_DATA/<name>`, or
 ~/.cache/tractable/<name>); `download=True` fetches missing files there first. A folder of
 images loads by the name `folder:<path>`. Every dataset takes `size` (resize the shorter
 side and center-crop to size x size) and `channels` (1: greyscale, 3: RGB), done the way an
-image folder's loader does it (Lanczos, ITU-R 601 luma).
+image folder's loader does it (Lanczos, ITU-R 601 luma). Folders also take `holdout`
+(the test fraction of a folder without train/ and test/).
 
 `prepared=True` (the default for every dataset but the bundled 7 MB `mnist-mini`) returns
 the memory-mapped prepared copy (`tractable.data.prepared`), converting the official files
@@ -110,18 +111,18 @@ def dataset_source(name: str) -> Callable[..., PreparedSource]:
 
 def _folder_source(path: str, split: str, root: object = None, download: bool = False,
                    size: int | tuple[int, int] | None = None,
-                   channels: int | None = None) -> PreparedSource:
+                   channels: int | None = None, holdout: float | None = None) -> PreparedSource:
     if download:
         raise DataError("a folder of images cannot be downloaded; drop download=True")
-    return folder_source(path, split, size=size, channels=channels)
+    return folder_source(path, split, size=size, channels=channels, holdout=holdout)
 
 
 def _load_folder(path: str, split: str, root: object = None, download: bool = False,
                  size: int | tuple[int, int] | None = None,
-                 channels: int | None = None) -> ImageDataset:
+                 channels: int | None = None, holdout: float | None = None) -> ImageDataset:
     if download:
         raise DataError("a folder of images cannot be downloaded; drop download=True")
-    return load_image_folder(path, split, size=size, channels=channels)
+    return load_image_folder(path, split, size=size, channels=channels, holdout=holdout)
 
 
 def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] | None = None,

@@ -10,6 +10,8 @@ returns labels 0..9 (10 -> 0) so that label k is digit k. Reading .mat files nee
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -39,11 +41,14 @@ SVHN_CLASSES = [str(i) for i in range(10)]
 def _loadmat(path: Path) -> dict[str, object]:
     try:
         from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
     except ImportError:
         raise DataError("SVHN's .mat files need scipy: pip install 'tractable[svhn]'") from None
     try:
         return loadmat(path)
-    except (ValueError, TypeError, OSError, EOFError, IndexError, NotImplementedError) as e:
+    except (MatReadError, ValueError, TypeError, OSError, EOFError, IndexError, KeyError,
+            AttributeError, NotImplementedError, UnicodeDecodeError, MemoryError,
+            zlib.error, struct.error) as e:
         raise DataError(f"{path} is truncated or not a MATLAB v5 file ({e})") from None
 
 

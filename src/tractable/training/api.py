@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,8 @@ from tractable.run_folder import (
 )
 from tractable.training import distributed
 from tractable.training.batches import BatchTransform, augmentation, mix_seed
-from tractable.training.config import RESUMABLE_FIELDS, TrainConfig
+from tractable.training.checkpoint import read_run_json
+from tractable.training.config import RESCUE_FIELDS, RESUMABLE_FIELDS, TrainConfig
 from tractable.training.factory import build_model, model_config_for
 from tractable.training.trainer import Callback, Trainer
 
@@ -108,10 +111,13 @@ def train(
     callbacks: tuple[Callback, ...] = (),
     train_set: Dataset | None = None,
     test_set: Dataset | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train a new `family` model on `config.data`, or on your own `train_set` / `test_set`
     (see `load_splits`); returns the trainer's summary.
 
+
+    `config.out` must be a new or empty folder unless `overwrite` (see `Trainer`).
     Dataset paths (an image folder, `data_options["root"]`) are made absolute first, so
     the run's `run.json` names the same files from any working directory.
     """
@@ -121,17 +127,51 @@ def train(
     model = make_model(family, train_set, config.seed, preset, overrides, conditional)
     trainer = Trainer(model, train_set, test_set, config,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
-                      callbacks=callbacks, preset=preset)
+                      callbacks=callbacks, preset=preset, overwrite=overwrite)
     return _fit(trainer)
 
 
 def saved_train_config(run_dir: str | os.PathLike[str]) -> tuple[str, TrainConfig]:
     """(family, TrainConfig) a run was started with, from its run.json."""
-    run = migrate_run(read_json(Path(run_dir) / RUN_NAME), Path(run_dir))
+    run = migrate_run(read_run_json(run_dir), Path(run_dir))
     if not run:
         raise CheckpointError(f"{run_dir} is not a training run (no {RUN_NAME}); "
                               "start a new run without --resume")
-    return run["family"], TrainConfig.from_dict(run["train"])
+    train = run["train"]
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in train.items():
+        if key in hints and not _fits_hint(value, hints[key]):
+            raise CheckpointError(f"{Path(run_dir) / RUN_NAME} is corrupt: train.{key} is "
+                                  f"{value!r}, expected {hints[key]}")
+    try:
+        return run["family"], TrainConfig.from_dict(train)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{Path(run_dir) / RUN_NAME} holds invalid training settings "
+                              f"({e})") from None
+
+
+def _fits_hint(value: Any, hint: Any) -> bool:
+    """Whether a JSON value can stand for a field typed `hint` (int, float, str, bool,
+    dict, tuple/list, or an Optional of these)."""
+    args = typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if args and typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits_hint(value, a) for a in args)
+    origin = typing.get_origin(hint) or hint
+    if origin is bool:
+        return isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        return isinstance(value, (list, tuple)) and (not args or origin is list or all(
+            _fits_hint(v, a) for v, a in zip(value, args, strict=False)) and (
+            len(value) == len(args) or Ellipsis in args))
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, origin) if isinstance(origin, type) else True
 
 
 def resume(
@@ -147,7 +187,9 @@ def resume(
     A run trained on your own data resumes when given the same `train_set` / `test_set`.
 
     `changes` may extend or re-schedule the run (max_steps, epochs, log/eval/checkpoint
-    intervals, device); settings that change what is computed are kept from the run.
+    intervals, device) and change the learning rate, warm-up and gradient clipping (to
+    rescue a run that diverged; logged as a "resume" row of the run's history, and the run
+    then differs from an uninterrupted one from here on); other settings are kept.
     """
     run_dir = Path(run_dir)
     if not (run_dir / STATE_NAME).is_file():
@@ -160,6 +202,8 @@ def resume(
         print(f"resume: keeping the run's own {', '.join(ignored)} (only "
               f"{', '.join(RESUMABLE_FIELDS)} can change)", file=sys.stderr)
     allowed = {k: v for k, v in (changes or {}).items() if k in RESUMABLE_FIELDS}
+    rescued = {k: (getattr(config, k), v) for k, v in allowed.items()
+               if k in RESCUE_FIELDS and v != getattr(config, k)}
     config = dataclasses.replace(config, out=str(run_dir), **allowed)
     saved_family, cfg_dict = read_config_json(run_dir / MODEL_DIR)
     if saved_family != family:
@@ -171,6 +215,12 @@ def resume(
     trainer = Trainer(model, train_set, test_set, config, resume=True,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
                       callbacks=callbacks, preset=read_json(run_dir / RUN_NAME).get("preset"))
+    if rescued:
+        trainer.log.add("resume", trainer.step, **{k: new for k, (_, new) in rescued.items()},
+                        **{f"{k}_before": old for k, (old, _) in rescued.items()})
+        if not config.quiet:
+            print("resume: from step {} with {}".format(trainer.step, ", ".join(
+                f"{k} {old} -> {new}" for k, (old, new) in rescued.items())), file=sys.stderr)
     return _fit(trainer)
 
 

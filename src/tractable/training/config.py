@@ -19,10 +19,13 @@ from tractable.errors import ConfigError
 # Optimizer fields that default to the model family's paper settings when left None.
 OPTIMIZER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingDefaults))
 
-# Fields a resumed run may change: how long to train and how it reports, not what it computes.
+# Fields a resumed run may change: how long to train and how it reports, and the three
+# settings that rescue a run that diverged (learning rate, warm-up, gradient clipping). A
+# change of the latter is recorded in the run's history (a "resume" row).
+RESCUE_FIELDS = ("lr", "warmup_steps", "grad_clip")
 RESUMABLE_FIELDS = ("epochs", "max_steps", "log_every", "checkpoint_every", "eval_every",
                     "samples_per_eval", "progress", "quiet", "tensorboard", "device",
-                    "max_bad_steps")
+                    "max_bad_steps", *RESCUE_FIELDS)
 
 _DEFAULTS_HINTS = typing.get_type_hints(TrainingDefaults)
 

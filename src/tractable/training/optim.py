@@ -56,8 +56,8 @@ def check_defaults(d: TrainingDefaults) -> None:
     """Raise `ConfigError` for settings no optimizer can run with."""
     if d.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {d.optimizer!r}; use one of {OPTIMIZERS}")
-    if not d.lr > 0:
-        raise ConfigError(f"learning rate must be > 0, got {d.lr}")
+    if not 0 < d.lr < math.inf:
+        raise ConfigError(f"learning rate must be > 0 and finite, got {d.lr}")
     if len(d.betas) != 2 or not all(0.0 <= b < 1.0 for b in d.betas):
         raise ConfigError(f"betas must be two numbers in [0, 1), got {d.betas}")
     if not 0.0 < d.lr_decay <= 1.0:
@@ -69,6 +69,8 @@ def check_defaults(d: TrainingDefaults) -> None:
     if d.grad_clip is not None and not d.grad_clip >= 0:
         raise ConfigError(f"grad_clip must be > 0 (or 0 / unset: no clipping), got "
                           f"{d.grad_clip}")
+    if not 0.0 <= d.weight_decay < math.inf:
+        raise ConfigError(f"weight_decay must be >= 0 and finite, got {d.weight_decay}")
 
 
 def build_optimizer(params: Iterable[nn.Parameter], d: TrainingDefaults,

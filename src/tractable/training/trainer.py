@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import math
 import signal
 import sys
@@ -30,9 +31,9 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from tractable._io import atomic_write_json
+from tractable._io import atomic_group, atomic_write_json, remove_stale_temp_files
 from tractable.config import __version__
-from tractable.errors import CheckpointError, ConfigError, TrainingError
+from tractable.errors import CheckpointError, ConfigError, NumericalError, TrainingError
 from tractable.models.base import TractableModel
 from tractable.models.bpd import autocast, check_data_fits_model, evaluate_bpd, labels_for
 from tractable.run_folder import RUN_FORMAT
@@ -56,6 +57,11 @@ from tractable.viz import save_grid
 
 _INIT_SALT = 0x1A17
 _STEP_SALT = 0x57E9
+# What a run writes at its top level and in model/ (never anything else: a new run with
+# `overwrite` removes only these, plus samples/step_*.png).
+RUN_FILES = frozenset({STATE_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl", "metrics.csv",
+                       "samples.gif", "bpd.png"})
+MODEL_FILES = frozenset({"config.json", "model.safetensors", "raw.safetensors"})
 
 
 class TrainingInterrupted(TrainingError):
@@ -102,7 +108,10 @@ class Trainer:
         transform: BatchTransform | None = None,
         callbacks: Sequence[Callback] = (),
         preset: str | None = None,
+        overwrite: bool = False,
     ) -> None:
+        """`overwrite`: start a new run in a folder that holds other files (the previous
+        run's files are replaced; files tractable did not write are kept)."""
         config.validate()
         self.cfg = config
         self.env = distributed.setup(config.device)
@@ -141,18 +150,23 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = build_optimizer(self.model.parameters(), self.opt_cfg,
                                          fused=config.fused_optimizer)
-        self.log = MetricsLog(self.run_dir if self.env.is_main else None,
-                              tensorboard=config.tensorboard and self.env.is_main)
+        if self.env.is_main:
+            self._remove_stale_temp_files()
         state = self._load_resume_state() if resume else None
         if state is None:
-            self._check_fresh_run_dir()
+            self._check_fresh_run_dir(overwrite)
         self._announce(int(state.get("step", 0)) if state is not None else 0)
+        self.log = MetricsLog(self.run_dir if self.env.is_main else None,
+                              tensorboard=config.tensorboard and self.env.is_main)
         if state is None:
             self._data_dependent_init()
         self.ema = EMA(self.model, self.opt_cfg.ema_decay, self.opt_cfg.ema_warmup)
         if state is not None:
             self._restore(state)
         self.wrapped = self._wrap()
+        note = getattr(train_set, "split_note", None)
+        if note and self.env.is_main and not config.quiet and state is None:
+            print(f"data: {note}", file=sys.stderr)
         if self.env.is_main and self.run_dir is not None:
             self._write_run_json()
 
@@ -180,10 +194,49 @@ class Trainer:
         if warning:
             print(warning, file=sys.stderr, flush=True)
 
-    def _check_fresh_run_dir(self) -> None:
-        if self.run_dir is not None and (self.run_dir / STATE_NAME).exists():
+    def _remove_stale_temp_files(self) -> None:
+        """Temporary files of writes cut short by a kill (see `tractable._io`)."""
+        if self.run_dir is None:
+            return
+        removed = [*remove_stale_temp_files(self.run_dir, set(RUN_FILES)),
+                   *remove_stale_temp_files(self.run_dir / MODEL_DIR, set(MODEL_FILES)),
+                   *remove_stale_temp_files(self.run_dir / "samples")]
+        if removed and not self.cfg.quiet:
+            print(f"removed {len(removed)} temporary file(s) left in {self.run_dir} by an "
+                  "interrupted write", file=sys.stderr)
+
+    def _check_fresh_run_dir(self, overwrite: bool) -> None:
+        """A new run writes only into a missing or empty folder, unless `overwrite`."""
+        if self.run_dir is None or not self.run_dir.exists() or not self.env.is_main:
+            return  # rank 0 decides: other ranks could already see its first files
+        if not self.run_dir.is_dir():
+            raise ConfigError(f"--out {self.run_dir} is a file, not a folder")
+        if (self.run_dir / STATE_NAME).exists() and not overwrite:
             raise ConfigError(f"{self.run_dir} already holds a training run; pass --resume to "
-                              "continue it, or choose another --out")
+                              "continue it, --overwrite to replace it, or choose another --out")
+        entries = sorted(p.name for p in self.run_dir.iterdir())
+        if not entries:
+            return
+        if not overwrite:
+            shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
+            raise ConfigError(f"{self.run_dir} is not empty ({shown}); a new run needs an empty "
+                              "or new folder: choose another --out, or pass --overwrite to "
+                              "write into it (files tractable did not write are kept)")
+        self._remove_previous_run_files()
+
+    def _remove_previous_run_files(self) -> None:
+        """With `overwrite`: delete what an earlier run wrote here, and nothing else."""
+        assert self.run_dir is not None
+        model_dir, samples = self.run_dir / MODEL_DIR, self.run_dir / "samples"
+        doomed = [self.run_dir / n for n in RUN_FILES] + [model_dir / n for n in MODEL_FILES]
+        if samples.is_dir():
+            doomed += list(samples.glob("step_*.png"))
+        for p in doomed:
+            if p.is_file():
+                p.unlink()
+        for d in (model_dir, samples):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only if now empty
 
     def _data_dependent_init(self) -> None:
         """Rank 0 initializes from a data batch (weight norm, ActNorm), then broadcasts."""
@@ -225,6 +278,7 @@ class Trainer:
             "model_config": self.model.config.to_dict(),
             "world_size": self.env.world_size,
             "preset": self.preset,
+            "data_split": getattr(self.train_set, "split_note", None),
             "tractable_version": __version__,
         })
 
@@ -241,16 +295,20 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             _match_state_layout(self.optimizer)
             self.step = int(state["step"])
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
             raise CheckpointError(f"{self.run_dir} holds a training state that is incomplete "
-                                  f"or from another model ({e})") from None
+                                  f"or from another model ({type(e).__name__}: {e})") from None
         self.best_bpd = state.get("best_bpd")
         self.consecutive_bad = int(state.get("consecutive_bad", 0))
         self._elapsed_before = float(state.get("elapsed_s", 0.0))
         self.log.rows = list(state.get("history", []))
         rng = state.get("rng", {})
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
+        if isinstance(rng.get("torch"), Tensor):
+            try:
+                torch.set_rng_state(rng["torch"])
+            except (RuntimeError, TypeError) as e:
+                raise CheckpointError(f"{self.run_dir}: the RNG state in {STATE_NAME} is "
+                                      f"corrupt ({e})") from None
         if self.env.device.type == "cuda" and rng.get("cuda") is not None:
             torch.cuda.set_rng_state(rng["cuda"], self.env.device)
         self._last_ckpt_step = self.step
@@ -258,34 +316,73 @@ class Trainer:
         self.last_checkpoint = (self.step, self.run_dir / STATE_NAME)  # type: ignore[operator]
 
     def save_checkpoint(self) -> Path | None:
-        """Write model/ (EMA + raw weights) and then state.pt, the commit point (rank 0)."""
+        """Write model/ (EMA + raw weights) and state.pt as one group (rank 0).
+
+        Every file is written to a temporary name first and renamed only when all are
+        written, state.pt last: a failed write (disk full) changes nothing, so model/ and
+        state.pt always hold the same step. Non-finite weights are never saved: the last
+        good checkpoint stays."""
         self._last_ckpt_step = self.step
         if not self.env.is_main or self.run_dir is None:
             return None
         raw = self.model.state_dict()
-        self.ema.model.save_pretrained(self.run_dir / MODEL_DIR, raw_state=raw)
+        bad = _non_finite_tensors(raw) + [f"ema.{k}" for k in
+                                          _non_finite_tensors(self.ema.state_dict())]
+        if bad:
+            self._refuse_non_finite_checkpoint(bad)
+            return None
         epoch, index = self.stream.position(self.step)
-        save_state(self.run_dir / STATE_NAME, {
-            "step": self.step,
-            "model": {k: v.detach().cpu() for k, v in raw.items()},
-            "ema": {k: v.detach().cpu() for k, v in self.ema.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(self.env.device)
-                    if self.env.device.type == "cuda" else None},
-            "data": {"epoch": epoch, "batch_in_epoch": index, "seed": self.cfg.seed,
-                     "steps_per_epoch": self.stream.steps_per_epoch,
-                     "permutation": self.stream.permutation(epoch).clone()},
-            "train_config": self.cfg.to_dict(),
-            "history": self.log.rows,
-            "best_bpd": self.best_bpd,
-            "consecutive_bad": self.consecutive_bad,
-            "elapsed_s": self.elapsed(),
-        })
-        self.log.write()
-        self._write_summary()
-        self.last_checkpoint = (self.step, self.run_dir / STATE_NAME)
+        try:
+            with atomic_group():
+                self.ema.model.save_pretrained(self.run_dir / MODEL_DIR, raw_state=raw)
+                save_state(self.run_dir / STATE_NAME, {
+                    "step": self.step,
+                    "model": {k: v.detach().cpu() for k, v in raw.items()},
+                    "ema": {k: v.detach().cpu() for k, v in self.ema.state_dict().items()},
+                    "optimizer": self.optimizer.state_dict(),
+                    "rng": {"torch": torch.get_rng_state(),
+                            "cuda": torch.cuda.get_rng_state(self.env.device)
+                            if self.env.device.type == "cuda" else None},
+                    "data": {"epoch": epoch, "batch_in_epoch": index, "seed": self.cfg.seed,
+                             "steps_per_epoch": self.stream.steps_per_epoch,
+                             "permutation": self.stream.permutation(epoch).clone()},
+                    "train_config": self.cfg.to_dict(),
+                    "history": self.log.rows,
+                    "best_bpd": self.best_bpd,
+                    "consecutive_bad": self.consecutive_bad,
+                    "elapsed_s": self.elapsed(),
+                })
+            self.last_checkpoint = (self.step, self.run_dir / STATE_NAME)
+            self.log.write()
+            self._write_summary()
+        except OSError as e:
+            raise self._write_failure(e) from None
         return self.run_dir / STATE_NAME
+
+    def _intact_checkpoint(self) -> str:
+        if self.last_checkpoint is None:
+            return "no checkpoint was saved yet"
+        step, path = self.last_checkpoint
+        return f"the last complete checkpoint is step {step} ({path} and {path.parent / MODEL_DIR})"
+
+    def _write_failure(self, e: OSError) -> CheckpointError:
+        """A one-line error for a failed checkpoint write, naming the intact checkpoint."""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "the disk is full"
+        else:
+            what = f"{e.strerror or e}"
+        return CheckpointError(
+            f"could not write the checkpoint of step {self.step} to {self.run_dir}: {what}"
+            f"{f' ({e.filename})' if e.filename else ''}; nothing of it was kept, "
+            f"{self._intact_checkpoint()}. Free space, then continue with --resume")
+
+    def _refuse_non_finite_checkpoint(self, names: list[str]) -> None:
+        self.log.add("skip", self.step, skipped=self.consecutive_bad,
+                     note=f"checkpoint not saved: non-finite weights ({names[0]})")
+        if not self.cfg.quiet:
+            tqdm.write(f"step {self.step}: {len(names)} weight tensor(s) are NaN/inf (e.g. "
+                       f"{names[0]}); checkpoint not saved, {self._intact_checkpoint()}",
+                       file=sys.stderr)
 
     def elapsed(self) -> float:
         """Wall-clock seconds this run has trained, over all its sessions."""
@@ -413,13 +510,15 @@ class Trainer:
             self.log.write()
             if self.last_checkpoint is not None:
                 where = (f"the last good checkpoint is {self.last_checkpoint[1]} (step "
-                         f"{self.last_checkpoint[0]}); resume from it with --resume")
+                         f"{self.last_checkpoint[0]}); continue from it with --resume plus a "
+                         "lower --lr, more --warmup-steps or a --grad-clip (a resumed run may "
+                         "change these)")
             else:
-                where = "no checkpoint was saved yet"
+                where = ("no checkpoint was saved yet; start again with a lower --lr, more "
+                         "--warmup-steps or a --grad-clip")
             raise TrainingError(
                 f"{self.consecutive_bad} consecutive steps had a non-finite loss or gradient "
-                f"(last at step {self.step + 1}); training stopped. {where}, after lowering "
-                f"--lr or adding --warmup-steps / --grad-clip"
+                f"(last at step {self.step + 1}); training stopped. {where}"
             )
 
     def _log_train(self, window: list[tuple[float, float]], gnorm: float, dt: float,
@@ -475,7 +574,12 @@ class Trainer:
             return None
         model = self.ema.model
         y = cycling_labels(model, n)
-        x = draw_samples(model, n, y=y, seed=self.cfg.seed, sampler=self.cfg.sampler)
+        try:
+            x = draw_samples(model, n, y=y, seed=self.cfg.seed, sampler=self.cfg.sampler)
+        except NumericalError as e:  # e.g. an early Glow whose inverse overflows
+            if not self.cfg.quiet:
+                tqdm.write(f"step {self.step}: no sample grid: {e}", file=sys.stderr)
+            return None
         name = f"samples/step_{self.step:08d}.png"
         k = model.config.num_classes
         names = list(model.config.class_names)
@@ -526,3 +630,9 @@ class Trainer:
             f"interrupted at step {self.step}/{self.total_steps}; checkpoint saved to {path}. "
             "Continue with the same command plus --resume"
             if path else f"interrupted at step {self.step}/{self.total_steps}")
+
+
+def _non_finite_tensors(state: dict[str, Tensor]) -> list[str]:
+    """Names of the floating tensors of a state dict that hold a NaN or ±inf."""
+    return [k for k, v in state.items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())]

@@ -25,12 +25,15 @@ if TYPE_CHECKING:
 Latents = list[Tensor]
 
 
-def encode_batched(model: Glow, images: Tensor, batch_size: int = 256) -> Latents:
-    """`model.encode` over many uint8 images in batches (no gradients), concatenated."""
+def encode_batched(model: Glow, images: Tensor, batch_size: int = 256,
+                   check: bool = True) -> Latents:
+    """`model.encode` over many uint8 images in batches (no gradients), concatenated.
+
+    `check=False` skips encode's exact-round-trip check (e.g. for averages of latents)."""
     chunks = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            chunks.append(model.encode(images[start:start + batch_size]))
+            chunks.append(model.encode(images[start:start + batch_size], check=check))
     return [torch.cat(level, dim=0) for level in zip(*chunks, strict=True)]
 
 

@@ -24,21 +24,39 @@ factored-out half expressed in its prior's standard form eps_i = (z_i - mean_i)/
 the split priors do not see y, so the latents do not depend on y; only the top prior does.
 `sample` is `decode` of eps_i ~ N(0, T²) and z_L ~ N(mean_y, (T·exp(logs_y))²): temperature T
 scales the prior's std at every level.
+
+Exact round trips
+-----------------
+`decode(encode(x)) == x` needs the inverse to land within half a bin (1/(2·n_bins)) of the
+bin centre. Floating-point error in the latents is amplified on the way back by the inverse
+of every contraction the flow applies; the strong ones are affine couplings whose scale
+sigmoid(h + 2) is near 0 (after training at a high learning rate, 1e-5..1e-10 on uniform
+noise images, versus 1e-2 on digits), so the error at the image is about
+eps · Π 1/scale along a sub-pixel's path. float32 (eps 6e-8) fails once that product passes
+~1e4, which a trained model reaches on noise and occasionally on real images; float64
+(eps 1e-16) holds to ~1e13. `encode` and `decode` therefore compute in float64 whatever the
+model's dtype (a float64 view of the weights per call) and return float64 latents; and
+`encode` of uint8 images decodes its own result and raises `NumericalError` for images the
+flow compresses beyond even float64 (`check=False` skips that), so every latent `encode`
+returns decodes back to its image bit for bit. `decode` runs in float64 for float64 latents
+and in the model's dtype otherwise: sampling (the prior's latents, in the model's dtype)
+needs no exact round trip.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from tractable.config import TrainingDefaults
-from tractable.errors import ShapeError
+from tractable.errors import NumericalError, ShapeError
 from tractable.models.base import TractableModel
 from tractable.models.glow.actnorm import ActNorm
 from tractable.models.glow.config import GlowConfig
@@ -145,30 +163,59 @@ class Glow(TractableModel):
         raw, _, logdet, _ = self._forward(x_c)
         return raw, logdet
 
-    def _to_continuous_input(self, x: Tensor) -> Tensor:
+    def _to_continuous_input(self, x: Tensor, dtype: torch.dtype) -> Tensor:
         if x.dtype == torch.uint8:
             self.check_images(x)
-            return to_continuous(x, self.config.n_bits, self._ref().dtype, noise=False)
+            return to_continuous(x, self.config.n_bits, dtype, noise=False)
         if not x.is_floating_point() or tuple(x.shape[1:]) != tuple(self.config.image_shape):
             raise ShapeError(
                 f"encode takes uint8 images or continuous float images x_c in [-0.5, 0.5) of "
                 f"shape [B, {', '.join(map(str, self.config.image_shape))}], got {x.dtype} "
                 f"{list(x.shape)}"
             )
-        return x.to(self._ref().dtype)
+        return x.to(dtype)
 
-    def encode(self, x: Tensor, y: Tensor | None = None) -> list[Tensor]:
-        """Images -> one latent per level (split levels standardized, raw top last).
+    def _in_float64(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` with every floating parameter and buffer seen in float64 (a per-call
+        cast; the module's own tensors are untouched). See "Exact round trips" above."""
+        if self._ref().dtype == torch.float64:
+            return fn(*args)
+        tensors = {f"model.{k}": v.double() if v.is_floating_point() else v
+                   for k, v in [*self.named_parameters(), *self.named_buffers()]}
+        return functional_call(_Call(self, fn), tensors, args)
+
+    def encode(self, x: Tensor, y: Tensor | None = None, check: bool = True) -> list[Tensor]:
+        """Images -> one latent per level (split levels standardized, raw top last), float64.
 
         uint8 images are placed at their bins' centres, x_c = (x_q + 0.5)/n_bins - 0.5, so
         encoding is deterministic; a float tensor is taken as x_c itself (e.g. dequantized).
-        `y` is optional even for a class-conditional model, and checked but unused when
-        given: the flow does not see the class, so neither do the latents.
+        For uint8 images with `check` (default), the latents are decoded again and
+        `NumericalError` is raised, naming the images, if any pixel would not come back
+        exactly (see "Exact round trips"). `y` is optional even for a class-conditional
+        model, and checked but unused when given: the flow does not see the class.
         """
-        x_c = self._to_continuous_input(x)
+        x_c = self._to_continuous_input(x, torch.float64)
         if y is not None:
             self._labels(y, x_c.shape[0])
-        return self._forward(x_c)[1]
+        latents: list[Tensor] = self._in_float64(lambda v: self._forward(v)[1], x_c)
+        if check and x.dtype == torch.uint8:
+            self._check_round_trip(x, latents)
+        return latents
+
+    def _check_round_trip(self, x: Tensor, latents: list[Tensor]) -> None:
+        with torch.no_grad():
+            back = self.decode([z.detach() for z in latents], check_finite=False)
+        wrong = (back != x).flatten(1).sum(1)
+        bad = wrong.nonzero().flatten().tolist()
+        if bad:
+            raise NumericalError(
+                f"{len(bad)} of {len(x)} images (batch indices {bad[:10]}"
+                f"{' ...' if len(bad) > 10 else ''}; {int(wrong.sum())} sub-pixels) would not "
+                "decode back exactly: the flow contracts them beyond float64 precision "
+                "(typical of images far from the training data, e.g. noise, for a model "
+                "trained at a high learning rate). encode(..., check=False) returns their "
+                "latents anyway"
+            )
 
     def _check_latents(self, latents: Sequence[Tensor]) -> int:
         expected = [list(s) for s in self.latent_shapes]
@@ -182,13 +229,8 @@ class Glow(TractableModel):
             )
         return batch.pop()
 
-    def decode_continuous(self, latents: Sequence[Tensor], y: Tensor | None = None) -> Tensor:
-        """Exact inverse of `encode` on the continuous scale: latents -> x_c (float).
-
-        `y`, as for `encode`, is optional and does not change the result."""
-        batch = self._check_latents(latents)
-        if y is not None:
-            self._labels(y, batch)
+    def _inverse(self, latents: Sequence[Tensor]) -> Tensor:
+        """latents -> x_c in the dtype of the model's tensors as currently seen."""
         z = latents[-1].to(self._ref().dtype)
         for i, level in reversed(list(enumerate(self._levels()))):
             if level.split is not None:
@@ -199,9 +241,29 @@ class Glow(TractableModel):
             z = unsqueeze2d(z)
         return z
 
-    def decode(self, latents: Sequence[Tensor], y: Tensor | None = None) -> Tensor:
-        """Latents -> uint8 images (the bin containing `decode_continuous(latents)`)."""
-        return to_uint8(self.decode_continuous(latents, y), self.config.n_bits)
+    def decode_continuous(self, latents: Sequence[Tensor], y: Tensor | None = None) -> Tensor:
+        """Exact inverse of `encode` on the continuous scale: latents -> x_c.
+
+        Computed in float64 when the latents are float64 (as `encode` returns them), else
+        in the model's dtype (e.g. the prior's latents when sampling, which need no exact
+        round trip). `y`, as for `encode`, is optional and does not change the result."""
+        batch = self._check_latents(latents)
+        if y is not None:
+            self._labels(y, batch)
+        if all(z.dtype == torch.float64 for z in latents):
+            return cast(Tensor, self._in_float64(self._inverse, list(latents)))
+        return self._inverse(latents)
+
+    def decode(self, latents: Sequence[Tensor], y: Tensor | None = None,
+               check_finite: bool = True) -> Tensor:
+        """Latents -> uint8 images (the bin containing `decode_continuous(latents)`).
+
+        Raises `NumericalError` if an image decodes to non-finite values (there is no bin
+        to put them in), unless `check_finite=False` (those sub-pixels then become 0)."""
+        x_c = self.decode_continuous(latents, y)
+        if check_finite:
+            _check_finite(x_c)
+        return to_uint8(x_c, self.config.n_bits)
 
     # ---- likelihood ------------------------------------------------------------------
     def continuous_log_prob(self, x_c: Tensor, y: Tensor | None = None) -> Tensor:
@@ -312,3 +374,26 @@ class Glow(TractableModel):
         process; plus gradient clipping, since Glow is prone to early NaNs."""
         return TrainingDefaults(optimizer="adamax", lr=1e-3, warmup_steps=500, ema_decay=0.999,
                                 grad_clip=50.0, batch_size=64)
+
+
+class _Call(nn.Module):
+    """Holds `model` as a submodule so `functional_call` can swap its tensors for `fn`."""
+
+    def __init__(self, model: nn.Module, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.fn = fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+def _check_finite(x_c: Tensor) -> None:
+    """Raise `NumericalError` with the count of images holding a NaN or ±inf."""
+    bad = ~torch.isfinite(x_c).flatten(1).all(1)
+    if bool(bad.any()):
+        raise NumericalError(
+            f"{int(bad.sum())} of {len(x_c)} decoded images came out of the flow's inverse as "
+            "NaN or inf, so they have no pixel values; when sampling, lower the temperature "
+            "or use a model trained longer or at a lower learning rate"
+        )

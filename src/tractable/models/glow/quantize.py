@@ -45,5 +45,6 @@ def to_continuous(
 def to_uint8(x_c: Tensor, n_bits: int) -> Tensor:
     """x_c -> uint8 images: the bin containing x_c, scaled back to 0..255 (openai `postprocess`)."""
     n_bins = 2**n_bits
-    xq = torch.floor((x_c.float() + 0.5) * n_bins).clamp(0, n_bins - 1)
+    x_c = x_c if x_c.dtype == torch.float64 else x_c.float()  # float64 decodes stay float64
+    xq = torch.floor((x_c + 0.5) * n_bins).clamp(0, n_bins - 1)
     return (xq * 2 ** (8 - n_bits)).to(torch.uint8)
