@@ -171,7 +171,7 @@ def test_cli_convert_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str
                      "--image-size", "8"]) == 0
     printed = capsys.readouterr().out
     assert "parameters" in printed
-    model = load(out)
+    model = load(out).eval()  # the paper config trains with dropout 0.5
     exp = _expected("small_conditional")
     images = torch.from_numpy(exp["images"]).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():

@@ -22,20 +22,23 @@ def test_the_three_models_ship() -> None:
     assert EXPECTED <= set(NAMES)
 
 
-def _test_split(name: str, shared_data: Path):  # type: ignore[no-untyped-def]
+def _test_split(name: str, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     data = pretrained.info(name)["data"]
-    root = {"root": shared_data / data} if data != "mnist-mini" else {}
-    return load_dataset(data, "test", **root)
+    if data == "mnist-mini":  # bundled in the package
+        return load_dataset(data, "test")
+    return load_dataset(data, "test", root=request.getfixturevalue("shared_data") / data)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_loads_and_reproduces_its_recorded_bits_per_dim(name: str, shared_data: Path) -> None:
+def test_loads_and_reproduces_its_recorded_bits_per_dim(
+    name: str, request: pytest.FixtureRequest
+) -> None:
     info = pretrained.info(name)
     model = tractable.load(f"pretrained:{name}").eval()
     assert model.family == info["family"]
     assert model.config.num_classes == info["num_classes"] == 10
     assert sum(p.numel() for p in model.parameters()) == info["parameters"]
-    test = _test_split(name, shared_data)
+    test = _test_split(name, request)
     n = info["subset_first_n"]
     first = type(test)(test.images[:n], test.labels[:n], test.class_names, test.name)
     got = evaluate_bpd(model, first, batch_size=100).bits_per_dim

@@ -297,11 +297,16 @@ def write_small(out: Path, num_labels: int, seed: int) -> None:
     print(f"{out}: {len(values)} variables")
 
 
+def _one_per_line(table: dict) -> str:
+    rows = [f"{json.dumps(k)}: {json.dumps(table[k])}" for k in sorted(table)]
+    return "{\n" + ",\n".join(rows) + "\n}\n"
+
+
 def write_paper_table(path: Path) -> None:
     tf1.reset_default_graph()
     build(dict(nr_resnet=5, nr_filters=160, nr_logistic_mix=10), 1, (32, 32, 3), 0)
     table = {v.op.name: [int(d) for d in v.shape] for v in tf1.global_variables()}
-    path.write_text(json.dumps(table, indent=0, sort_keys=True) + "\n")
+    path.write_text(_one_per_line(table))
     print(f"{path}: {len(table)} variables")
 
 
