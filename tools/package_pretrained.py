@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--root", help="dataset folder (fashion-mnist)")
     parser.add_argument("--subset", type=int, default=64, help="first N test images")
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--test-limit", type=int,
+                        help="evaluate only the first N test images (default: all)")
     args = parser.parse_args()
     run = json.loads((args.run / "run.json").read_text())
     summary = json.loads((args.run / "summary.json").read_text())
@@ -40,17 +42,22 @@ def main() -> None:
     data = run["data"]
     opts = {"root": args.root} if args.root else {}
     test = load_dataset(data, "test", **opts)
+    first = type(test)(test.images[:args.subset], test.labels[:args.subset], test.class_names,
+                       test.name)
+    if args.test_limit:
+        test = type(test)(test.images[:args.test_limit], test.labels[:args.test_limit],
+                          test.class_names, test.name)
     t0 = time.perf_counter()
     full = evaluate_bpd(model, test, batch_size=args.batch_size)
     eval_s = time.perf_counter() - t0
-    first = type(test)(test.images[:args.subset], test.labels[:args.subset], test.class_names,
-                       test.name)
     sub = evaluate_bpd(model, first, batch_size=args.batch_size)
     train = run["train"]
     record = {
         "family": run["family"], "data": data, "num_classes": model.config.num_classes,
         "parameters": sum(p.numel() for p in model.parameters()),
         "test_bits_per_dim": round(full.bits_per_dim, 4), "test_images": full.num_images,
+        "test_images_which": "all" if full.num_images == len(test) and not args.test_limit
+        else f"the first {full.num_images} of the test split",
         "subset_first_n": args.subset, "subset_bits_per_dim": sub.bits_per_dim,
         "steps": summary["step"], "batch_size": train["batch_size"],
         "train_seconds": round(summary["elapsed_s"]),
