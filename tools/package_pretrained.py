@@ -47,9 +47,12 @@ def main() -> None:
     if args.test_limit:
         test = type(test)(test.images[:args.test_limit], test.labels[:args.test_limit],
                           test.class_names, test.name)
+    # Glow's bits/dim draws dequantization noise: seed it so the numbers can be re-derived
+    torch.manual_seed(0)
     t0 = time.perf_counter()
     full = evaluate_bpd(model, test, batch_size=args.batch_size)
     eval_s = time.perf_counter() - t0
+    torch.manual_seed(0)
     sub = evaluate_bpd(model, first, batch_size=args.batch_size)
     train = run["train"]
     record = {
@@ -59,6 +62,7 @@ def main() -> None:
         "test_images_which": "all" if full.num_images == len(test) and not args.test_limit
         else f"the first {full.num_images} of the test split",
         "subset_first_n": args.subset, "subset_bits_per_dim": sub.bits_per_dim,
+        "subset_seed": 0, "subset_batch_size": args.batch_size,
         "steps": summary["step"], "batch_size": train["batch_size"],
         "train_seconds": round(summary["elapsed_s"]),
         "eval_seconds": round(eval_s),
