@@ -5,23 +5,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tractable.cli.common import examples
 from tractable.errors import CheckpointError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("convert", help="convert another implementation's checkpoint")
+    p = sub.add_parser("convert", help="convert another implementation's checkpoint",
+                       epilog=examples("tractable convert openai-pixelcnn "
+                                       "pxpp/params_cifar.ckpt --out models/pxpp"))
     kinds = p.add_subparsers(dest="source", required=True)
     o = kinds.add_parser(
         "openai-pixelcnn",
         help="openai/pixel-cnn's TensorFlow PixelCNN++ checkpoint (e.g. pxpp.zip, unzipped)",
         description="Read an openai/pixel-cnn TensorFlow (V2) checkpoint without TensorFlow "
         "and write a tractable model folder: model.safetensors (the Polyak averages), "
-        "raw.safetensors (the trained weights), config.json.")
+        "raw.safetensors (the trained weights), config.json.",
+        epilog=examples("tractable convert openai-pixelcnn pxpp/params_cifar.ckpt "
+                        "--out models/pxpp",
+                        "tractable eval models/pxpp --data cifar10 --device cuda"))
     o.add_argument("checkpoint", metavar="CKPT",
                    help="the checkpoint prefix (e.g. params_cifar.ckpt), its .index file, "
                    "or the folder holding it")
-    o.add_argument("--out", required=True, help="model folder to create")
-    o.add_argument("--image-size", type=int, default=32,
+    o.add_argument("--out", required=True, metavar="DIR", help="model folder to create")
+    o.add_argument("--image-size", type=int, default=32, metavar="PIXELS",
                    help="height = width of the images the model is for (CIFAR-10: 32)")
     o.set_defaults(func=cmd_convert_openai)
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from tractable.cli.common import examples
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("models", help="list the ready models shipped in the package",
                        description="Models every command accepts as pretrained:NAME, e.g. "
-                       "`tractable sample pretrained:pixelcnn++-mnist --class all`.")
+                       "`tractable sample pretrained:pixelcnn++-mnist --class all`.",
+                       epilog=examples("tractable models",
+                                       "tractable sample pretrained:pixelcnn++-fashion-mnist "
+                                       "--class all -n 80 --out fashion.png"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_models)
 
