@@ -285,7 +285,7 @@ def write_small(out: Path, num_labels: int, seed: int) -> None:
         for _ in range(5):
             sess.run(g["step"], feed(rng.randint(0, 256, (batch, *shape)), labels))
         out.mkdir(parents=True, exist_ok=True)
-        saver.save(sess, str(out / "params.ckpt"), write_meta_graph=False)
+        saver.save(sess, str(out / "params.ckpt"), write_meta_graph=False, write_state=False)
         values = sess.run({v.op.name: v for v in tf1.global_variables()})
         images = rng.randint(0, 256, (batch, *shape)).astype(np.uint8)
         labels = rng.randint(0, max(num_labels, 1), batch).astype(np.int32)
