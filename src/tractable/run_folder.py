@@ -78,8 +78,13 @@ def open_folder(path: str | os.PathLike[str]) -> Folder:
 
 
 def model_dir_of(path: str | os.PathLike[str]) -> Path:
-    """The saved-model folder of a run folder, or `path` itself if it is a model folder."""
-    path = Path(path)
+    """The saved-model folder of a run folder, or `path` itself if it is a model folder.
+
+    `pretrained:NAME` and `hf:ORG/NAME[@REV]` resolve to their local folders (`tractable.hub`).
+    """
+    from tractable.hub import resolve
+
+    path = resolve(path)
     if (path / CONFIG_NAME).is_file():
         return path
     if (path / MODEL_DIR / CONFIG_NAME).is_file():

@@ -141,10 +141,12 @@ class TractableModel(nn.Module):
         weights, default), "raw" (the optimizer's), or a file name in the model folder.
         The config is type- and range-checked, and its size estimated, before anything is
         allocated. Called on the base class, it picks the family from `config.json`.
+        `directory` may also be `pretrained:NAME` or `hf:ORG/NAME[@REV]` (`tractable.hub`).
         """
+        from tractable.hub import resolve
         from tractable.models.registry import model_class
 
-        model_dir = model_dir_of(directory)
+        model_dir = model_dir_of(resolve(directory, WEIGHT_FILES.get(weights, weights)))
         family, cfg_dict = read_config_json(model_dir)
         klass = model_class(family)
         if cls is not TractableModel and not issubclass(klass, cls):
@@ -155,6 +157,15 @@ class TractableModel(nn.Module):
         file = WEIGHT_FILES.get(weights, weights)
         model.load_state_dict(_load_weights(model_dir / file), strict=True)
         return model.to(map_location).eval()
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Publish this model to the Hugging Face Hub repo `repo_id` (`tractable.hub`).
+
+        Returns `hf:ORG/NAME@COMMIT`, which `tractable.load` accepts.
+        """
+        from tractable.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """As `nn.Module.load_state_dict`, but a mismatch raises a readable `CheckpointError`."""
@@ -185,7 +196,8 @@ def _load_weights(path: Path) -> dict[str, Tensor]:
 
 def load(directory: str | os.PathLike[str], weights: str = WEIGHTS_NAME,
          map_location: str | torch.device = "cpu") -> TractableModel:
-    """Load any saved model, from its folder or a training run's folder, in eval mode.
+    """Load any saved model, from its folder or a training run's folder, in eval mode;
+    also `pretrained:NAME` (`tractable models` lists them) or `hf:ORG/NAME[@REV]` (the Hub).
 
     `weights`: "ema" (default), "raw", or a weights file name (`from_pretrained`).
     """
