@@ -48,7 +48,7 @@ class AppModel:
     histogram_images: int = 200
     attribute_images: int = 1000
     _test_bpd: np.ndarray | None = field(default=None, repr=False)
-    _attributes: list[list[Tensor]] | None = field(default=None, repr=False)
+    _attributes: list[list[Tensor] | None] | None = field(default=None, repr=False)
 
     # ---- what the page needs to lay itself out ----------------------------------------
     @property
@@ -212,8 +212,9 @@ class AppModel:
         return self.model.eval()
 
     @torch.no_grad()
-    def attribute_vectors(self) -> list[list[Tensor]]:
-        """v_k = mean z of class-k test images − mean z of the others, per class (Glow §5.3)."""
+    def attribute_vectors(self) -> list[list[Tensor] | None]:
+        """v_k = mean z of class-k test images − mean z of the others, per class (Glow §5.3);
+        None for a class with no test image among those used (or only such images)."""
         from tractable.models.glow.latents import attribute_vector, encode_batched
 
         if self._attributes is None:
@@ -225,8 +226,8 @@ class AppModel:
                 z = encode_batched(model, self.test.images[:n].to(self.device), 200)
                 labels = self.test.labels[:n]
                 self._attributes = [attribute_vector(z, labels == k)
-                                    for k in range(len(self.class_names))
-                                    if 0 < int((labels == k).sum()) < n]
+                                    if 0 < int((labels == k).sum()) < n else None
+                                    for k in range(len(self.class_names))]
         return self._attributes
 
     @torch.no_grad()
@@ -235,8 +236,10 @@ class AppModel:
         model = self._glow()
         vectors = self.attribute_vectors()
         z = model.encode(image[None].to(self.device))
+        if len(alphas) < len(vectors):
+            raise ShapeError(f"{len(vectors)} attribute weights needed, got {len(alphas)}")
         for alpha, v in zip(alphas, vectors, strict=False):
-            if alpha:
+            if alpha and v is not None:
                 z = [a + alpha * b for a, b in zip(z, v, strict=True)]
         return model.decode(z)[0].cpu()
 
