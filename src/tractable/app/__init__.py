@@ -86,9 +86,37 @@ def main_models(paths: Sequence[str], **kwargs: Any) -> list[AppModel]:
     return pretrained_models(**kwargs)
 
 
-def pretrained_models(**kwargs: Any) -> list[AppModel]:
-    raise ConfigError("no model given and this version ships no pretrained models: pass run "
-                      "or model folders, e.g. `tractable app runs/demo` after `make demo`")
+NO_MODELS = ("no model given and this installation ships no pretrained models: pass run "
+             "or model folders, e.g. `tractable app runs/demo` after `make demo`")
+
+
+def pretrained_models(data: str | None = None, **kwargs: Any) -> list[AppModel]:
+    """The shipped ready models (`tractable.load("pretrained:NAME")`), each with the test
+    split of the dataset its record names."""
+    try:
+        from tractable import pretrained  # type: ignore[attr-defined]
+    except ImportError:
+        raise ConfigError(NO_MODELS) from None
+    names = list(pretrained.available())
+    if not names:
+        raise ConfigError(NO_MODELS)
+    models = []
+    for name in names:
+        record = pretrained.info(name)
+        dataset = data or _dataset_of(record)
+        models.append(load_app_model(pretrained.path_of(name), data=dataset, name=name,
+                                     **kwargs))
+    return models
+
+
+def _dataset_of(record: dict[str, Any]) -> str | None:
+    """The dataset a pretrained model's record names (top level or under "train")."""
+    train = record.get("train")
+    for where in (record, train if isinstance(train, dict) else {}):
+        for key in ("data", "dataset"):
+            if isinstance(where.get(key), str):
+                return str(where[key])
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover
