@@ -532,7 +532,7 @@ def histogram_with_marker(values: np.ndarray, marker: float, title: str,
     span = hi - lo if hi > lo else 1.0
     lo, hi = lo - 0.03 * span, hi + 0.03 * span
     counts, edges = np.histogram(v, np.linspace(lo, hi, bins + 1))
-    pw, ph, left, top, bottom = 420, 220, 36, 26, 34
+    pw, ph, left, top, bottom = 420, 220, 36, 34, 34
     canvas = Image.new("RGB", (pw, ph), "white")
     draw = ImageDraw.Draw(canvas)
     font = _font(12)
@@ -546,7 +546,7 @@ def histogram_with_marker(values: np.ndarray, marker: float, title: str,
     draw.line([x0, y1, x1, y1], fill="black")
     draw.line([x0, y0, x0, y1], fill="black")
     draw.text((4, y0 - 2), str(peak), fill="black", font=font)
-    draw.text((x0, 5), title, fill="black", font=font)
+    draw.text((x1 - draw.textlength(title, font=font), 5), title, fill="black", font=font)
     for value in (edges[0], edges[-1]):
         text = f"{value:.3g}"
         x = x0 if value == edges[0] else x1 - draw.textlength(text, font=font)

@@ -25,6 +25,7 @@ from tractable.errors import TractableError
 from tractable.viz import grid_image, heatmap_with_colorbar, histogram_with_marker, labelled_grid
 
 MAX_ATTRIBUTE_SLIDERS = 20
+IMAGE_HEIGHT = 220  # px of the single-image previews
 SLIDERS_PER_ROW = 5
 NO_CLASS = -1
 
@@ -107,18 +108,19 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
         return {"image": _as_array(image), "label": None}, _picture(m.seen(image)), caption, None
 
     def picker(prefix: str, label: str = "image") -> tuple[Any, Any, Any, Any, Any]:
-        with gr.Row():
-            with gr.Column(scale=1):
-                index = gr.Number(value=0, precision=0, minimum=0, label=f"test {label} #",
-                                  elem_id=f"{prefix}-index")
-                use = gr.Button(f"Use test {label}", elem_id=f"{prefix}-use-test")
-                upload = gr.File(label=f"or upload an {label} (PNG/JPEG, resized to fit)",
-                                 file_types=["image"], type="filepath",
-                                 elem_id=f"{prefix}-upload")
-            with gr.Column(scale=1):
-                preview = gr.Image(label=f"the {label} the model sees", type="pil", format="png",
-                                   interactive=False, elem_id=f"{prefix}-preview")
-                caption = gr.Markdown(elem_classes=["tractable-note"])
+        """Two columns (call inside a gr.Row): test index or upload, and the preview."""
+        with gr.Column(scale=1):
+            index = gr.Number(value=0, precision=0, minimum=0, label=f"test {label} #",
+                              elem_id=f"{prefix}-index")
+            use = gr.Button(f"Use test {label}", elem_id=f"{prefix}-use-test")
+            upload = gr.File(label=f"or upload an {label} (PNG/JPEG, resized to fit)",
+                             file_types=["image"], type="filepath", height=120,
+                             elem_id=f"{prefix}-upload")
+        with gr.Column(scale=1):
+            preview = gr.Image(label=f"the {label} the model sees", type="pil", format="png",
+                               interactive=False, height=IMAGE_HEIGHT,
+                               elem_id=f"{prefix}-preview")
+            caption = gr.Markdown(elem_classes=["tractable-note"])
         state = gr.State(None)
         use.click(_errors_shown(pick_test), [model_box, index], [state, preview, caption])
         upload.upload(_errors_shown(take_upload), [model_box, upload],
@@ -186,7 +188,8 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
             with gr.Tab("Complete", id="complete"):
                 complete_note = gr.Markdown(_complete_note(first),
                                             elem_classes=["tractable-note"])
-                c_index, _, _, _, c_state = picker("complete")
+                with gr.Row():
+                    c_index, _, _, _, c_state = picker("complete")
                 with gr.Row():
                     rows = gr.Slider(0, first.shape[1], value=first.shape[1] // 2, step=1,
                                      label="rows to keep", elem_id="rows")
@@ -225,7 +228,8 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
 
             # ---- Likelihood ---------------------------------------------------------------------
             with gr.Tab("Likelihood", id="likelihood"):
-                _, _, _, _, l_state = picker("likelihood")
+                with gr.Row():
+                    _, _, _, _, l_state = picker("likelihood")
                 l_go = gr.Button("Score", variant="primary", elem_id="score-button")
                 score = gr.Markdown(elem_id="score")
                 with gr.Row():
@@ -242,7 +246,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                     label = m.model.bits_per_dim_label
                     text = f"**{res.bits_per_dim:.4f} {label}** ({res.scored_as})"
                     if res.test_bpd.size:
-                        text += (f"; higher than {res.percentile:.1f}% of {len(res.test_bpd)} "
+                        text += (f"; above {res.percentile:.1f}% of {len(res.test_bpd)} "
                                  "test images")
                     heat_img = (heatmap_with_colorbar(res.pixel_nll, scale=8)
                                 if res.pixel_nll is not None else None)
@@ -258,7 +262,12 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
             # ---- Edit (Glow) --------------------------------------------------------------------
             with gr.Tab("Edit", id="edit"):
                 edit_note = gr.Markdown(_edit_note(first), elem_classes=["tractable-note"])
-                _, _, _, _, e_state = picker("edit", "image")
+                with gr.Row():
+                    _, _, _, _, e_state = picker("edit", "image")
+                    with gr.Column(scale=1):
+                        edited = gr.Image(label="edited: decode(encode(x) + Σ α_k v_k)",
+                                          type="pil", format="png", interactive=False,
+                                          height=IMAGE_HEIGHT, elem_id="edited")
                 sliders = []
                 names = first.class_names if first.can_edit else []
                 for row_start in range(0, MAX_ATTRIBUTE_SLIDERS, SLIDERS_PER_ROW):
@@ -268,17 +277,19 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                                 -2.0, 2.0, value=0.0, step=0.1, label=_attribute_label(names, k),
                                 visible=k < len(names), elem_id=f"attribute-{k}"))
                 e_go = gr.Button("Apply attributes", variant="primary", elem_id="edit-button")
-                edited = gr.Image(label="edited: decode(encode(x) + Σ α_k v_k)", type="pil",
-                                  format="png", interactive=False, elem_id="edited")
-                gr.Markdown("**Blend two images** through the latent space")
-                _, _, _, _, b_state = picker("blend", "image")
+                gr.Markdown("**Blend** the image above with a second one through the latent "
+                            "space")
+                with gr.Row():
+                    _, _, _, _, b_state = picker("blend", "image")
+                    with gr.Column(scale=1):
+                        blended = gr.Image(label="blend", type="pil", format="png",
+                                           interactive=False, height=IMAGE_HEIGHT,
+                                           elem_id="blended")
                 t_slider = gr.Slider(0.0, 1.0, value=0.5, step=0.05,
                                      label="interpolation: 0 = first image, 1 = second",
                                      elem_id="interpolation")
                 b_go = gr.Button("Blend", variant="primary", elem_id="blend-button")
                 with gr.Row():
-                    blended = gr.Image(label="blend", type="pil", format="png",
-                                       interactive=False, elem_id="blended")
                     strip = gr.Image(label="the path from the first to the second", type="pil",
                                      format="png", interactive=False, elem_id="blend-strip")
 
