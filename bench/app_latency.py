@@ -5,11 +5,14 @@ returns — for the *small* presets (PixelCNN++ small, conditional, 28×28; Glow
 K 8, L 2, width 128), on real digits from the bundled mnist-mini test split. Weights are
 freshly initialized (data-dependent init on real digits): the cost of a forward pass or a
 sampling loop does not depend on how well a model is trained. Prints one row per
-interaction with its median and worst time over `--repeats` runs and whether the worst
-stays under the 2-second target. Gradio's own per-request overhead (a few ms over
-loopback) is not included.
+interaction with its median and worst wall time over `--repeats` runs, and its median CPU
+time (`time.process_time`, all threads). On a shared machine the wall time includes waiting
+for the cores; with `--threads 1` the CPU time is what the interaction costs on one idle
+core, so the < 2 s verdict is taken from the worse of the two on an idle machine and from
+the CPU time on a loaded one (`--judge cpu`). Gradio's own per-request overhead (a few ms
+over loopback) is not included.
 
-    python bench/app_latency.py [--repeats 3] [--threads 2]
+    python bench/app_latency.py [--repeats 3] [--threads 1] [--judge wall|cpu]
 """
 
 from __future__ import annotations
@@ -89,29 +92,35 @@ def interactions(p: AppModel, g: AppModel) -> list[tuple[str, str, Callable[[], 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--judge", choices=["wall", "cpu"], default="wall",
+                    help="what the < 2 s verdict uses (cpu: on a machine shared with others)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     p, g = small_models()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     p.test_bpd()
     g.test_bpd()
     g.attribute_vectors()
-    print(f"start-up work (test-set histograms, attribute vectors): "
-          f"{time.perf_counter() - start:.1f} s, once, before the page is served")
-    print(f"\n{args.threads} thread(s), {args.repeats} runs each\n")
-    print("| interaction | model | median s | worst s | < 2 s |")
-    print("|---|---|---:|---:|---|")
+    print(f"start-up work (200-image test histograms, 1,000-image attribute vectors): "
+          f"{time.perf_counter() - start:.1f} s wall, {time.process_time() - cpu:.1f} s CPU, "
+          "once, before the page is served")
+    print(f"\n{args.threads} thread(s), {args.repeats} runs each, verdict from {args.judge} "
+          "time\n")
+    print("| interaction | model | median wall s | worst wall s | median CPU s | < 2 s |")
+    print("|---|---|---:|---:|---:|---|")
     for name, model, fn in interactions(p, g):
         fn()  # warm-up
-        times = []
+        walls, cpus = [], []
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            times.append(time.perf_counter() - t0)
-        worst = max(times)
-        print(f"| {name} | {model} | {statistics.median(times):.3f} | {worst:.3f} | "
-              f"{'yes' if worst < TARGET_S else 'NO'} |", flush=True)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        judged = max(walls) if args.judge == "wall" else statistics.median(cpus)
+        print(f"| {name} | {model} | {statistics.median(walls):.3f} | {max(walls):.3f} | "
+              f"{statistics.median(cpus):.3f} | {'yes' if judged < TARGET_S else 'NO'} |",
+              flush=True)
     return 0
 
 
