@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tractable.cli.common import data_source_args
 from tractable.errors import ConfigError
 
 
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--weights", default="ema", choices=["ema", "raw"])
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="completions.png")
+    data_source_args(p.add_argument_group("data"))
     p.set_defaults(func=cmd_complete)
 
 
@@ -45,14 +47,12 @@ def image_and_label(spec: str, args: argparse.Namespace, shape: tuple[int, int, 
     """PATH_OR_INDEX -> (uint8 [C, H, W], its dataset label or None for a file)."""
     from pathlib import Path
 
-    from tractable.cli.glow import dataset_name, pick_image
+    from tractable.cli.glow import load_data, pick_image
 
+    image = pick_image(spec, args, shape)  # a file, or a checked index into the split
     if Path(spec).is_file():
-        return pick_image(spec, args, shape), None
-    from tractable.data import load_dataset
-
-    image = pick_image(spec, args, shape)  # checks the index
-    ds = load_dataset(dataset_name(args), split=args.split)
+        return image, None
+    ds = load_data(args)
     return image, (int(ds.labels[int(spec)]) if ds.has_labels else None)
 
 
