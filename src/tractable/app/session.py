@@ -267,8 +267,10 @@ def _check_temperature(t: float) -> None:
 
 
 def load_app_model(path: str | Path, data: str | None = None, weights: str = "ema",
-                   device: str = "auto", name: str | None = None) -> AppModel:
-    """A run or model folder (and the test split of its run's dataset, or `data`)."""
+                   device: str = "auto", name: str | None = None,
+                   options: dict[str, Any] | None = None) -> AppModel:
+    """A run or model folder (and the test split of its run's dataset, or `data`);
+    `options` (`load_dataset`'s: root, size, ...) win over those the run trained with."""
     from tractable.data import load_dataset
     from tractable.models.base import RAW_WEIGHTS_NAME, WEIGHTS_NAME
     from tractable.training.checkpoint import RUN_NAME, model_dir_of, read_json, run_dir_of
@@ -284,7 +286,7 @@ def load_app_model(path: str | Path, data: str | None = None, weights: str = "em
     dataset = data or info.get("data") or train.get("data")
     test = None
     if dataset:
-        opts = {} if data else dict(train.get("data_options", {}))
+        opts = {**({} if data else dict(train.get("data_options", {}))), **(options or {})}
         test = load_dataset(str(dataset), split="test", **opts)
         if tuple(test.shape) != tuple(model.config.image_shape):
             raise ShapeError(f"{dataset} images are {list(test.shape)}, the model in "

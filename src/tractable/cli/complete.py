@@ -16,28 +16,39 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tractable.cli.common import data_source_args
+from tractable.cli.common import data_source_args, examples
 from tractable.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("complete", help="complete occluded images (autoregressive models)")
+    p = sub.add_parser(
+        "complete", help="complete occluded images (autoregressive models)",
+        description="Keep the first rows of each image (raster order) and let the model draw "
+        "the rest: a grid of original, occluded input and completions per image "
+        "(PixelRNN Fig. 1).",
+        epilog=examples("tractable complete runs/mnist --image 7 --rows 14 -n 8 --out grid.png",
+                        "tractable complete runs/mnist --image me.png --rows 10 --cols 5 "
+                        "--class 3"))
     p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
     p.add_argument("--image", action="append", required=True, metavar="PATH_OR_INDEX",
                    help="an image file, or an index into --split of the run's dataset "
                         "(repeat for more rows)")
-    p.add_argument("--rows", type=int, required=True, help="image rows to keep (from the top)")
-    p.add_argument("--cols", type=int, default=0, help="pixels of the next row to keep too")
-    p.add_argument("-n", type=int, default=8, help="completions per image")
+    p.add_argument("--rows", type=int, required=True, metavar="ROWS",
+                   help="image rows to keep (from the top)")
+    p.add_argument("--cols", type=int, default=0, metavar="PIXELS",
+                   help="pixels of the next row to keep too")
+    p.add_argument("-n", type=int, default=8, metavar="IMAGES", help="completions per image")
     p.add_argument("--class", dest="class_spec", metavar="SPEC",
-                   help="3 | cat | 4:0.5,9:0.5 (default: a dataset image's own label)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", help="dataset of index images (default: the run's dataset)")
+                   help="3 | cat | 4:0.5,9:0.5 (unset: a dataset image's own label)")
+    p.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                   help="of the likelihood; 1 = the model itself")
+    p.add_argument("--seed", type=int, default=0, help="of the sampler's generator")
+    p.add_argument("--data", help="dataset of index images (unset: the run's dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default="completions.png")
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
+                   help="Polyak-averaged (ema) or the optimizer's raw weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", default="completions.png", metavar="PNG", help="the grid's file")
     data_source_args(p.add_argument_group("data"))
     p.set_defaults(func=cmd_complete)
 
