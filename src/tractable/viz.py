@@ -429,3 +429,138 @@ def _histograms_pillow(panels: dict[str, tuple[np.ndarray, np.ndarray]],
             draw.text((lx + 14, ly), label, fill="black", font=font)
     with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
+
+
+def _font(size: int = 12):  # type: ignore[no-untyped-def]
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def labelled_grid(rows: Tensor, labels: Sequence[str], scale: int = 4,
+                  padding: int = 4) -> Image.Image:
+    """`uint8 [R, N, C, H, W]` images as R rows of N tiles, with `labels[j]` above column j.
+
+    Tiles are upscaled `scale`× (nearest neighbour) and separated by white `padding`.
+    """
+    from PIL import ImageDraw
+
+    if rows.dtype != torch.uint8 or rows.dim() != 5 or rows.shape[2] not in (1, 3):
+        raise ShapeError(f"labelled grid needs uint8 [R, N, 1|3, H, W] images, got "
+                         f"{rows.dtype} {list(rows.shape)}")
+    r, n, _, h, w = rows.shape
+    if len(labels) != n:
+        raise ShapeError(f"{n} columns but {len(labels)} labels")
+    th, tw = h * scale, w * scale
+    font = _font(12)
+    head = 18
+    canvas = Image.new("RGB", (n * (tw + padding) + padding, head + r * (th + padding) + padding),
+                       "white")
+    draw = ImageDraw.Draw(canvas)
+    rgb = rows.expand(-1, -1, 3, -1, -1) if rows.shape[2] == 1 else rows
+    for i in range(r):
+        for j in range(n):
+            tile = Image.fromarray(rgb[i, j].permute(1, 2, 0).cpu().numpy())
+            tile = tile.resize((tw, th), Image.Resampling.NEAREST)
+            canvas.paste(tile, (padding + j * (tw + padding), head + padding + i * (th + padding)))
+    for j, text in enumerate(labels):
+        left = padding + j * (tw + padding)
+        x = left + max(0.0, (tw - draw.textlength(text, font=font)) / 2)
+        draw.text((x, 3), text, fill="black", font=font)
+    return canvas
+
+
+def save_labelled_grid(rows: Tensor, labels: Sequence[str], path: str | os.PathLike[str],
+                       scale: int = 4) -> None:
+    """Write `labelled_grid(rows, labels, scale)` as a PNG."""
+    img = labelled_grid(rows, labels, scale)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def occlude(images: Tensor, pixels: int, fill: int = 110) -> Tensor:
+    """`uint8 [N, C, H, W]` with every raster position from `pixels` on set to `fill` (the
+    part a completion does not see)."""
+    n, c, h, w = images.shape
+    flat = images.clone().flatten(2)
+    flat[:, :, pixels:] = fill
+    return flat.view(n, c, h, w)
+
+
+def heatmap_with_colorbar(values: Tensor, scale: int = 8, vmax: float | None = None,
+                          unit: str = "nats") -> Image.Image:
+    """A `[H, W]` map of values ≥ 0 (e.g. per-pixel NLL) coloured 0..`vmax` (default: its
+    maximum), upscaled `scale`×, with a labelled colour bar on its right."""
+    from PIL import ImageDraw
+
+    m = values.detach().double().cpu().numpy()
+    if m.ndim != 2 or not np.isfinite(m).all():
+        raise ShapeError(f"heatmap needs a finite [H, W] map, got shape {list(m.shape)}")
+    vmax = float(m.max()) if vmax is None else vmax
+    vmax = vmax if vmax > 0 else 1.0
+    h, w = m.shape
+    heat = Image.fromarray(heat_colors(m, vmax)).resize((w * scale, h * scale),
+                                                         Image.Resampling.NEAREST)
+    bar_w, gap, text_w, pad = 16, 8, 64, 8
+    canvas = Image.new("RGB", (heat.width + gap + bar_w + text_w, heat.height + 2 * pad), "white")
+    canvas.paste(heat, (0, pad))
+    ramp = np.linspace(vmax, 0.0, heat.height)[:, None].repeat(bar_w, axis=1)
+    canvas.paste(Image.fromarray(heat_colors(ramp, vmax)), (heat.width + gap, pad))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(11)
+    x_text = heat.width + gap + bar_w + 4
+    for frac in (0.0, 0.5, 1.0):
+        y = pad + round((1 - frac) * (heat.height - 1))
+        draw.line([heat.width + gap + bar_w, y, x_text - 1, y], fill="black")
+        draw.text((x_text, max(0, y - 6)), f"{frac * vmax:.3g}", fill="black", font=font)
+    draw.text((x_text, heat.height + pad - 26), unit, fill="black", font=font)
+    return canvas
+
+
+def histogram_with_marker(values: np.ndarray, marker: float, title: str,
+                          marker_label: str = "this image", bins: int = 30) -> Image.Image:
+    """A histogram of `values` (e.g. a test set's bits/dim) with a red line at `marker`."""
+    from PIL import ImageDraw
+
+    v = np.asarray(values, np.float64)
+    if v.size == 0 or not np.isfinite(v).all() or not math.isfinite(marker):
+        raise ShapeError("histogram needs finite values and a finite marker")
+    lo, hi = min(float(v.min()), marker), max(float(v.max()), marker)
+    span = hi - lo if hi > lo else 1.0
+    lo, hi = lo - 0.03 * span, hi + 0.03 * span
+    counts, edges = np.histogram(v, np.linspace(lo, hi, bins + 1))
+    pw, ph, left, top, bottom = 420, 220, 36, 34, 34
+    canvas = Image.new("RGB", (pw, ph), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = _font(12)
+    x0, y0, x1, y1 = left, top, pw - 12, ph - bottom
+    peak = max(int(counts.max()), 1)
+    bw = (x1 - x0) / bins
+    for i, cnt in enumerate(counts):
+        if cnt:
+            draw.rectangle([x0 + i * bw, y1 - (y1 - y0) * cnt / peak, x0 + (i + 1) * bw - 1, y1],
+                           fill=(31, 119, 180))
+    draw.line([x0, y1, x1, y1], fill="black")
+    draw.line([x0, y0, x0, y1], fill="black")
+    draw.text((4, y0 - 2), str(peak), fill="black", font=font)
+    draw.text((x1 - draw.textlength(title, font=font), 5), title, fill="black", font=font)
+    for value in (edges[0], edges[-1]):
+        text = f"{value:.3g}"
+        x = x0 if value == edges[0] else x1 - draw.textlength(text, font=font)
+        draw.text((x, y1 + 4), text, fill="black", font=font)
+    mx = x0 + (marker - lo) / (hi - lo) * (x1 - x0)
+    draw.line([mx, y0, mx, y1], fill=(214, 39, 40), width=3)
+    label = f"{marker_label}: {marker:.3f}"
+    lx = min(max(x0, mx - draw.textlength(label, font=font) / 2),
+             x1 - draw.textlength(label, font=font))
+    draw.text((lx, y1 + 18), label, fill=(214, 39, 40), font=font)
+    return canvas
+
+
+def grid_image(images: Tensor, nrow: int | None = None, scale: int = 4) -> Image.Image:
+    """`make_grid` as a Pillow image upscaled `scale`× (nearest neighbour)."""
+    img = _to_pil(make_grid(images, nrow))
+    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)

@@ -24,8 +24,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from tractable.errors import ShapeError
 from tractable.models.base import TractableModel
-from tractable.sampling import CachedNetwork, sample_with
+from tractable.sampling import CachedNetwork, make_prefix, raster_prefix_length, sample_with
 
 
 class AutoregressiveModel(TractableModel):
@@ -96,3 +97,39 @@ class AutoregressiveModel(TractableModel):
         `tractable.sampling`), in eval mode; the model's mode is restored afterwards."""
         return sample_with(self, n, sampler=sampler, y=y, temperature=temperature,
                            generator=generator, progress=progress)
+
+    def complete(
+        self,
+        x: Tensor,
+        rows: int,
+        cols: int = 0,
+        n: int = 1,
+        y: Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        sampler: str = "cached",
+        progress: bool = False,
+    ) -> Tensor:
+        """Image completion (van den Oord et al., 2016, PixelRNN Fig. 1): keep each image's
+        first `rows` rows and `cols` pixels of the next row (raster order), sample the rest.
+
+        `x`: uint8 `[B, C, H, W]`; `y`: labels of those B images (`[B]` or `[B, K]`).
+        Returns `n` completions per image, uint8 `[B·n, C, H, W]`, image-major (those of
+        image b at rows b·n … b·n + n − 1). Kept pixels come back as the model sees them
+        (unchanged; quantized to its levels for an N-level Gated PixelCNN). The sampler
+        starts at the first unknown pixel and draws exactly as `sample` does.
+        """
+        self.check_images(x)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ShapeError(f"completions per image must be a positive integer, got {n!r}")
+        pixels = raster_prefix_length(self.config.image_shape, rows, cols)
+        if y is not None:
+            if not isinstance(y, Tensor) or y.dim() == 0 or y.shape[0] != x.shape[0]:
+                raise ShapeError(f"{x.shape[0]} images need {x.shape[0]} labels, got "
+                                 f"{list(y.shape) if isinstance(y, Tensor) else type(y)}")
+            y = y.repeat_interleave(n, dim=0)
+        device = next(self.parameters()).device
+        targets = self.targets(x.to(device)).repeat_interleave(n, dim=0)
+        return sample_with(self, len(targets), sampler=sampler, y=y, temperature=temperature,
+                           generator=generator, progress=progress,
+                           prefix=make_prefix(targets, pixels))

@@ -26,11 +26,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tractable.sampling.naive import sample_naive
+from tractable.sampling.prefix import Prefix, start_values
 from tractable.sampling.protocol import AutoregressiveSampleable, CachedNetwork
 from tractable.sampling.registry import check_sample_args, register_sampler
 
 
-@register_sampler("cached", needs=AutoregressiveSampleable,
+@register_sampler("cached", needs=AutoregressiveSampleable, takes_prefix=True,
                   help="each activation computed once from cached ones (default; families "
                        "without a cached network fall back to naive)")
 def sample_cached(
@@ -41,6 +42,7 @@ def sample_cached(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    prefix: Prefix | None = None,
 ) -> Tensor:
     """Draw `n` images `uint8 [n, C, H, W]`; same arguments and samples as `sample_naive`.
 
@@ -49,10 +51,11 @@ def sample_cached(
     with torch.inference_mode():  # cheaper per op than no_grad; see `run_cached`
         net = model.cached_network(n, y)
         if net is not None:
-            images, _ = run_cached(model, net, n, temperature, generator, progress)
+            images, _ = run_cached(model, net, n, temperature, generator, progress,
+                                   prefix=prefix)
     if net is None:
         return sample_naive(model, n, y=y, temperature=temperature, generator=generator,
-                            progress=progress)
+                            progress=progress, prefix=prefix)
     return images.clone()  # a normal tensor: callers may modify it in place
 
 
@@ -86,26 +89,37 @@ def run_cached(
     generator: torch.Generator | None,
     progress: bool,
     keep_params: bool = False,
+    prefix: Prefix | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """The sampling loop: the naive sampler's, with `net` in place of full forward passes.
+
+    With a `prefix`, its pixels are fed through `net` as known values (their activations
+    are computed once, as for sampled pixels, but nothing is drawn for them) and drawing
+    starts at the first unknown pixel.
 
     Runs in inference mode (as must `net`'s construction): the tensors it returns are
     inference tensors.
     """
     c, h, w = model.config.image_shape
     device = next(model.parameters()).device
-    values = torch.zeros(n, c, h, w, dtype=torch.long, device=device)
+    values = start_values((c, h, w), n, prefix, device)
+    first = prefix.pixels if prefix is not None else 0
     channel_steps: list[int | None] = list(range(c)) if model.channel_sequential else [None]
     kept: Tensor | None = None
 
     def network_input(row: int, col: int) -> Tensor:  # [n, C], as the naive forward sees it
         return model.scale(model.from_targets(values[:, :, row, col]))
 
-    unset = network_input(0, 0)  # a pixel before any of its channels is drawn
+    unset = model.scale(model.from_targets(torch.zeros_like(values[:, :, 0, 0])))
     for row in _rows(h, progress):
         net.start_row(row)
         for col in range(w):
-            for step, channel in enumerate(channel_steps):
+            known = row * w + col < first
+            if known:  # a prefix pixel: all its channels are visible at once, nothing drawn
+                if net.reads_current_pixel:
+                    net.observe(row, col, network_input(row, col))
+                params = net.params_at(row, col).t()
+            for step, channel in enumerate([] if known else channel_steps):
                 if net.reads_current_pixel:
                     net.observe(row, col, unset if step == 0 else network_input(row, col))
                 params = net.params_at(row, col).t()  # [n, P]

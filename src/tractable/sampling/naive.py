@@ -8,6 +8,9 @@ pixel (per channel step for channel-sequential models), exactly as a cached samp
 computes the same per-pixel params and makes the same call consumes it; both then give
 identical samples from the same generator state.
 
+Given a `Prefix` (image completion, `tractable.sampling.prefix`), the loop starts at the
+first unknown raster position, with the known values already in place.
+
 Channel-sequential models (`model.channel_sequential`, e.g. Gated PixelCNN on RGB) predict
 channel k of a pixel from channels < k of the same pixel: the sampler runs one forward per
 channel, draws the whole pixel from the likelihood and keeps channel k.
@@ -21,11 +24,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tractable.sampling.prefix import Prefix, start_values
 from tractable.sampling.protocol import AutoregressiveSampleable
 from tractable.sampling.registry import register_sampler
 
 
-@register_sampler("naive", needs=AutoregressiveSampleable,
+@register_sampler("naive", needs=AutoregressiveSampleable, takes_prefix=True,
                   help="one full forward pass per pixel (the reference)")
 @torch.no_grad()
 def sample_naive(
@@ -36,14 +40,17 @@ def sample_naive(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    prefix: Prefix | None = None,
 ) -> Tensor:
-    """Draw `n` images `uint8 [n, C, H, W]` from an autoregressive model, in eval mode."""
+    """Draw `n` images `uint8 [n, C, H, W]` from an autoregressive model, in eval mode;
+    with `prefix`, its known pixels are kept and only the rest is drawn."""
     c, h, w = model.config.image_shape
     device = next(model.parameters()).device
-    values = torch.zeros(n, c, h, w, dtype=torch.long, device=device)
+    values = start_values((c, h, w), n, prefix, device)
+    first = prefix.pixels if prefix is not None else 0
     channel_steps: list[int | None] = list(range(c)) if model.channel_sequential else [None]
-    for row in _rows(h, progress):
-        for col in range(w):
+    for row in _rows(h, progress, first // w):
+        for col in range(first % w if row == first // w else 0, w):
             for channel in channel_steps:
                 params = model(model.scale(model.from_targets(values)), y)
                 pixel = params[:, :, row:row + 1, col:col + 1]
@@ -55,5 +62,6 @@ def sample_naive(
     return model.from_targets(values)
 
 
-def _rows(height: int, progress: bool) -> Iterable[int]:
-    return tqdm(range(height), desc="sampling rows", unit="row") if progress else range(height)
+def _rows(height: int, progress: bool, first: int = 0) -> Iterable[int]:
+    rows = range(first, height)
+    return tqdm(rows, desc="sampling rows", unit="row") if progress else rows

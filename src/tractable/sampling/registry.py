@@ -6,7 +6,9 @@ Every sampler is a function
 
 registered with `register_sampler(name, needs=Protocol, help=...)`. `needs` is the typed
 surface it draws through (`tractable.sampling.protocol`); a model that lacks it is refused
-with a clear error. Registration wraps the function so that a call by name
+with a clear error. A sampler registered with `takes_prefix=True` also takes `prefix=`,
+known leading pixels to keep (image completion, `tractable.sampling.prefix`); asking
+another sampler for one is an error. Registration wraps the function so that a call by name
 (`sample_with`) or directly (`sample_naive(model, ...)`) both go through `check_sample_args`
 and run the model in eval mode (dropout off), restoring its mode afterwards. A new sampler
 (a CUDA-graph one, say) is one decorated function; the command line's `--sampler` choices
@@ -25,6 +27,7 @@ from torch import Tensor
 from tractable.checks import check_sample_count, check_temperature
 from tractable.errors import ShapeError, TractableError
 from tractable.nn.conditioning import class_weights
+from tractable.sampling.prefix import Prefix, check_prefix
 from tractable.sampling.protocol import SampleableModel
 
 SamplerFn = Callable[..., Tensor]  # (model, n, *, y, temperature, generator, progress)
@@ -39,20 +42,21 @@ class SamplerSpec:
     needs: type
     help: str
     zero_temperature: bool  # True: temperature 0 is a defined, deterministic limit
+    takes_prefix: bool = False  # True: takes `prefix=` (completion of known leading pixels)
 
 
 _SAMPLERS: dict[str, SamplerSpec] = {}
 
 
-def register_sampler(name: str, *, needs: type, help: str,
-                     zero_temperature: bool = False) -> Callable[[SamplerFn], SamplerFn]:
+def register_sampler(name: str, *, needs: type, help: str, zero_temperature: bool = False,
+                     takes_prefix: bool = False) -> Callable[[SamplerFn], SamplerFn]:
     """Decorator: register `fn` under `name`; returns the checked, eval-mode version."""
 
     def wrap(fn: SamplerFn) -> SamplerFn:
         @functools.wraps(fn)
         def checked(model: SampleableModel, n: int, *, y: Tensor | None = None,
                     temperature: float = 1.0, generator: torch.Generator | None = None,
-                    progress: bool = False) -> Tensor:
+                    progress: bool = False, prefix: Prefix | None = None) -> Tensor:
             if not isinstance(model, needs):
                 raise TractableError(
                     f"the {name!r} sampler draws from models with the {needs.__name__} "
@@ -60,20 +64,35 @@ def register_sampler(name: str, *, needs: type, help: str,
                     f"{', '.join(samplers_for(model)) or 'none'})")
             y, temperature = check_sample_args(model, n, y, temperature, generator,
                                                allow_zero_temperature=zero_temperature)
+            extra = _prefix_argument(name, takes_prefix, model, n, prefix)
             was_training = model.training
             model.train(False)
             try:
                 return fn(model, n, y=y, temperature=temperature, generator=generator,
-                          progress=progress)
+                          progress=progress, **extra)
             finally:
                 model.train(was_training)
 
         if name in _SAMPLERS:
             raise TractableError(f"a sampler named {name!r} is already registered")
-        _SAMPLERS[name] = SamplerSpec(name, checked, needs, help, zero_temperature)
+        _SAMPLERS[name] = SamplerSpec(name, checked, needs, help, zero_temperature,
+                                      takes_prefix)
         return checked
 
     return wrap
+
+
+def _prefix_argument(name: str, supported: bool, model: SampleableModel, n: int,
+                     prefix: Prefix | None) -> dict[str, Prefix]:
+    """`{"prefix": checked prefix}` for a sampler that takes one, `{}` when none is asked
+    (so samplers without completion keep the plain signature)."""
+    if prefix is None:
+        return {}
+    if not supported:
+        able = [s.name for s in _SAMPLERS.values() if s.takes_prefix]
+        raise TractableError(f"the {name!r} sampler cannot keep known pixels (completion "
+                             f"needs one of {able})")
+    return {"prefix": check_prefix(prefix, n, tuple(model.config.image_shape), name)}
 
 
 def check_sample_args(model: SampleableModel, n: int, y: Tensor | None, temperature: float,
@@ -125,7 +144,8 @@ def sampler_help() -> str:
 
 def sample_with(model: SampleableModel, n: int, *, sampler: str, y: Tensor | None = None,
                 temperature: float = 1.0, generator: torch.Generator | None = None,
-                progress: bool = False) -> Tensor:
-    """Draw `n` images `uint8 [n, C, H, W]` from `model` with the sampler named `sampler`."""
+                progress: bool = False, prefix: Prefix | None = None) -> Tensor:
+    """Draw `n` images `uint8 [n, C, H, W]` from `model` with the sampler named `sampler`
+    (keeping `prefix`'s known pixels, if given)."""
     return get_sampler(sampler).draw(model, n, y=y, temperature=temperature,
-                                     generator=generator, progress=progress)
+                                     generator=generator, progress=progress, prefix=prefix)

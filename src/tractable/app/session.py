@@ -1,0 +1,295 @@
+"""What the app does with one model, independent of the web page.
+
+`AppModel` wraps a loaded model and, when its run recorded one, the test split of its
+dataset (for picking images, the test-set bits/dim histogram and Glow's attribute vectors).
+Every interaction is one method returning uint8 images or numbers; the page
+(`tractable.app.ui`) only turns them into pictures. All work runs in eval mode without
+gradients; results are reproducible from the seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tractable.data import ImageDataset
+from tractable.errors import ConfigError, DataError, ShapeError
+from tractable.models import AutoregressiveModel, Glow, TractableModel
+
+MAX_BATCH = 64
+MAX_COMPLETIONS = 16
+
+
+@dataclass
+class Likelihood:
+    """One image's score: bits/dim, per-pixel NLL map (autoregressive models), where it
+    falls among the test images' bits/dim, and the class it was scored under."""
+
+    bits_per_dim: float
+    pixel_nll: Tensor | None  # nats [H, W], sums to the image's NLL
+    test_bpd: np.ndarray
+    percentile: float  # share of test images with lower bits/dim, in %
+    scored_as: str
+
+
+@dataclass
+class AppModel:
+    """A model as the app serves it."""
+
+    name: str
+    model: TractableModel
+    test: ImageDataset | None = None
+    histogram_images: int = 200
+    attribute_images: int = 1000
+    _test_bpd: np.ndarray | None = field(default=None, repr=False)
+    _attributes: list[list[Tensor] | None] | None = field(default=None, repr=False)
+
+    # ---- what the page needs to lay itself out ----------------------------------------
+    @property
+    def family(self) -> str:
+        return self.model.family
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c, h, w = self.model.config.image_shape
+        return int(c), int(h), int(w)
+
+    @property
+    def class_names(self) -> list[str]:
+        cfg = self.model.config
+        names = list(cfg.class_names) or ([] if self.test is None else list(self.test.class_names))
+        k = cfg.num_classes or (len(names) if self.test is not None and self.test.has_labels
+                                else 0)
+        return names[:k] if len(names) >= k else [str(i) for i in range(k)]
+
+    @property
+    def conditional(self) -> bool:
+        return self.model.config.num_classes > 0
+
+    @property
+    def can_complete(self) -> bool:
+        return isinstance(self.model, AutoregressiveModel)
+
+    @property
+    def can_edit(self) -> bool:
+        return isinstance(self.model, Glow)
+
+    @property
+    def test_size(self) -> int:
+        return 0 if self.test is None else len(self.test)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def describe(self) -> str:
+        c, h, w = self.shape
+        kind = f"{self.model.config.num_classes} classes" if self.conditional else "unconditional"
+        data = f"{self.test.name} test, {len(self.test)} images" if self.test else "no test set"
+        return f"{self.name}: {self.family}, {c}x{h}x{w}, {kind}; {data}"
+
+    # ---- inputs -------------------------------------------------------------------------
+    def test_image(self, index: int) -> tuple[Tensor, int | None]:
+        """Test image `index` (uint8 [C, H, W]) and its label (None if unlabelled)."""
+        if self.test is None:
+            raise DataError(f"{self.name} has no test set (its run does not record a dataset): "
+                            "upload an image instead")
+        if not 0 <= index < len(self.test):
+            raise DataError(f"test image index must be in 0..{len(self.test) - 1}, got {index}")
+        label = int(self.test.labels[index])
+        return self.test.images[index], (label if label >= 0 else None)
+
+    def labels(self, class_a: int | None, class_b: int | None, weight_b: float, n: int
+               ) -> Tensor | None:
+        """y for `n` samples: class a, or the blend (1 − w)·a + w·b (soft labels)."""
+        if not self.conditional:
+            return None
+        k = self.model.config.num_classes
+        for c in (class_a, class_b):
+            if c is not None and not 0 <= c < k:
+                raise ShapeError(f"class {c} out of range 0..{k - 1}")
+        if class_a is None:
+            raise ShapeError("this model is class-conditional: choose a class")
+        if class_b is None or class_b == class_a or weight_b <= 0:
+            return torch.full((n,), class_a, dtype=torch.long, device=self.device)
+        if not 0 <= weight_b <= 1:
+            raise ShapeError(f"blend weight must be in 0..1, got {weight_b}")
+        w = torch.zeros(k, dtype=next(self.model.parameters()).dtype)
+        w[class_a], w[class_b] = 1.0 - weight_b, weight_b
+        return w.expand(n, k).clone().to(self.device)
+
+    # ---- Sample ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float, seed: int, class_a: int | None = None,
+               class_b: int | None = None, weight_b: float = 0.0,
+               progress: bool = False) -> Tensor:
+        _check_count(n, MAX_BATCH, "batch")
+        _check_temperature(temperature)
+        y = self.labels(class_a, class_b, weight_b, n)
+        g = torch.Generator(device=self.device).manual_seed(int(seed))
+        opts: dict[str, Any] = {"progress": progress} if self.can_complete else {}
+        return self.model.eval().sample(n, y=y, temperature=temperature, generator=g,
+                                        **opts).cpu()
+
+    # ---- Complete ---------------------------------------------------------------------------
+    def complete(self, image: Tensor, rows: int, n: int, seed: int, temperature: float = 1.0,
+                 label: int | None = None, progress: bool = False) -> Tensor:
+        """n completions `uint8 [n, C, H, W]` of `image` keeping its first `rows` rows."""
+        if not isinstance(self.model, AutoregressiveModel):
+            raise ConfigError(f"{self.name} is a {self.family} model: completion needs an "
+                              "autoregressive one (pixelcnn++ or gated-pixelcnn)")
+        _check_count(n, MAX_COMPLETIONS, "completions")
+        _check_temperature(temperature)
+        y = self.labels(label if label is not None else 0, None, 0.0, 1)
+        g = torch.Generator(device=self.device).manual_seed(int(seed))
+        x = image[None].to(self.device)
+        return self.model.eval().complete(x, rows=rows, n=n, y=y, temperature=temperature,
+                                          generator=g, progress=progress).cpu()
+
+    def seen(self, image: Tensor) -> Tensor:
+        """The image as the model sees it (quantized for N-level models), uint8 [C, H, W]."""
+        if isinstance(self.model, AutoregressiveModel):
+            return self.model.from_targets(self.model.targets(image[None]))[0]
+        return image
+
+    # ---- Likelihood -------------------------------------------------------------------------
+    @torch.no_grad()
+    def test_bpd(self) -> np.ndarray:
+        """Bits/dim of the first `histogram_images` test images (computed once)."""
+        if self._test_bpd is None:
+            if self.test is None:
+                self._test_bpd = np.zeros(0)
+            else:
+                x = self.test.images[: self.histogram_images]
+                self._test_bpd = np.concatenate(
+                    [self._bpd(x[i:i + 50].to(self.device))[0].cpu().numpy()
+                     for i in range(0, len(x), 50)])
+        return self._test_bpd
+
+    def _bpd(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Bits/dim `[B]` (marginal over classes for a conditional model, uniform prior),
+        and the most likely class `[B]` (None if unconditional)."""
+        model = self.model.eval()
+        g = torch.Generator(device=self.device).manual_seed(0)  # Glow's dequantization
+        kw: dict[str, Any] = {"generator": g} if isinstance(model, Glow) else {}
+        if not self.conditional:
+            return model.log_prob(x, **kw).double().neg() / (model.num_dims * math.log(2)), None
+        k = model.config.num_classes
+        per_class = torch.stack([
+            model.log_prob(x, torch.full((len(x),), c, dtype=torch.long, device=x.device), **kw)
+            for c in range(k)]).double()
+        marginal = torch.logsumexp(per_class, dim=0) - math.log(k)
+        return -marginal / (model.num_dims * math.log(2)), per_class.argmax(0)
+
+    @torch.no_grad()
+    def likelihood(self, image: Tensor) -> Likelihood:
+        x = image[None].to(self.device)
+        self.model.check_images(x)
+        bpd, best = self._bpd(x)
+        scored_as = "marginal over classes (uniform prior)" if self.conditional else "p(x)"
+        maps = None
+        if isinstance(self.model, AutoregressiveModel):
+            y = None if best is None else best
+            maps = -self.model.eval().log_prob_pixels(x, y)[0].double().cpu()
+            if best is not None:
+                scored_as += f"; pixel map given the most likely class, " \
+                             f"{self.class_names[int(best[0])]}"
+        test = self.test_bpd()
+        value = float(bpd[0])
+        pct = float((test < value).mean() * 100) if test.size else float("nan")
+        return Likelihood(value, maps, test, pct, scored_as)
+
+    # ---- Edit (Glow) ------------------------------------------------------------------------
+    def _glow(self) -> Glow:
+        if not isinstance(self.model, Glow):
+            raise ConfigError(f"{self.name} is a {self.family} model: latent edits need Glow")
+        return self.model.eval()
+
+    @torch.no_grad()
+    def attribute_vectors(self) -> list[list[Tensor] | None]:
+        """v_k = mean z of class-k test images − mean z of the others, per class (Glow §5.3);
+        None for a class with no test image among those used (or only such images)."""
+        from tractable.models.glow.latents import attribute_vector, encode_batched
+
+        if self._attributes is None:
+            model = self._glow()
+            if self.test is None or not self.test.has_labels:
+                self._attributes = []
+            else:
+                n = min(self.attribute_images, len(self.test))
+                z = encode_batched(model, self.test.images[:n].to(self.device), 200)
+                labels = self.test.labels[:n]
+                self._attributes = [attribute_vector(z, labels == k)
+                                    if 0 < int((labels == k).sum()) < n else None
+                                    for k in range(len(self.class_names))]
+        return self._attributes
+
+    @torch.no_grad()
+    def edit(self, image: Tensor, alphas: list[float]) -> Tensor:
+        """decode(encode(x) + Σ_k α_k v_k), uint8 [C, H, W]."""
+        model = self._glow()
+        vectors = self.attribute_vectors()
+        z = model.encode(image[None].to(self.device))
+        if len(alphas) < len(vectors):
+            raise ShapeError(f"{len(vectors)} attribute weights needed, got {len(alphas)}")
+        for alpha, v in zip(alphas, vectors, strict=False):
+            if alpha and v is not None:
+                z = [a + alpha * b for a, b in zip(z, v, strict=True)]
+        return model.decode(z)[0].cpu()
+
+    @torch.no_grad()
+    def blend(self, a: Tensor, b: Tensor, t: float, steps: int = 8) -> tuple[Tensor, Tensor]:
+        """decode((1 − t)·z_a + t·z_b) uint8 [C, H, W], and the strip t = 0..1 [steps, C, H, W]."""
+        from tractable.models.glow.latents import interpolate
+
+        if not 0 <= t <= 1:
+            raise ShapeError(f"interpolation weight must be in 0..1, got {t}")
+        model = self._glow()
+        za, zb = model.encode(a[None].to(self.device)), model.encode(b[None].to(self.device))
+        one = model.decode([(1 - t) * p + t * q for p, q in zip(za, zb, strict=True)])[0]
+        return one.cpu(), model.decode(interpolate(za, zb, steps)).cpu()
+
+
+def _check_count(n: int, limit: int, what: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit:
+        raise ShapeError(f"{what} must be an integer in 1..{limit}, got {n!r}")
+
+
+def _check_temperature(t: float) -> None:
+    if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 < t <= 2):
+        raise ShapeError(f"temperature must be in (0, 2], got {t!r}")
+
+
+def load_app_model(path: str | Path, data: str | None = None, weights: str = "ema",
+                   device: str = "auto", name: str | None = None,
+                   options: dict[str, Any] | None = None) -> AppModel:
+    """A run or model folder (and the test split of its run's dataset, or `data`);
+    `options` (`load_dataset`'s: root, size, ...) win over those the run trained with."""
+    from tractable.data import load_dataset
+    from tractable.models.base import RAW_WEIGHTS_NAME, WEIGHTS_NAME
+    from tractable.training.checkpoint import RUN_NAME, model_dir_of, read_json, run_dir_of
+    from tractable.training.distributed import pick_device
+
+    model_dir = model_dir_of(path)
+    file = WEIGHTS_NAME if weights == "ema" else RAW_WEIGHTS_NAME
+    model = TractableModel.from_pretrained(model_dir, weights=file,
+                                           map_location=pick_device(device)).eval()
+    run = run_dir_of(model_dir)
+    info = read_json(run / RUN_NAME) if run else {}
+    train = info.get("train", {}) if isinstance(info.get("train"), dict) else {}
+    dataset = data or info.get("data") or train.get("data")
+    test = None
+    if dataset:
+        opts = {**({} if data else dict(train.get("data_options", {}))), **(options or {})}
+        test = load_dataset(str(dataset), split="test", **opts)
+        if tuple(test.shape) != tuple(model.config.image_shape):
+            raise ShapeError(f"{dataset} images are {list(test.shape)}, the model in "
+                             f"{model_dir} takes {list(model.config.image_shape)}")
+    label = name or (run.name if run else Path(model_dir).name)
+    return AppModel(label, model, test)
