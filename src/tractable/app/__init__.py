@@ -19,7 +19,7 @@ from typing import Any
 
 from tractable.app.session import AppModel, load_app_model
 from tractable.app.uploads import MAX_BYTES, UploadError, read_upload
-from tractable.errors import ConfigError
+from tractable.errors import ConfigError, DataError
 
 __all__ = ["AppModel", "UploadError", "load_app_model", "read_upload", "serve"]
 
@@ -104,8 +104,12 @@ def pretrained_models(data: str | None = None, **kwargs: Any) -> list[AppModel]:
     for name in names:
         record = pretrained.info(name)
         dataset = data or _dataset_of(record)
-        models.append(load_app_model(pretrained.path_of(name), data=dataset, name=name,
-                                     **kwargs))
+        try:
+            model = load_app_model(pretrained.path_of(name), data=dataset, name=name, **kwargs)
+        except DataError as e:  # its dataset is not on this machine: serve it without one
+            print(f"{name}: no test images ({e}); serving it without them", file=sys.stderr)
+            model = load_app_model(pretrained.path_of(name), name=name, **kwargs)
+        models.append(model)
     return models
 
 
