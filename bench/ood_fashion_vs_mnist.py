@@ -94,7 +94,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     # The trainer finds datasets by name in $TRACTABLE_DATA/<name>.
     os.environ["TRACTABLE_DATA"] = str(SHARED)
-    from tractable.cli.ood import heldout_train_images, load_images
+    from tractable.data.subsets import heldout_train_images, load_images
     from tractable.evaluation.metrics import detection_metrics
     from tractable.evaluation.ood import evaluate_ood, format_table, measure
     from tractable.evaluation.scoring import score_dataset

@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from tractable.errors import ConfigError, DataError
+# Re-exported for older callers; the helpers live in the data layer.
+from tractable.data.subsets import load_images as load_images
+from tractable.data.subsets import subset_rows as subset_rows
+from tractable.errors import ConfigError
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -152,32 +153,6 @@ def limit_arg(p: Any, what: str = "the split") -> None:
     p.add_argument("--limit", type=int, metavar="N",
                    help=f"a fixed random subset of N images of {what}, the same for the same "
                    "--seed (default: every image)")
-
-
-def subset_rows(n: int, limit: int, seed: int) -> Any:
-    """The rows `ImageDataset.subset(limit, seed)` takes from a dataset of `n` images."""
-    import torch
-
-    from tractable.data import ImageDataset
-
-    # Tag each image with its row as label: the subset's labels are then its rows.
-    tagged = ImageDataset(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.arange(n))
-    return tagged.subset(limit, seed=seed).labels
-
-
-def load_images(name: str, split: str, options: dict[str, Any], limit: int | None,
-                seed: int) -> tuple[Any, np.ndarray]:
-    """A dataset split, or its fixed random subset of `limit` images (`--limit`), and the
-    rows of the split its images come from."""
-    from tractable.data import ImageDataset, load_dataset
-
-    if limit is not None and limit < 1:
-        raise DataError(f"--limit must be >= 1, got {limit}")
-    ds = load_dataset(name, split=split, **options)
-    if limit is None or limit >= len(ds):
-        return ds, np.arange(len(ds))
-    rows = subset_rows(len(ds), limit, seed)
-    return ImageDataset(ds.read_rows(rows), ds.labels[rows], ds.class_names, ds.name), rows.numpy()
 
 
 def run_json_of(model_dir: Path) -> dict[str, Any]:

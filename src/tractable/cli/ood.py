@@ -26,12 +26,12 @@ from tractable.cli.common import (
     dataset_for,
     examples,
     limit_arg,
-    load_images,
     run_json_of,
-    subset_rows,
 )
-from tractable.data import ImageDataset, load_dataset
-from tractable.errors import ConfigError, DataError
+from tractable.data import ImageDataset
+from tractable.data.subsets import heldout_train_images, load_images
+from tractable.data.subsets import subset_rows as subset_rows  # re-exported
+from tractable.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -228,37 +228,6 @@ def ood_dataset_name(args: argparse.Namespace) -> str:
         hint = f" (did you mean --ood {args.out}?)"
     raise ConfigError("name the out-of-distribution dataset with --ood NAME; --out now "
                       f"names the report folder{hint}")
-
-
-def heldout_train_images(name: str, options: dict[str, Any], run: dict[str, Any], count: int,
-                         seed: int) -> tuple[ImageDataset, str]:
-    """Up to `count` in-distribution training images the run did not train on.
-
-    A run that trained on `limit_train` images of `name` took them with
-    `ImageDataset.subset(limit_train, seed)` (see `tractable.training.api.load_split`); the
-    rest of the split is held out. Otherwise the entropy estimate has to use training
-    images, which is said in the returned note.
-    """
-    train = load_dataset(name, split="train", **options)
-    cfg = run.get("train", {}) if run.get("data") == name else {}
-    limit = cfg.get("limit_train")
-    held = torch.ones(len(train), dtype=torch.bool)
-    if limit is not None and limit < len(train):
-        held[subset_rows(len(train), limit, int(cfg.get("seed", 0)))] = False
-        note = f"{name} train images outside the run's {limit}-image training subset"
-    elif cfg:
-        note = (f"{name} train images (the run trained on the whole split, so the entropy "
-                f"estimate uses seen images)")
-    else:
-        note = (f"{name} train images (the model's run.json does not name {name} as its "
-                f"data, so which images it saw is unknown)")
-    idx = torch.nonzero(held).flatten()
-    g = torch.Generator().manual_seed(seed)
-    idx = idx[torch.randperm(len(idx), generator=g)[:count]].sort().values
-    if len(idx) == 0:
-        raise DataError(f"no held-out {name} training images for the typicality test; "
-                        "pass --fit-limit 0 to skip it")
-    return ImageDataset(train.read_rows(idx), train.labels[idx], train.class_names, name), note
 
 
 def _codecs(spec: str) -> list[str]:

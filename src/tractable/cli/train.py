@@ -28,10 +28,10 @@ from tractable.cli.common import (
     dataset_for,
     examples,
     limit_arg,
-    load_images,
     show_defaults,
 )
 from tractable.cli.output import output_path
+from tractable.data.subsets import load_images
 from tractable.errors import ConfigError, ShapeError
 from tractable.models.registry import known_families, model_class
 from tractable.run_folder import model_dir_of, open_folder
