@@ -208,18 +208,22 @@ class TrainingDefaults:
 
     optimizer: str = setting("adam", "the optimizer",
                              choices=("adam", "adamax", "openai-adamax"))
-    lr: float = setting(1e-3, "learning rate", minimum=0.0)
-    betas: tuple[float, float] = setting((0.9, 0.999), "Adam(ax) betas", metavar="B1 B2",
+    lr: float = setting(1e-3, "peak learning rate", minimum=0.0)
+    betas: tuple[float, float] = setting((0.9, 0.999), "Adam betas", metavar="B1 B2",
                                          minimum=0.0, maximum=1.0)
-    lr_decay: float = setting(1.0, "multiplicative lr decay per step", minimum=0.0)
-    warmup_steps: int = setting(0, "linear lr warm-up from 0 over this many steps", minimum=0)
-    weight_decay: float = setting(0.0, "L2 weight decay", minimum=0.0)
-    ema_decay: float = setting(0.9995, "Polyak averaging decay", minimum=0.0, maximum=1.0)
-    grad_clip: float | None = setting(None, "max global gradient norm (None or 0: no "
-                                            "clipping)", minimum=0.0)
-    batch_size: int = setting(16, "global batch (split over processes)", minimum=1)
+    lr_decay: float = setting(1.0, "multiplicative lr decay per step", minimum=0.0,
+                              metavar="FACTOR")
+    warmup_steps: int = setting(0, "linear lr warm-up, in steps", minimum=0, metavar="STEPS")
+    weight_decay: float = setting(0.0, "L2 coefficient", minimum=0.0)
+    ema_decay: float = setting(0.9995, "Polyak averaging decay per step", minimum=0.0,
+                               maximum=1.0)
+    grad_clip: float | None = setting(None, "max global gradient norm, 0: none",
+                                      minimum=0.0, metavar="NORM")
+    batch_size: int = setting(16, "global batch, split over processes", minimum=1,
+                              metavar="IMAGES")
     ema_warmup: bool = setting(True, "cap the EMA decay at (1+t)/(10+t) early on (off: "
-                                     "constant decay from the first step, as openai)")
+                                     "constant decay from the first step, as openai; "
+                                     "default: on)")
 
 
 def save_config(directory: str | os.PathLike[str], family: str, config: ModelConfig) -> None:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,73 @@ class DeprecatedFlag(argparse.Action):
         print(f"tractable: warning: {option_string} is deprecated; use {self.new}",
               file=sys.stderr)
         setattr(namespace, self.dest, values)
+
+
+# ---- flags generated from a config dataclass ------------------------------------------------
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *,
+                        groups: dict[str, Any] | None = None, skip: typing.Collection[str] = (),
+                        extra: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """One flag per field of the config dataclass `cls`, from its `tractable.config.setting`
+    metadata (help, choices, aliases, flag name, metavar, group); returns the fields given
+    a flag.
+
+    `--field-name` stores into `dest=field_name`; `int`, `float` and `str` fields (also
+    `X | None`) take one value, `tuple[X, X]` fields one value per item; a bool field that
+    defaults to False is a switch, one that defaults to True a `--no-...` switch, an
+    optional bool `--x` / `--no-x`. Every flag defaults to None, meaning "not given", so a
+    resumed run can tell what was asked for (`show_defaults` shows the real defaults).
+    `groups` maps a field's group to its argument group (one is made for a group not
+    named), `skip` names fields whose flags are written by hand, and `extra` adds argparse
+    options to a field's flag (values known only at run time, such as a registry's names).
+    """
+    hints = typing.get_type_hints(cls)
+    groups = dict(groups or {})
+    made = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        group = f.metadata.get("group", "")
+        if group and group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        target = groups[group] if group else parser
+        kwargs = {**_flag_options(cls, f, hints[f.name]), **(extra or {}).get(f.name, {})}
+        target.add_argument(*_flag_names(f), **kwargs)
+        made.append(f.name)
+    return made
+
+
+def _flag_names(f: dataclasses.Field[Any]) -> list[str]:
+    name = f.name.replace("_", "-")
+    first = f.metadata.get("flag") or (f"--no-{name}" if f.default is True else f"--{name}")
+    return [first, *f.metadata.get("aliases", ())]
+
+
+def _flag_options(cls: type, f: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:
+    """argparse options of a field's flag (see `add_dataclass_flags`)."""
+    meta = f.metadata
+    options: dict[str, Any] = {"dest": f.name, "default": None, "help": meta.get("help")}
+    args = typing.get_args(hint)
+    if type(None) in args:  # X | None
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else hint
+    if hint is bool:
+        options["action"] = (argparse.BooleanOptionalAction if f.default is None
+                             else "store_false" if f.default is True else "store_true")
+        return options
+    if typing.get_origin(hint) is tuple and len(set(typing.get_args(hint))) == 1:
+        options["nargs"] = len(typing.get_args(hint))
+        hint = typing.get_args(hint)[0]
+    if hint not in (int, float, str):
+        raise TypeError(f"{cls.__name__}.{f.name}: no flag for a {hint} field; write its "
+                        "flag by hand and skip it here")
+    if hint is not str:
+        options["type"] = hint
+    if "choices" in meta:
+        options["choices"] = list(meta["choices"])
+    if meta.get("metavar"):
+        names = tuple(meta["metavar"].split())
+        options["metavar"] = names if "nargs" in options else names[0]
+    return options
 
 
 # ---- data flags ----------------------------------------------------------------------------

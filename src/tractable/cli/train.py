@@ -7,6 +7,9 @@ the chosen family's field types (`tractable.training.factory.parse_field_value`)
 flag the chosen family does not have is an error, never silently ignored. A family may give
 a field extra flag names and help with `field(metadata={"aliases": ["--nonlocal"],
 "help": "..."})`.
+
+Training settings need none either: every `TrainConfig` field but those in
+`HAND_WRITTEN_FIELDS` gets its flag from its `setting` metadata (`add_dataclass_flags`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 
 from tractable.cli.common import (
+    add_dataclass_flags,
     data_options,
     data_source_args,
     dataset_for,
@@ -41,6 +45,9 @@ from tractable.training.factory import settable_fields
 
 MODEL_FLAG_PREFIX = "mf__"  # argparse dest of auto-generated model-field flags
 MAX_SAMPLES = 10_000  # images in one `tractable sample` grid
+# TrainConfig fields whose flags are written here; every other field's flag is generated
+# from its `setting` metadata (`add_dataclass_flags`).
+HAND_WRITTEN_FIELDS = ("data", "data_options", "out", "recipe")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -82,80 +89,17 @@ def _register_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     a("--overwrite", action="store_true",
       help="start a new run in a non-empty --out (replaces an earlier run's files there; "
       "keeps files tractable did not write)")
-    g = p.add_argument_group("length")
-    g.add_argument("--epochs", type=int, metavar="N",
-                   help="passes over the training images (default: 1, unless --max-steps)")
-    g.add_argument("--max-steps", type=int, metavar="STEPS",
-                   help="optimizer steps; wins over --epochs (default: unset)")
-    g = p.add_argument_group("optimizer (default: the family's paper settings)")
-    g.add_argument("--optimizer", choices=["adam", "adamax", "openai-adamax"],
-                   help="default: the family's")
-    g.add_argument("--lr", type=float, help="peak learning rate (default: the family's)")
-    g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"),
-                   help="Adam betas (default: the family's)")
-    g.add_argument("--lr-decay", type=float, metavar="FACTOR",
-                   help="multiplicative lr decay per step (default: the family's)")
-    g.add_argument("--warmup-steps", type=int, metavar="STEPS",
-                   help="linear lr warm-up, in steps (default: the family's)")
-    g.add_argument("--weight-decay", type=float, help="L2 coefficient (default: the family's)")
-    g.add_argument("--ema-decay", type=float,
-                   help="Polyak averaging decay per step (default: the family's)")
-    g.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=None,
-                   help="cap the EMA decay at (1+t)/(10+t) early on (default: on)")
-    g.add_argument("--grad-clip", type=float, metavar="NORM",
-                   help="max global gradient norm, 0: none (default: the family's)")
-    g.add_argument("--batch-size", type=int, metavar="IMAGES",
-                   help="global batch, split over processes (default: the family's)")
-    g.add_argument("--grad-accum", type=int, metavar="K",
-                   help="split each process's batch into K micro-batches, less memory")
-    g = p.add_argument_group("numerics and hardware")
-    g.add_argument("--precision", choices=["fp32", "bf16"],
-                   help="bf16 = autocast")
-    g.add_argument("--eval-precision", choices=["fp32", "bf16"],
-                   help="precision of the evaluations")
-    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the loss")
-    g.add_argument("--channels-last", action="store_true", default=None,
-                   help="NHWC memory format (default: the model family's choice; "
-                   "on for PixelCNN++)")
-    g.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   default=None, help="contiguous NCHW memory format")
-    g.add_argument("--no-fused-optimizer", dest="fused_optimizer", action="store_false",
-                   default=None, help="Adam's plain per-operation update instead of the "
-                   "fused kernel (same algorithm, for comparison)")
-    g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--seed", type=int, help="seed of initialization, batches, subsets")
-    g = p.add_argument_group("data")
-    data_source_args(g)
-    g.add_argument("--limit-train", type=int, metavar="N",
-                   help="train on a fixed random subset of N images (default: every image)")
-    g.add_argument("--limit-test", type=int, metavar="N",
-                   help="evaluate on a fixed random subset of N images (default: every image)")
-    g.add_argument("--augment", help="comma-separated: flip, shift (default: none)")
-    g.add_argument("--mutation-rate", type=float, metavar="MU",
-                   help="replace sub-pixels at rate MU by uniform values: trains the "
-                   "background model for `tractable ood` (Ren et al. 2019; with --weight-decay)")
-    g.add_argument("--init-batch-size", type=int, metavar="IMAGES",
-                   help="images for the data-dependent init (default: --batch-size)")
-    g = p.add_argument_group("reporting and safety")
-    g.add_argument("--log-every", type=int, metavar="STEPS", help="steps between log lines")
-    g.add_argument("--checkpoint-every", type=int, metavar="STEPS",
-                   help="steps between checkpoints")
-    g.add_argument("--eval-every", type=int, metavar="STEPS",
-                   help="steps between evals (default: each epoch)")
-    g.add_argument("--eval-batch-size", type=int, metavar="IMAGES",
-                   help="default: --batch-size")
-    g.add_argument("--samples-per-eval", type=int, metavar="N",
-                   help="images in each evaluation's sample grid, 0: none")
-    g.add_argument("--sampler", metavar="|".join(sampler_names()),
-                   help="sampler for the grids (default: the family's): " + sampler_help())
-    g.add_argument("--max-bad-steps", type=int, metavar="STEPS",
-                   help="consecutive NaN/inf steps tolerated")
-    g.add_argument("--tensorboard", action="store_true", default=None,
-                   help="also log to TensorBoard")
-    g.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                   help="no progress bar (default: a bar on a terminal)")
-    g.add_argument("--quiet", action="store_true", default=None,
-                   help="print only the start-up line and the result")
+    groups = {"length": p.add_argument_group("length"),
+              "optimizer": p.add_argument_group("optimizer (default: the family's paper "
+                                                "settings)"),
+              "numerics": p.add_argument_group("numerics and hardware"),
+              "data": p.add_argument_group("data"),
+              "reporting": p.add_argument_group("reporting and safety")}
+    data_source_args(groups["data"])
+    add_dataclass_flags(p, TrainConfig, groups=groups, skip=HAND_WRITTEN_FIELDS, extra={
+        "sampler": {"metavar": "|".join(sampler_names()),
+                    "help": "sampler for the grids (default: the family's): "
+                    + sampler_help()}})
     _add_model_field_flags(p)
     show_defaults(p, TrainConfig())
     p.set_defaults(func=cmd_train)

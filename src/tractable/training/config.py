@@ -1,7 +1,9 @@
 """Training settings: `TrainConfig`, saved in a run's `run.json` and in every checkpoint.
 
 Every field is declared with `tractable.config.setting` (help text, range, command-line
-group), and `validate` checks every value against it. The optimizer fields are not listed
+group, metavar): `validate` checks every value against it, and `tractable train` makes the
+field's flag from it (`tractable.cli.common.add_dataclass_flags`), so a new field needs no
+command-line code. The optimizer fields are not listed
 here: they are the fields of `tractable.config.TrainingDefaults`, each as `X | None = None`
 (None: the model family's paper value), so a new optimizer setting is declared once.
 """
@@ -34,10 +36,15 @@ def _optional(hint: Any) -> Any:
     return hint if type(None) in typing.get_args(hint) else hint | None
 
 
+def _family_default(text: str) -> str:
+    return text if "default" in text else f"{text} (default: the family's)"
+
+
 _OptimizerOverrides = dataclasses.make_dataclass(
     "OptimizerOverrides",
     [(f.name, _optional(_DEFAULTS_HINTS[f.name]),
-      field(default=None, metadata={**f.metadata, "group": "optimizer"}))
+      field(default=None, metadata={**f.metadata, "group": "optimizer",
+                                    "help": _family_default(f.metadata["help"])}))
      for f in dataclasses.fields(TrainingDefaults)],
 )
 
@@ -51,59 +58,72 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
     data_options: dict[str, Any] = setting(
         default_factory=dict, help="load_dataset options (root, download, batches, size)")
     out: str | None = setting(None, "run folder; None: write nothing (API use, tests)")
-    epochs: int | None = setting(None, "epochs (default 1 when neither this nor max_steps "
-                                       "is set)", minimum=1, group="length")
-    max_steps: int | None = setting(None, "optimizer steps (wins over --epochs)", minimum=1,
-                                    group="length")
+    epochs: int | None = setting(None, "passes over the training images (default: 1, "
+                                       "unless --max-steps)", minimum=1, group="length",
+                                 metavar="N")
+    max_steps: int | None = setting(None, "optimizer steps; wins over --epochs (default: "
+                                          "unset)", minimum=1, group="length",
+                                    metavar="STEPS")
     grad_accum: int = setting(1, "split each process's batch into K micro-batches (same "
-                                 "global batch, less memory)", minimum=1, group="optimizer")
+                                 "global batch, less memory)", minimum=1, group="optimizer",
+                            metavar="K")
     recipe: str | None = setting(None, "the `tractable.training.recipes` recipe these "
                                        "settings came from")
     # numerics
-    precision: str = setting("fp32", "fp32, or bf16 autocast (the likelihood stays fp32)",
+    precision: str = setting("fp32", "bf16 = autocast (the likelihood stays fp32)",
                              choices=("fp32", "bf16"), group="numerics")
     eval_precision: str = setting("fp32", "precision of the evaluations",
                                   choices=("fp32", "bf16"), group="numerics")
     compile: bool = setting(False, "torch.compile the loss", group="numerics")
-    channels_last: bool | None = setting(None, "channels-last memory format (default: the "
-                                         "model family's choice; on for PixelCNN++)",
-                                         group="numerics")
-    fused_optimizer: bool = setting(True, "Adam as one fused kernel per parameter (same "
-                                    "algorithm)", group="numerics", flag="--no-fused-optimizer")
-    device: str = setting("auto", "auto (default), cpu or cuda", group="numerics")
-    seed: int = setting(0, "seed of the initialization, data order and samples",
+    channels_last: bool | None = setting(None, "NHWC memory format, --no-channels-last: "
+                                         "contiguous NCHW (default: the model family's "
+                                         "choice; on for PixelCNN++)", group="numerics")
+    fused_optimizer: bool = setting(True, "Adam's plain per-operation update instead of the "
+                                    "fused kernel (same algorithm, for comparison)",
+                                    group="numerics", flag="--no-fused-optimizer")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N", group="numerics")
+    seed: int = setting(0, "seed of initialization, batches, subsets",
                         group="numerics")
     # data
-    limit_train: int | None = setting(None, "train on a fixed random subset of N images",
+    limit_train: int | None = setting(None, "train on a fixed random subset of N images "
+                                      "(default: every image)",
                                       minimum=1, group="data", metavar="N")
-    limit_test: int | None = setting(None, "evaluate on a fixed random subset of N images",
+    limit_test: int | None = setting(None, "evaluate on a fixed random subset of N "
+                                      "images (default: every image)",
                                      minimum=1, group="data", metavar="N")
-    init_batch_size: int | None = setting(None, "batch for data-dependent init (default: "
-                                                "the batch size)", minimum=1, group="data")
-    augment: str | None = setting(None, "comma-separated batch augmentations: flip, shift",
+    init_batch_size: int | None = setting(None, "images for the data-dependent init (default: "
+                                                "--batch-size)", minimum=1, group="data",
+                                          metavar="IMAGES")
+    augment: str | None = setting(None, "comma-separated batch augmentations: flip, "
+                                  "shift (default: none)",
                                   group="data")
     mutation_rate: float = setting(
         0.0, "replace sub-pixels at rate MU by uniform values: trains the background model "
              "for `tractable ood` (Ren et al. 2019; with --weight-decay)",
         minimum=0.0, maximum=1.0, group="data", metavar="MU")
     # reporting and safety
-    log_every: int = setting(50, "steps between log lines", minimum=1, group="reporting")
+    log_every: int = setting(50, "steps between log lines", minimum=1, group="reporting",
+                             metavar="STEPS")
     checkpoint_every: int = setting(1000, "steps between checkpoints", minimum=1,
-                                    group="reporting")
+                                    group="reporting", metavar="STEPS")
     eval_every: int | None = setting(None, "steps between evals (default: each epoch)",
-                                     minimum=1, group="reporting")
-    eval_batch_size: int | None = setting(None, "batch of the evaluations", minimum=1,
-                                          group="reporting")
-    samples_per_eval: int = setting(16, "sample grid size (0: none)", minimum=0,
-                                    group="reporting")
+                                     minimum=1, group="reporting", metavar="STEPS")
+    eval_batch_size: int | None = setting(None, "batch of the evaluations (default: "
+                                                "--batch-size)", minimum=1,
+                                          group="reporting", metavar="IMAGES")
+    samples_per_eval: int = setting(16, "images in each evaluation's sample grid, "
+                                        "0: none", minimum=0, group="reporting",
+                                    metavar="N")
     sampler: str | None = setting(None, "sampler for the grids (default: the family's)",
                                   group="reporting")
     max_bad_steps: int = setting(20, "consecutive NaN/inf steps tolerated", minimum=1,
-                                 group="reporting")
+                                 group="reporting", metavar="STEPS")
     tensorboard: bool = setting(False, "also log to TensorBoard", group="reporting")
-    progress: bool = setting(True, "hide the progress bar", group="reporting",
+    progress: bool = setting(True, "no progress bar (default: a bar on a "
+                                   "terminal)", group="reporting",
                              flag="--no-progress")
-    quiet: bool = setting(False, "no log lines on the terminal", group="reporting")
+    quiet: bool = setting(False, "print only the start-up line and the result",
+                          group="reporting")
 
     def validate(self) -> None:
         """Raise `ConfigError` for a value out of its field's type or range."""
