@@ -10,7 +10,7 @@ import stat
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from tractable.cli import main
 from tractable.errors import ConfigError, TrainingError
@@ -188,3 +188,16 @@ def test_disk_full_during_a_checkpoint_keeps_model_and_state_at_the_same_step(
     assert main(["train", "--out", str(out), "--resume", "--quiet", "--no-progress"]) == 0
     assert load_state(out / "state.pt")["step"] == 3
 
+
+
+def test_resume_brings_a_model_folder_ahead_of_state_pt_back_to_its_step(copy):
+    """A kill between the checkpoint's last two renames leaves model/ newer than state.pt;
+    the next start rewrites model/ from state.pt, so the two agree again."""
+    weights = copy / "model" / "model.safetensors"
+    saved = load_state(copy / "state.pt")
+    ahead = {k: v + 1.0 for k, v in load_file(weights).items()}
+    save_file(ahead, weights)
+    resume(copy, {"max_steps": 2})  # nothing left to train: only the start-up runs
+    now = load_file(weights)
+    assert now.keys() == saved["ema"].keys()
+    assert all(torch.equal(now[k], saved["ema"][k]) for k in now)

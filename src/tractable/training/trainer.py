@@ -163,6 +163,7 @@ class Trainer:
         self.ema = EMA(self.model, self.opt_cfg.ema_decay, self.opt_cfg.ema_warmup)
         if state is not None:
             self._restore(state)
+            self._rewrite_model_folder()
         self.wrapped = self._wrap()
         note = getattr(train_set, "split_note", None)
         if note and self.env.is_main and not config.quiet and state is None:
@@ -287,6 +288,18 @@ class Trainer:
         if self.run_dir is None:
             raise ConfigError("resume needs the run folder (out=...)")
         return load_state(self.run_dir / STATE_NAME)
+
+    def _rewrite_model_folder(self) -> None:
+        """Make model/ hold state.pt's step again: a kill between the checkpoint's final
+        renames can leave model/ one checkpoint ahead of state.pt (rank 0)."""
+        if not self.env.is_main or self.run_dir is None:
+            return
+        try:
+            with atomic_group():
+                self.ema.model.save_pretrained(self.run_dir / MODEL_DIR,
+                                               raw_state=self.model.state_dict())
+        except OSError as e:
+            raise self._write_failure(e) from None
 
     def _restore(self, state: dict[str, Any]) -> None:
         try:
