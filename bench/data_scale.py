@@ -8,7 +8,9 @@ downsampled-ImageNet npz format, then measures, for 1 process and for 2 `torchru
 - preparation: wall time of the first `load_dataset` (one process converts, the other
   waits on the lock), and the builder's peak resident memory while converting;
 - start-up to the first step: from launching the command to the end of the first optimizer
-  step, once the prepared copy exists (and the part spent opening the data);
+  step, once the prepared copy exists (and the part spent opening the data); the trainers
+  run eager (`compile=False`), since this measures the data path, not the compiler's
+  warm-up that long compiled runs add (bench/train_throughput.py --warm-up);
 - peak resident memory per process while training and evaluating (VmHWM reset after the
   data is open), against the dataset's size;
 - training img/s, and the ratio of the mapped path to today's in-memory path on a dataset
@@ -108,7 +110,7 @@ def worker(args: argparse.Namespace) -> None:
     prep_hwm = vm_hwm_mb()
     reset_hwm()
     model = make_model("pixelcnn++", train, 0, overrides=TINY)
-    cfg = TrainConfig(batch_size=args.batch, max_steps=10**9, samples_per_eval=0,
+    cfg = TrainConfig(batch_size=args.batch, max_steps=10**9, samples_per_eval=0, compile=False,
                       progress=False, quiet=True, device="cpu", init_batch_size=args.batch)
     trainer = Trainer(model, train, None, cfg)
     t_setup = time.time()
@@ -160,14 +162,16 @@ def ab_throughput(root: Path, batch: int, steps: int, rounds: int) -> tuple[floa
         ds = load_dataset("imagenet32", "train", root=root, batches=[1],
                           prepared=mode == "mapped", progress=False)
         model = make_model("pixelcnn++", ds, 0, overrides=TINY)
-        cfg = TrainConfig(batch_size=batch, max_steps=10**9, samples_per_eval=0,
+        cfg = TrainConfig(batch_size=batch, max_steps=10**9, samples_per_eval=0, compile=False,
                           progress=False, quiet=True, device="cpu", init_batch_size=batch)
         trainers[mode] = Trainer(model, ds, None, cfg)
     times: dict[str, list[float]] = {m: [] for m in trainers}
     for t in trainers.values():
         t._train_step()
-    for _ in range(rounds):
-        for m, t in trainers.items():
+    order = list(trainers)
+    for r in range(rounds):
+        for m in order if r % 2 == 0 else order[::-1]:  # neither always runs first
+            t = trainers[m]
             s = time.perf_counter()
             for _ in range(steps):
                 t._train_step()

@@ -18,6 +18,12 @@ an older commit): one worker process per checkout and configuration, each import
 `DIR/src`, built and warmed up once, then told to run `--steps` steps in alternation for
 `--rounds` rounds; each row is the median, the ratio is this checkout over DIR.
 
+`--warm-up` measures what compiling costs and saves, per configuration, in one process:
+the wall time of the first steps of a compiled trainer (the compiler's warm-up) and the
+steady seconds per step of eager and compiled trainers in interleaved rounds, then the
+break-even run length warm-up / (eager - compiled): the evidence behind the family's
+`compile_after_steps` (the run length from which training compiles by default).
+
 `--mfu` counts the FLOPs of one training step of the paper configuration
 (`torch.utils.flop_counter.FlopCounterMode`: convolutions and matmuls, forward and
 backward) and measures this CPU's float32 matmul peak (a large square matmul), then prints
@@ -33,6 +39,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -163,6 +170,33 @@ def compare_trees(configs: list[str], trees: dict[str, Path], batches: dict[str,
                   f"{iw / bw:10.2f}x {ic / bc:9.2f}x", flush=True)
 
 
+def report_warm_up(configs: list[str], batches: dict[str, int], steps: int,
+                   rounds: int) -> None:
+    """Compile warm-up, steady s/step eager and compiled, break-even steps (wall clock).
+
+    The compiler's on-disk cache goes to a fresh folder, so the warm-up is a first run's;
+    later runs of the same model on the same machine reuse the cache and start faster."""
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
+    print(f"{'config':7s} {'batch':>5s} {'warm-up (s)':>12s} {'eager s/step':>13s} "
+          f"{'compiled s/step':>16s} {'speed-up':>9s} {'break-even steps':>17s}")
+    for config in configs:
+        eager = make_trainer(config, "fp32-cl", batches[config])
+        compiled = make_trainer(config, "fp32-cl-compile", batches[config])
+        seconds_per_step(eager, 2)
+        start = time.perf_counter()
+        seconds_per_step(compiled, 2)  # compiles forward and backward
+        first_two = time.perf_counter() - start
+        times: dict[str, list[float]] = {"eager": [], "compiled": []}
+        for _ in range(rounds):
+            times["eager"].append(seconds_per_step(eager, steps))
+            times["compiled"].append(seconds_per_step(compiled, steps))
+        e, c = statistics.median(times["eager"]), statistics.median(times["compiled"])
+        warm = first_two - 2 * c
+        even = f"{warm / (e - c):17,.0f}" if e > c else f"{'never':>17s}"
+        print(f"{config:7s} {batches[config]:5d} {warm:12.1f} {e:13.3f} {c:16.3f} "
+              f"{e / c:8.2f}x {even}", flush=True)
+
+
 def matmul_peak_flops(n: int = 4096, repeats: int = 5, clock=time.perf_counter) -> float:
     """Best float32 FLOP/s of an n×n by n×n matmul over `repeats` tries."""
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -226,7 +260,18 @@ def main() -> None:
     p.add_argument("--against", type=Path, default=None,
                    help="another checkout: compare the default trainers of both")
     p.add_argument("--mfu", action="store_true", help="fraction of the fp32 matmul peak")
+    p.add_argument("--warm-up", action="store_true",
+                   help="compile warm-up, eager vs compiled s/step, break-even run length")
     args = p.parse_args()
+    if args.warm_up:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(f"# torch.compile warm-up, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, wall clock, {args.rounds} rounds of "
+              f"{args.steps} steps")
+        report_warm_up(args.configs, {"small": args.batch_small, "paper": args.batch_paper},
+                       args.steps, args.rounds)
+        return
     if args.against is not None:
         if not (args.against / "src" / "tractable").is_dir():
             p.error(f"--against {args.against}: no src/tractable there")

@@ -167,3 +167,19 @@ def test_the_page_builds_for_both_families(pixelcnn, glow):
 def test_uploaded_numpy_images_stay_uint8():
     x, _ = read_upload(png(Image.fromarray(np.full((4, 4), 7, np.uint8))), (1, 4, 4))
     assert x.dtype == torch.uint8 and int(x.max()) == 7
+
+
+# ---- the command line --------------------------------------------------------------------
+def test_without_models_the_app_serves_the_shipped_ones(monkeypatch, capsys):
+    from tractable import pretrained
+    from tractable.app import main_models
+    from tractable.cli import main
+
+    served = main_models([], data="mnist-mini")
+    assert [m.name for m in served] == pretrained.available() and len(served) >= 3
+    assert main(["app", "--port", "0"]) == 2
+    assert "--port" in capsys.readouterr().err
+    monkeypatch.setattr(pretrained, "available", lambda: [])
+    assert main(["app"]) == 2
+    err = capsys.readouterr().err
+    assert "no model given" in err and len(err.strip().splitlines()) == 1

@@ -37,11 +37,6 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = os.environ.get("TRACTABLE_APP_SCREENSHOTS")
 
-if os.environ.get("TRACTABLE_BROWSER_TESTS") != "1":
-    # A fresh-clone run stalled inside this module (both workers idle for minutes, the app
-    # answering); until that is understood it runs only when asked for.
-    pytest.skip("set TRACTABLE_BROWSER_TESTS=1 to drive the app in headless Chromium",
-                allow_module_level=True)
 selenium = pytest.importorskip("selenium", reason="selenium is in the dev extra: "
                                "pip install -e '.[dev]'")
 pytest.importorskip("gradio", reason="the app needs the app extra: pip install -e '.[app]'")
@@ -318,11 +313,4 @@ def test_the_page_made_no_request_beyond_the_app(browser, app):
     here = app["url"].split("://", 1)[1]  # 127.0.0.1:PORT/ (http and websocket alike)
     outside = [u for u in web if u.split("://", 1)[1].split("/", 1)[0] + "/" != here]
     assert not outside, f"the page asked for {outside[:5]}"
-
-
-def test_bad_port_and_missing_models_are_one_line_errors(capsys):
-    assert main(["app", "--port", "0"]) == 2
-    assert "--port" in capsys.readouterr().err
-    assert main(["app"]) == 2
-    assert "no model given" in capsys.readouterr().err
 

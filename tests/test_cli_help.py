@@ -78,7 +78,7 @@ def test_help_prints_real_defaults_and_units(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--max-steps STEPS optimizer steps; wins over --epochs (default: unset)" in out
     assert "--log-every STEPS steps between log lines (default: 50)" in out
-    assert "--compile torch.compile the loss (default: off)" in out
+    assert "--compile, --no-compile torch.compile the loss, --no-compile: never" in out
     assert "--nr-filters" in out and "(default: the family's, or the --preset's)" in out
 
 

@@ -132,3 +132,47 @@ def test_loaded_optimizer_state_takes_the_parameter_layout():
         opt.step()
         results.append(p.detach().clone())
     assert torch.allclose(results[0], results[1], rtol=1e-6, atol=1e-7)
+
+
+def test_long_pixelcnn_runs_compile_by_default_and_flags_decide_outright(monkeypatch):
+    from tractable.models import Glow, GlowConfig
+    from tractable.training import compilation
+
+    train = load_split("mnist-mini", "train", 16)
+    model = make_model("pixelcnn++", train, 0, overrides=TINY)
+    after = type(model).compile_after_steps
+    assert after is not None and Glow.compile_after_steps is None
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(compilation, "compiler_available", lambda device: True)
+    assert compilation.should_compile(model, None, after, cpu)
+    assert not compilation.should_compile(model, None, after - 1, cpu)  # a short run: eager
+    assert not compilation.should_compile(model, False, 10 * after, cpu)
+    assert compilation.should_compile(model, True, 1, cpu)
+    glow = Glow(GlowConfig(image_shape=(1, 8, 8), K=1, L=1, width=4))
+    assert not compilation.should_compile(glow, None, 10**9, cpu)
+    monkeypatch.setattr(compilation, "compiler_available", lambda device: False)
+    assert not compilation.should_compile(model, None, 10 * after, cpu)  # no C++ compiler
+    cfg = TrainConfig(batch_size=8, max_steps=after, samples_per_eval=0, progress=False,
+                      quiet=True, device="cpu")
+    assert not Trainer(model, train, None, cfg).compiled
+
+
+def test_the_pixelcnn_loss_traces_as_one_graph_that_computes_the_eager_values():
+    """No graph break (so compiling fuses the whole step), and the traced form (the plain
+    concat_elu) gives the eager loss and gradients; `aot_eager` runs the traced graph
+    without building C++ kernels."""
+    train = load_split("mnist-mini", "train", 8)
+    model = make_model("pixelcnn++", train, 0, overrides={**TINY, "dropout": 0.0})
+    model.to(memory_format=torch.channels_last).train()
+    x = train.images[:8]
+    explained = torch._dynamo.explain(model.loss)(x)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    eager_loss = model.loss(x)[0]
+    eager_grads = torch.autograd.grad(eager_loss, list(model.parameters()))
+    torch._dynamo.reset()
+    traced_loss = torch.compile(model.loss, backend="aot_eager")(x)[0]
+    traced_grads = torch.autograd.grad(traced_loss, list(model.parameters()))
+    torch._dynamo.reset()
+    assert torch.allclose(traced_loss, eager_loss, rtol=1e-5)
+    for a, b in zip(traced_grads, eager_grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)

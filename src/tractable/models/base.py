@@ -49,6 +49,9 @@ class TractableModel(nn.Module):
     # Training in channels_last (NHWC) unless the run says otherwise: measured faster for
     # the family (with the same numerics); see `TrainConfig.channels_last`.
     prefers_channels_last: ClassVar[bool] = False
+    # torch.compile by default for training runs of at least this many steps: where the
+    # compiled step's saving repays the compiler's warm-up (measured); None: never unasked.
+    compile_after_steps: ClassVar[int | None] = None
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -121,6 +121,7 @@ class PixelCNNPlusPlus(AutoregressiveModel):
         "nonlocal_blocks": 1}
     channel_sequential = False  # the mixture models whole pixels
     prefers_channels_last = True  # 1.2x both presets on CPU (bench/train_throughput.py)
+    compile_after_steps = 2000  # see bench/train_throughput.py --warm-up
     initialized: Tensor
 
     def __init__(self, config: PixelCNNPlusPlusConfig) -> None:

@@ -35,7 +35,9 @@ def concat_elu(x: Tensor) -> Tensor:
     is written straight into the output, which ELU then overwrites in place; the gradient
     is one ELU backward over the output and one subtraction.
     """
-    if x.dim() != 4:
+    if x.dim() != 4 or torch.compiler.is_compiling():
+        # Under torch.compile the plain form fuses into one kernel each way; the hand-written
+        # eager version writes into slices (`out=`), which would break the graph.
         return F.elu(torch.cat([x, -x], dim=1))
     return cast(Tensor, _ConcatELU.apply(x))
 

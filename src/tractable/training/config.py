@@ -74,7 +74,10 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
                              choices=("fp32", "bf16"), group="numerics")
     eval_precision: str = setting("fp32", "precision of the evaluations",
                                   choices=("fp32", "bf16"), group="numerics")
-    compile: bool = setting(False, "torch.compile the loss", group="numerics")
+    compile: bool | None = setting(None, "torch.compile the loss, --no-compile: never "
+                                         "(default: on for runs long enough to repay the "
+                                         "warm-up, where the family says so)",
+                                   group="numerics")
     channels_last: bool | None = setting(None, "NHWC memory format, --no-channels-last: "
                                          "contiguous NCHW (default: the model family's "
                                          "choice; on for PixelCNN++)", group="numerics")

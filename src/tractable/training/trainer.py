@@ -47,6 +47,7 @@ from tractable.training.checkpoint import (
     load_state,
     save_state,
 )
+from tractable.training.compilation import should_compile
 from tractable.training.config import TrainConfig
 from tractable.training.ema import EMA
 from tractable.training.metrics import MetricsLog
@@ -155,7 +156,14 @@ class Trainer:
         state = self._load_resume_state() if resume else None
         if state is None:
             self._check_fresh_run_dir(overwrite)
-        self._announce(int(state.get("step", 0)) if state is not None else 0)
+        start = int(state.get("step", 0)) if state is not None else 0
+        self.compiled = should_compile(model, config.compile, self.total_steps - start,
+                                       self.env.device)
+        self._announce(start)
+        if self.compiled and config.compile is None and self.env.is_main and not config.quiet:
+            print(f"compile: on by default for {model.family} runs of at least "
+                  f"{type(model).compile_after_steps:,} steps; the first steps compile "
+                  "(warm-up), --no-compile skips it", file=sys.stderr)
         self.log = MetricsLog(self.run_dir if self.env.is_main else None,
                               tensorboard=config.tensorboard and self.env.is_main)
         if state is None:
@@ -187,7 +195,8 @@ class Trainer:
         n_test = len(self.test_set) if self.test_set is not None else None  # type: ignore[arg-type]
         print(startup_line(self.model, self.preset, params, self.env.device,
                            self.env.world_size,
-                           dataclasses.replace(self.cfg, channels_last=self.channels_last),
+                           dataclasses.replace(self.cfg, channels_last=self.channels_last,
+                                               compile=self.compiled),
                            self.opt_cfg.batch_size,
                            self.cfg.data, shape, n_train, n_test, self.total_steps,
                            self.stream.steps_per_epoch, step, self.cfg.out), flush=True)
@@ -264,7 +273,7 @@ class Trainer:
             # static_graph: parameters a family leaves unused (the same ones every step)
             # are found in the first step, with no per-step graph traversal afterwards.
             wrapped = self._ddp = DDP(wrapped, device_ids=ids, static_graph=True)
-        if self.cfg.compile:
+        if self.compiled:
             wrapped = torch.compile(wrapped)  # type: ignore[assignment]
         return wrapped
 

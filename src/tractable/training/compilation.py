@@ -1,0 +1,39 @@
+"""Whether a training run compiles its step with `torch.compile`.
+
+A compiled PixelCNN++ step fuses the element-wise work around the convolutions (concat_elu,
+dropout, gating, the mixture likelihood) and is much faster on CPU, but the compiler's
+warm-up costs about a minute (small preset) to several (paper preset) before the first
+step. So compiling is the default only for runs long enough to repay it: a family sets
+`compile_after_steps` from measurements (`bench/train_throughput.py --warm-up`), and runs of
+at least that many remaining steps compile. `--compile` / `--no-compile` decide outright.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+
+from tractable.models.base import TractableModel
+
+
+def compiler_available(device: torch.device) -> bool:
+    """Whether torch.compile can build kernels here: a C++ compiler for CPU, Triton on CUDA."""
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    names = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    return any(name and shutil.which(name) for name in names)
+
+
+def should_compile(model: TractableModel, asked: bool | None, remaining_steps: int,
+                   device: torch.device) -> bool:
+    """`asked` when given; else whether `model`'s family compiles runs this long here."""
+    if asked is not None:
+        return asked
+    after = type(model).compile_after_steps
+    return after is not None and remaining_steps >= after and compiler_available(device)
