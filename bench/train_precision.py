@@ -9,7 +9,9 @@ moving fast), so several seeds are run and the spread is printed: the question i
 bfloat16 falls outside the float32 spread.
 
     python bench/train_precision.py [--steps 600] [--batch 16] [--seeds 0 1 2]
-        [--modes fp32 bf16 bf16-cl] [--threads N]
+        [--modes fp32 bf16 bf16-cl fp32-cl-compile] [--threads N]
+
+img/s includes a compiled mode's warm-up (the compiler's first steps).
 
 `--against DIR` instead trains the *default* trainer (no numerics flags) of this checkout and
 of another checkout DIR (each in a subprocess importing its own `DIR/src`), same seeds,
@@ -31,17 +33,19 @@ import torch
 from tractable.evaluation import evaluate_bpd
 from tractable.training import TrainConfig, Trainer, load_split, make_model
 
-MODES = {"fp32": ("fp32", False), "fp32-cl": ("fp32", True), "bf16": ("bf16", False),
-         "bf16-cl": ("bf16", True)}
+# name -> (precision, channels_last, compile)
+MODES = {"fp32": ("fp32", False, False), "fp32-cl": ("fp32", True, False),
+         "fp32-cl-compile": ("fp32", True, True), "bf16": ("bf16", False, False),
+         "bf16-cl": ("bf16", True, False)}
 
 
 def run(mode: str, steps: int, batch: int, seed: int) -> tuple[float, float, float]:
-    precision, channels_last = MODES[mode]
+    precision, channels_last, compile_ = MODES[mode]
     train, test = load_split("mnist-mini", "train"), load_split("mnist-mini", "test")
     model = make_model("pixelcnn++", train, seed=seed, preset="small")
     cfg = TrainConfig(batch_size=batch, max_steps=steps, precision=precision,
-                      channels_last=channels_last, samples_per_eval=0, progress=False,
-                      quiet=True, log_every=steps, seed=seed, device="cpu")
+                      channels_last=channels_last, compile=compile_, samples_per_eval=0,
+                      progress=False, quiet=True, log_every=steps, seed=seed, device="cpu")
     trainer = Trainer(model, train, None, cfg)
     start = time.perf_counter()
     trainer.fit()

@@ -135,3 +135,17 @@ def test_concat_elu_equals_elu_of_concatenation_with_its_gradient(channels_last)
     (gr,) = torch.autograd.grad(ref, x, g)
     assert torch.allclose(gx, gr, rtol=1e-14, atol=1e-15)  # exp(x) vs result + 1
     assert torch.autograd.gradcheck(concat_elu, (x,))
+
+
+def test_traced_mask_keeps_the_rate_and_the_layout():
+    """Under torch.compile the mask is `rand_like < keep` (traceable); same rate, same
+    layout. `aot_eager` runs the traced graph without building kernels."""
+    like = torch.empty(8, 64, 32, 32).contiguous(memory_format=torch.channels_last)
+    traced = torch.compile(lambda t: bernoulli_keep_mask(t, 0.5), backend="aot_eager",
+                           fullgraph=True)
+    torch.manual_seed(0)
+    mask = traced(like)
+    torch._dynamo.reset()
+    n = mask.numel()
+    assert mask.dtype == torch.bool and mask.is_contiguous(memory_format=torch.channels_last)
+    assert abs(mask.float().mean().item() - 0.5) < 4 * math.sqrt(0.25 / n)

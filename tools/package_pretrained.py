@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--test-limit", type=int,
                         help="evaluate only the first N test images (default: all)")
+    parser.add_argument("--command", help="the training command(s), when they were more "
+                                          "than one plain `tractable train` (e.g. resumed)")
+    parser.add_argument("--hardware", help="where it was trained (default: this CPU, shared)")
     args = parser.parse_args()
     run = json.loads((args.run / "run.json").read_text())
     summary = json.loads((args.run / "summary.json").read_text())
@@ -67,11 +70,12 @@ def main() -> None:
         "train_seconds": round(summary["elapsed_s"]),
         "eval_seconds": round(eval_s),
         "weights": "Polyak average (EMA)",
-        "hardware": f"CPU, {torch.get_num_threads()} thread(s) at evaluation; trained with 1 "
-                    "thread on a 2-core AMD EPYC (Zen 4) shared with other jobs",
+        "hardware": args.hardware or f"CPU, {torch.get_num_threads()} thread(s) at "
+                    "evaluation; trained with 1 thread on a 2-core AMD EPYC (Zen 4) shared "
+                    "with other jobs",
         "model_config": run["model_config"], "optimizer": run["optimizer"],
-        "command": f"tractable train --model {run['family']} --preset small --conditional "
-                   f"--data {data} --batch-size {train['batch_size']} "
+        "command": args.command or f"tractable train --model {run['family']} --preset small "
+                   f"--conditional --data {data} --batch-size {train['batch_size']} "
                    f"--max-steps {summary['step']}",
     }
     out = PACKAGE / args.name

@@ -32,8 +32,12 @@ def bernoulli_keep_mask(like: Tensor, keep_prob: float,
     """A bool tensor shaped and laid out like `like`: each element True with `keep_prob`.
 
     The bits come from one `random_` over int64 words (a quarter as many draws as elements),
-    viewed as int16; the mask has `like`'s memory format (NCHW or channels_last).
+    viewed as int16; the mask has `like`'s memory format (NCHW or channels_last). Under
+    torch.compile, which cannot trace `random_`, it is `rand_like(like) < keep_prob`
+    instead: the compiler fuses that draw into the kernels around it.
     """
+    if torch.compiler.is_compiling():
+        return torch.rand_like(like, generator=generator) < keep_prob
     n = like.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device)
     words.random_(-(2**63), None, generator=generator)  # the full 64-bit range
