@@ -22,13 +22,16 @@ from tractable.nn.weight_norm import WeightNormLayer
 
 
 def down_shift(x: Tensor) -> Tensor:
-    """Move every row one down, filling the top row with zeros: row i shows row i−1."""
-    return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
+    """Move every row one down, filling the top row with zeros: row i shows row i−1.
+
+    Cropped before padding, so the result is a fresh tensor in `x`'s memory format
+    (a crop after padding would be a strided view, which channels_last layers copy)."""
+    return F.pad(x[:, :, :-1, :], (0, 0, 1, 0))
 
 
 def right_shift(x: Tensor) -> Tensor:
-    """Move every column one right, filling the left column with zeros."""
-    return F.pad(x, (1, 0, 0, 0))[:, :, :, :-1]
+    """Move every column one right, filling the left column with zeros (as `down_shift`)."""
+    return F.pad(x[:, :, :, :-1], (1, 0, 0, 0))
 
 
 class DownShiftedConv2d(WeightNormLayer):
@@ -99,7 +102,15 @@ class DownShiftedConvTranspose2d(WeightNormLayer):
 
     def linear_map(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         h, w = x.shape[-2] * self.stride, x.shape[-1] * self.stride
-        left = (self.kernel_size[1] - 1) // 2
+        kh, kw = self.kernel_size
+        left = (kw - 1) // 2
+        extra = 2 * left + self.stride - kw  # columns to add back on the right after `left`
+        if kh == self.stride and left + self.stride <= kw and 0 <= extra < self.stride:
+            # The crop done by the convolution itself (`padding` trims `left` columns off
+            # both sides, `output_padding` restores the right ones): one contiguous output
+            # in the input's memory format instead of a strided view of a bigger one.
+            return F.conv_transpose2d(x, weight, bias, stride=self.stride, padding=(0, left),
+                                      output_padding=(self.stride - kh, extra))
         return F.conv_transpose2d(x, weight, bias, stride=self.stride)[:, :, :h, left:left + w]
 
 
