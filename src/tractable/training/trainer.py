@@ -155,8 +155,7 @@ class Trainer:
                 f"batch size {self.opt_cfg.batch_size} over {self.env.world_size} process(es) "
                 f"does not split into {config.grad_accum} equal micro-batches (--grad-accum)")
         if self.env.device.type == "cuda" and transform is None:
-            # the whole uint8 set on the device: batches are gathered there, no copy per step
-            self.stream.images = self.stream.images.to(self.env.device)
+            self.stream.move_images_to(self.env.device)
         self.total_steps = self._total_steps()
         self.preset = preset
         self.step = 0
