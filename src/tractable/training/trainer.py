@@ -544,6 +544,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
             self._unread.append(host)
         self.step += 1
+        if not self.sync_free:
+            self._catch_up()  # the guard's count and error within the step, as always
 
     def _clip(self, gnorm: Tensor) -> None:
         if self.opt_cfg.grad_clip:  # None or 0: no clipping
