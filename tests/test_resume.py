@@ -25,7 +25,8 @@ from tractable.training.checkpoint import load_state
 FLAGS = ["--model", "pixelcnn++", "--nr-resnet", "1", "--nr-filters", "8",
          "--nr-logistic-mix", "2", "--dropout", "0.5", "--data", "mnist-mini",
          "--limit-train", "48", "--limit-test", "8", "--batch-size", "8",
-         "--samples-per-eval", "0", "--log-every", "1", "--no-progress", "--quiet", "--seed", "5"]
+         "--samples-per-eval", "0", "--log-every", "1", "--no-progress", "--quiet", "--seed", "5",
+         "--no-compile"]  # the killed runs ask for 100000 steps: compile would be on
 
 
 @pytest.fixture(autouse=True)

@@ -76,6 +76,15 @@ class BatchStream:
         self._perm_epoch = -1
         self._perm = torch.empty(0, dtype=torch.long)
 
+    def move_images_to(self, device: torch.device) -> None:
+        """Keep the whole uint8 set on `device` and gather batches there: no image copy
+        per step, and only the batch's indices travel (without waiting for the device)."""
+        self.images = self.images.to(device)
+        self.rows = self._gather_on_device
+
+    def _gather_on_device(self, idx: Tensor) -> Tensor:
+        return self.images[idx.to(self.images.device, non_blocking=True)]
+
     def position(self, step: int) -> tuple[int, int]:
         """(epoch, batch index inside the epoch) of global step `step`."""
         return divmod(step, self.steps_per_epoch)

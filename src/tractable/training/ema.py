@@ -33,12 +33,22 @@ class EMA:
         self.model: TractableModel = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: TractableModel, step: int) -> None:
-        """ema ← d·ema + (1 − d)·θ for parameters; buffers (e.g. init flags) are copied."""
+    def update(self, model: TractableModel, step: int, ok: Tensor | None = None) -> None:
+        """ema ← d·ema + (1 − d)·θ for parameters; buffers (e.g. init flags) are copied.
+
+        `ok` (a 0-dim bool tensor): update only where it is true, decided on its device
+        (no host read); the average is then left exactly as it was, even if θ holds NaN.
+        """
         d = ema_decay_at(step, self.decay, self.warmup)
         ema_p: list[Tensor] = list(self.model.parameters())
         src_p: list[Tensor] = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
+        if ok is None:
+            torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
+        else:
+            # the same lerp as above into new tensors, then a select: a weight of 0 would
+            # not keep the average when θ is non-finite (0·NaN = NaN)
+            for e, new in zip(ema_p, torch._foreach_lerp(ema_p, src_p, 1.0 - d), strict=True):
+                torch.where(ok, new, e, out=e)
         for b_ema, b in zip(self.model.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
 

@@ -142,6 +142,29 @@ class OpenAIAdamax(torch.optim.Optimizer):
         return loss
 
 
+def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether `optimizer.step()` can leave everything unchanged on a device-side flag.
+
+    torch's fused optimizers (here: fused Adam) read a `found_inf` tensor, GradScaler's
+    mechanism: when it is 1 the kernel returns before touching weights or moments and the
+    step count's increment is subtracted again. torch.optim.Adamax, `OpenAIAdamax` and the
+    plain (foreach) Adam have no such input, so the host must decide whether to call them.
+    """
+    return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+
+
+def step_unless_skipped(optimizer: torch.optim.Optimizer, ok: Tensor) -> None:
+    """`optimizer.step()` if the 0-dim bool tensor `ok` is true, else no change at all
+    (weights, moments, step counts), decided on `ok`'s device: no host read."""
+    if not skips_on_device(optimizer):
+        raise TypeError(f"{type(optimizer).__name__} cannot skip a step on the device")
+    optimizer.found_inf = (~ok).float()  # type: ignore[attr-defined]
+    try:
+        optimizer.step()
+    finally:
+        optimizer.found_inf = None  # type: ignore[attr-defined]
+
+
 def lr_at(step: int, d: TrainingDefaults) -> float:
     """Learning rate for optimizer step `step` (0-based): decay times linear warm-up."""
     warm = min(1.0, (step + 1) / d.warmup_steps) if d.warmup_steps > 0 else 1.0

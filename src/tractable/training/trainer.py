@@ -6,6 +6,12 @@ It uses only the `TractableModel` contract: `loss(x, y) -> (scalar, {"bpd": ...}
     batch(step) → [batch transform] → shard → autocast(loss) → backward → global grad norm
     → NaN/inf guard → clip → optimizer step → EMA update
 
+On CUDA with fused Adam the step never waits for the device (`step_runs_on_device`): the
+guard is a device-side flag that the optimizer and the EMA update obey, and the host reads
+the steps' statistics only at log, evaluation and checkpoint steps, at the end, and often
+enough that `max_bad_steps` bad steps in a row are seen at the step they happen
+(`Trainer._read_due`). Everything else, the CPU included, reads them after every step.
+
 Everything random in a step is a function of (seed, rank, step): batches (see `batches`),
 augmentation, and the global torch RNG (dropout), reseeded before each step. Together with
 the checkpoint (weights, EMA, optimizer, step) this makes a resumed run continue exactly.
@@ -51,7 +57,14 @@ from tractable.training.compilation import should_compile
 from tractable.training.config import TrainConfig
 from tractable.training.ema import EMA
 from tractable.training.metrics import MetricsLog
-from tractable.training.optim import build_optimizer, lr_at, resolve_defaults, set_lr
+from tractable.training.optim import (
+    build_optimizer,
+    lr_at,
+    resolve_defaults,
+    set_lr,
+    skips_on_device,
+    step_unless_skipped,
+)
 from tractable.training.pictures import cycling_labels, draw_samples, plot_curves, save_gif_of_pngs
 from tractable.training.startup import EtaClock, parameter_count, size_warning, startup_line
 from tractable.viz import save_grid
@@ -81,6 +94,17 @@ class _LossOf(nn.Module):
 
 
 Callback = Callable[["Trainer"], None]
+
+
+def step_runs_on_device(device: torch.device, optimizer: torch.optim.Optimizer) -> bool:
+    """Whether training steps on `device` skip the per-step host read of loss and grad norm.
+
+    On CUDA that read waits for the step to finish and drains the launch queue; on the
+    CPU it costs nothing, so the CPU keeps the simpler synchronous step. Needs an
+    optimizer that can skip a non-finite step on the device (`skips_on_device`: fused
+    Adam, not Adamax or openai-adamax, which keep the synchronous step).
+    """
+    return device.type == "cuda" and skips_on_device(optimizer)
 
 
 def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
@@ -131,13 +155,17 @@ class Trainer:
                 f"batch size {self.opt_cfg.batch_size} over {self.env.world_size} process(es) "
                 f"does not split into {config.grad_accum} equal micro-batches (--grad-accum)")
         if self.env.device.type == "cuda" and transform is None:
-            # the whole uint8 set on the device: batches are gathered there, no copy per step
-            self.stream.images = self.stream.images.to(self.env.device)
+            self.stream.move_images_to(self.env.device)
         self.total_steps = self._total_steps()
         self.preset = preset
         self.step = 0
         self.best_bpd: float | None = None
         self.consecutive_bad = 0
+        # per-step [loss, bpd, grad norm, stop] not read by the host yet (see `_catch_up`)
+        self._unread: list[Tensor] = []
+        self._window: list[tuple[float, float]] = []  # (loss, bpd) of good steps since a log
+        self._last_gnorm = math.nan
+        self._stop_seen = False
         self.last_checkpoint: tuple[int, Path] | None = None
         self._stop_requested = False
         self._last_eval_step = -1
@@ -151,6 +179,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.optimizer = build_optimizer(self.model.parameters(), self.opt_cfg,
                                          fused=config.fused_optimizer)
+        self.sync_free = step_runs_on_device(self.env.device, self.optimizer)
         if self.env.is_main:
             self._remove_stale_temp_files()
         state = self._load_resume_state() if resume else None
@@ -344,6 +373,7 @@ class Trainer:
         written, state.pt last: a failed write (disk full) changes nothing, so model/ and
         state.pt always hold the same step. Non-finite weights are never saved: the last
         good checkpoint stays."""
+        self._catch_up()
         self._last_ckpt_step = self.step
         if not self.env.is_main or self.run_dir is None:
             return None
@@ -429,32 +459,38 @@ class Trainer:
         restore_sigint = self._install_sigint()
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (self.cfg.progress and self.env.is_main and sys.stderr.isatty()))
-        window: list[tuple[float, float]] = []
+        if self.sync_free and not skips_on_device(self.optimizer):
+            raise ConfigError(f"{type(self.optimizer).__name__} cannot skip a non-finite step "
+                              "on the device; this run needs the synchronous step")
+        self._window, self._unread = [], []
         t_window = time.perf_counter()
         eta = EtaClock(self.step, self.total_steps)
         try:
             while self.step < self.total_steps:
                 eta.start_step()
-                loss, bpd, gnorm, stop = self._train_step()
+                self._train_step()
                 eta_line = eta.end_step(self.step)
                 if eta_line and self.env.is_main and not self.cfg.quiet:
                     tqdm.write(eta_line)
-                if math.isfinite(loss) and math.isfinite(gnorm):
-                    window.append((loss, bpd))
                 bar.update(1)
-                if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
+                log_due = self.step % self.cfg.log_every == 0 or self.step == self.total_steps
+                eval_due = self._eval_due()
+                checkpoint_due = self.step % self.cfg.checkpoint_every == 0
+                if self._read_due(log_due or eval_due or checkpoint_due):
+                    self._catch_up()
+                if log_due:
                     dt = time.perf_counter() - t_window
-                    self._log_train(window, gnorm, dt, bar)
-                    window, t_window = [], time.perf_counter()
+                    self._log_train(dt, bar)
+                    self._window, t_window = [], time.perf_counter()
                 t_side = time.perf_counter()
-                if self._eval_due():
+                if eval_due:
                     self.evaluate_and_draw()
-                if self.step % self.cfg.checkpoint_every == 0:
+                if checkpoint_due:
                     self.save_checkpoint()
                 t_window += time.perf_counter() - t_side  # img/s counts training only
                 for cb in self.callbacks:
                     cb(self)
-                if stop:  # Ctrl-C on any rank: every rank stops after this same step
+                if self._stop_seen:  # Ctrl-C on any rank: every rank stops after this step
                     self._interrupt()
             if self._last_eval_step != self.step:
                 self.evaluate_and_draw()
@@ -467,8 +503,13 @@ class Trainer:
         return {"step": self.step, "best_test_bpd": self.best_bpd, "rank": self.env.rank,
                 "run_dir": str(self.run_dir) if self.run_dir else None}
 
-    def _train_step(self) -> tuple[float, float, float, bool]:
-        """One optimizer step on batch `self.step`; returns (loss, bpd, grad norm, stop)."""
+    def _train_step(self) -> None:
+        """One optimizer step on batch `self.step`; its statistics join `_unread`.
+
+        Synchronous: the host reads (loss, grad norm) and applies the update only if both
+        are finite. `sync_free`: the same decision as a device tensor that the optimizer
+        (`found_inf`) and the EMA obey, with nothing read back here.
+        """
         torch.manual_seed(mix_seed(self.cfg.seed, _STEP_SALT, self.env.rank, self.step))
         x, y = self.stream.batch(self.step)
         x, y = x.to(self.env.device, non_blocking=True), y.to(self.env.device, non_blocking=True)
@@ -479,24 +520,69 @@ class Trainer:
         loss, bpd = self._accumulate_gradients(x, y)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=x.device)
+        # torch.full, not torch.tensor: a fill kernel, no copy from the host (which waits)
         stats = torch.stack([loss, bpd,
                              gnorm.float().to(x.device),
-                             torch.tensor(float(self._stop_requested), device=x.device)])
+                             torch.full((), float(self._stop_requested), device=x.device)])
         if self.env.distributed:
             distributed.all_reduce_sum(stats, self.env)
             stats[:3] /= self.env.world_size
-        loss_v, bpd_v, gnorm_v, stop_v = stats.tolist()
-        if math.isfinite(loss_v) and math.isfinite(gnorm_v):
-            if self.opt_cfg.grad_clip:  # None or 0: no clipping
-                torch.nn.utils.clip_grads_with_norm_(self.model.parameters(),
-                                                     self.opt_cfg.grad_clip, gnorm)
-            self.optimizer.step()
-            self.ema.update(self.model, self.step)
-            self.consecutive_bad = 0
+        if self.sync_free:
+            ok = torch.isfinite(stats[0]) & torch.isfinite(stats[2])
+            self._clip(gnorm)  # a non-finite norm makes the gradients NaN: skipped below
+            step_unless_skipped(self.optimizer, ok)
+            self.ema.update(self.model, self.step, ok)
+            self._unread.append(stats)
         else:
-            self._bad_step(loss_v, gnorm_v)
+            host = stats.cpu()
+            loss_v, _, gnorm_v, _ = host.tolist()
+            if math.isfinite(loss_v) and math.isfinite(gnorm_v):
+                self._clip(gnorm)
+                self.optimizer.step()
+                self.ema.update(self.model, self.step)
+            else:
+                self.optimizer.zero_grad(set_to_none=True)
+            self._unread.append(host)
         self.step += 1
-        return loss_v, bpd_v, gnorm_v, stop_v > 0
+        if not self.sync_free:
+            self._catch_up()  # the guard's count and error within the step, as always
+
+    def _clip(self, gnorm: Tensor) -> None:
+        if self.opt_cfg.grad_clip:  # None or 0: no clipping
+            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(),
+                                                 self.opt_cfg.grad_clip, gnorm)
+
+    def _read_due(self, needed: bool) -> bool:
+        """Whether the host reads the unread step statistics now (`needed`: a log,
+        evaluation or checkpoint step). A sync-free run also reads when the unread steps,
+        if all bad, would reach `max_bad_steps` in a row: the run then stops at the step
+        where the synchronous one does, with no update after it. Ctrl-C in one process is
+        seen at once; in a distributed run it travels in the statistics and takes effect
+        at the next read, on every rank at the same step."""
+        if not self.sync_free or needed or self.step >= self.total_steps:
+            return True
+        if self._stop_requested and not self.env.distributed:
+            return True
+        return len(self._unread) >= self.cfg.max_bad_steps - self.consecutive_bad
+
+    def _catch_up(self) -> None:
+        """Read the statistics of the steps since the last read (on CUDA one host sync)
+        and account for them in step order: the NaN/inf guard's count, its "skip" rows and
+        its error, the (loss, bpd) window of the next train row, the last grad norm and
+        the stop flag."""
+        if not self._unread:
+            return
+        rows = torch.stack(self._unread).tolist()
+        self._unread.clear()
+        first = self.step - len(rows) + 1
+        for i, (loss, bpd, gnorm, stop) in enumerate(rows):
+            self._last_gnorm = gnorm
+            self._stop_seen = self._stop_seen or stop > 0
+            if math.isfinite(loss) and math.isfinite(gnorm):
+                self.consecutive_bad = 0
+                self._window.append((loss, bpd))
+            else:
+                self._bad_step(first + i, loss, gnorm)
 
     def _accumulate_gradients(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Backward over `grad_accum` equal micro-batches; (mean loss, mean bpd), detached.
@@ -519,14 +605,13 @@ class Trainer:
             total_bpd += metrics.get("bpd", loss).detach().float().mean()
         return total_loss / k, total_bpd / k
 
-    def _bad_step(self, loss: float, gnorm: float) -> None:
-        """NaN/inf guard: skip the update and log it; give up after `max_bad_steps` in a row."""
-        self.optimizer.zero_grad(set_to_none=True)
+    def _bad_step(self, step: int, loss: float, gnorm: float) -> None:
+        """NaN/inf guard for step `step` (1-based), whose update was skipped: log it; give
+        up after `max_bad_steps` in a row."""
         self.consecutive_bad += 1
-        self.log.add("skip", self.step + 1, loss=loss, grad_norm=gnorm,
-                     skipped=self.consecutive_bad)
+        self.log.add("skip", step, loss=loss, grad_norm=gnorm, skipped=self.consecutive_bad)
         if self.env.is_main and not self.cfg.quiet:
-            tqdm.write(f"step {self.step + 1}: non-finite loss {loss} / grad norm {gnorm}; "
+            tqdm.write(f"step {step}: non-finite loss {loss} / grad norm {gnorm}; "
                        f"update skipped ({self.consecutive_bad} in a row)", file=sys.stderr)
         if self.consecutive_bad >= self.cfg.max_bad_steps:
             self.log.write()
@@ -540,11 +625,11 @@ class Trainer:
                          "--warmup-steps or a --grad-clip")
             raise TrainingError(
                 f"{self.consecutive_bad} consecutive steps had a non-finite loss or gradient "
-                f"(last at step {self.step + 1}); training stopped. {where}"
+                f"(last at step {step}); training stopped. {where}"
             )
 
-    def _log_train(self, window: list[tuple[float, float]], gnorm: float, dt: float,
-                   bar: Any) -> None:
+    def _log_train(self, dt: float, bar: Any) -> None:
+        window, gnorm = self._window, self._last_gnorm
         if not window:
             return
         loss = sum(w[0] for w in window) / len(window)
@@ -568,6 +653,7 @@ class Trainer:
     # ---- evaluation and pictures ---------------------------------------------------------
     def evaluate_and_draw(self) -> float | None:
         """Test bits/dim with the EMA weights (every rank scores a shard); rank 0 draws."""
+        self._catch_up()  # skip rows of earlier steps come before this step's eval row
         self._last_eval_step = self.step
         bpd = None
         if self.test_set is not None:
