@@ -22,7 +22,7 @@ an older commit): one worker process per checkout and configuration, each import
 the wall time of the first steps of a compiled trainer (the compiler's warm-up) and the
 steady seconds per step of eager and compiled trainers in interleaved rounds, then the
 break-even run length warm-up / (eager - compiled): the evidence behind the family's
-`compile_after_steps` (the run length from which training compiles by default).
+`compile_after_steps(device)` (the run length from which training compiles by default).
 
 `--mfu` counts the FLOPs of one training step of the paper configuration
 (`torch.utils.flop_counter.FlopCounterMode`: convolutions and matmuls, forward and

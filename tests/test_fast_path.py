@@ -140,15 +140,18 @@ def test_long_pixelcnn_runs_compile_by_default_and_flags_decide_outright(monkeyp
 
     train = load_split("mnist-mini", "train", 16)
     model = make_model("pixelcnn++", train, 0, overrides=TINY)
-    after = type(model).compile_after_steps
-    assert after is not None and Glow.compile_after_steps is None
     cpu = torch.device("cpu")
+    after = model.compile_after_steps(cpu)
+    assert after is not None
+    paper = make_model("pixelcnn++", train, 0, preset="paper")
+    assert paper.compile_after_steps(cpu) is None  # convolution-bound: compiling is slower
     monkeypatch.setattr(compilation, "compiler_available", lambda device: True)
     assert compilation.should_compile(model, None, after, cpu)
     assert not compilation.should_compile(model, None, after - 1, cpu)  # a short run: eager
     assert not compilation.should_compile(model, False, 10 * after, cpu)
     assert compilation.should_compile(model, True, 1, cpu)
     glow = Glow(GlowConfig(image_shape=(1, 8, 8), K=1, L=1, width=4))
+    assert glow.compile_after_steps(cpu) is None
     assert not compilation.should_compile(glow, None, 10**9, cpu)
     monkeypatch.setattr(compilation, "compiler_available", lambda device: False)
     assert not compilation.should_compile(model, None, 10 * after, cpu)  # no C++ compiler

@@ -49,14 +49,17 @@ class TractableModel(nn.Module):
     # Training in channels_last (NHWC) unless the run says otherwise: measured faster for
     # the family (with the same numerics); see `TrainConfig.channels_last`.
     prefers_channels_last: ClassVar[bool] = False
-    # torch.compile by default for training runs of at least this many steps: where the
-    # compiled step's saving repays the compiler's warm-up (measured); None: never unasked.
-    compile_after_steps: ClassVar[int | None] = None
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         config.validate()
         self.config = config
+
+    def compile_after_steps(self, device: torch.device) -> int | None:
+        """Training runs of at least this many steps compile by default on `device`: where
+        the compiled step's saving repays the compiler's warm-up, as measured
+        (`bench/train_throughput.py --warm-up`). None (the default): never unasked."""
+        return None
 
     # ---- what each family implements -------------------------------------------------
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:

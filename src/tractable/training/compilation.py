@@ -3,9 +3,11 @@
 A compiled PixelCNN++ step fuses the element-wise work around the convolutions (concat_elu,
 dropout, gating, the mixture likelihood) and is much faster on CPU, but the compiler's
 warm-up costs about a minute (small preset) to several (paper preset) before the first
-step. So compiling is the default only for runs long enough to repay it: a family sets
-`compile_after_steps` from measurements (`bench/train_throughput.py --warm-up`), and runs of
-at least that many remaining steps compile. `--compile` / `--no-compile` decide outright.
+step, and for convolution-bound networks (the paper preset) compiling is no faster on CPU.
+So compiling is the default only where it was measured to pay: a family's
+`compile_after_steps(device)` names the run length from which its model compiles on that
+device (from `bench/train_throughput.py --warm-up`), and runs of at least that many
+remaining steps compile. `--compile` / `--no-compile` decide outright.
 """
 
 from __future__ import annotations
@@ -35,5 +37,5 @@ def should_compile(model: TractableModel, asked: bool | None, remaining_steps: i
     """`asked` when given; else whether `model`'s family compiles runs this long here."""
     if asked is not None:
         return asked
-    after = type(model).compile_after_steps
+    after = model.compile_after_steps(device)
     return after is not None and remaining_steps >= after and compiler_available(device)

@@ -190,9 +190,10 @@ class Trainer:
                                        self.env.device)
         self._announce(start)
         if self.compiled and config.compile is None and self.env.is_main and not config.quiet:
-            print(f"compile: on by default for {model.family} runs of at least "
-                  f"{type(model).compile_after_steps:,} steps; the first steps compile "
-                  "(warm-up), --no-compile skips it", file=sys.stderr)
+            after = model.compile_after_steps(self.env.device)
+            print(f"compile: on by default for this {model.family} model's runs of at least "
+                  f"{after:,} steps; the first steps compile (warm-up), --no-compile skips it",
+                  file=sys.stderr)
         self.log = MetricsLog(self.run_dir if self.env.is_main else None,
                               tensorboard=config.tensorboard and self.env.is_main)
         if state is None:
