@@ -99,8 +99,9 @@ def test_gated_block_folds_the_dropout_scale_into_its_conv_exactly(conv):
     torch.manual_seed(7)
     out = block(x)
     torch.manual_seed(7)
-    z = concat_elu(block.conv_in(concat_elu(x)))
-    c2 = block.conv_out(z * bernoulli_keep_mask(z, 0.5) * 2.0)
+    # the block draws its mask over the zero-padded input of conv_out (see concat_elu)
+    z = concat_elu(block.conv_in(concat_elu(x)), block.conv_out.input_pad)
+    c2 = block.conv_out(z * bernoulli_keep_mask(z, 0.5) * 2.0, padded=True)
     value, gate = c2.chunk(2, dim=1)
     assert torch.equal(out, x + value * torch.sigmoid(gate))
     assert torch.equal(block.eval()(x), block.eval()(x))  # eval: deterministic
@@ -121,20 +122,22 @@ def test_data_dependent_init_sees_the_scaled_dropout_input():
                           rtol=1e-3)
 
 
+@pytest.mark.parametrize("pad", [(0, 0, 0, 0), (1, 1, 1, 0), (2, 0, 1, 0)])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_concat_elu_equals_elu_of_concatenation_with_its_gradient(channels_last):
+def test_concat_elu_equals_elu_of_concatenation_with_its_gradient(channels_last, pad):
+    """concat_elu(x, pad) == F.pad(elu(cat[x, −x]), pad), values and gradients."""
     x = torch.randn(2, 5, 4, 3, dtype=torch.float64, requires_grad=True)
     if channels_last:
         x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
-    out = concat_elu(x)
-    ref = torch.nn.functional.elu(torch.cat([x, -x], dim=1))
+    out = concat_elu(x, pad)
+    ref = torch.nn.functional.pad(torch.nn.functional.elu(torch.cat([x, -x], dim=1)), pad)
     assert torch.equal(out, ref)
     assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
     g = torch.randn_like(out)
     (gx,) = torch.autograd.grad(out, x, g)
     (gr,) = torch.autograd.grad(ref, x, g)
     assert torch.allclose(gx, gr, rtol=1e-14, atol=1e-15)  # exp(x) vs result + 1
-    assert torch.autograd.gradcheck(concat_elu, (x,))
+    assert torch.autograd.gradcheck(lambda t: concat_elu(t, pad), (x,))
 
 
 def test_traced_mask_keeps_the_rate_and_the_layout():

@@ -23,46 +23,57 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tractable.nn.dropout import ElementwiseDropout
-from tractable.nn.weight_norm import NIN, WeightNormLayer
+from tractable.nn.weight_norm import NIN, NO_PAD, Padding, WeightNormLayer
 
 COND_INIT_STD = 0.05  # openai/pixel-cnn `conditional_weights`: N(0, 0.05²), not weight-normed
 
 
-def concat_elu(x: Tensor) -> Tensor:
+def concat_elu(x: Tensor, pad: Padding = NO_PAD) -> Tensor:
     """ELU of `x` and of `−x`, concatenated over channels (doubles the channel count).
 
     The same values as `F.elu(torch.cat([x, -x], 1))` in fewer passes over memory: `[x, −x]`
     is written straight into the output, which ELU then overwrites in place; the gradient
-    is one ELU backward over the output and one subtraction.
+    is one ELU backward over the output and one subtraction. With `pad` (F.pad's order:
+    left, right, top, bottom) the output is that of `F.pad(concat_elu(x), pad)`, written
+    into the padded buffer directly, so a shifted convolution can take it as it is
+    (`padded=True`) instead of padding a copy, and its gradient needs no crop of a copy.
     """
     if x.dim() != 4 or torch.compiler.is_compiling():
         # Under torch.compile the plain form fuses into one kernel each way; the hand-written
         # eager version writes into slices (`out=`), which would break the graph.
-        return F.elu(torch.cat([x, -x], dim=1))
-    return cast(Tensor, _ConcatELU.apply(x))
+        out = F.elu(torch.cat([x, -x], dim=1))
+        return F.pad(out, pad) if any(pad) else out
+    return cast(Tensor, _ConcatELU.apply(x, pad))
 
 
 class _ConcatELU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, pad: Padding) -> Tensor:
         b, c, h, w = x.shape
+        left, right, top, bottom = pad
         layout = (torch.channels_last
                   if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
                   else torch.contiguous_format)
-        out = torch.empty((b, 2 * c, h, w), dtype=x.dtype, device=x.device,
-                          memory_format=layout)
-        out[:, :c].copy_(x)
-        torch.neg(x, out=out[:, c:])
-        F.elu_(out)
+        size = (b, 2 * c, h + top + bottom, w + left + right)
+        out = torch.empty(size, dtype=x.dtype, device=x.device, memory_format=layout)
+        if any(pad):
+            out.zero_()
+        inner = out[:, :, top:top + h, left:left + w]
+        inner[:, :c].copy_(x)
+        torch.neg(x, out=inner[:, c:])
+        F.elu_(out)  # elu(0) = 0: the border stays zero
         ctx.save_for_backward(out)
+        ctx.window = (top, h, left, w)
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (out,) = ctx.saved_tensors
+        top, h, left, w = ctx.window
         c = out.shape[1] // 2
-        g = torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, out)
-        return g[:, :c] - g[:, c:]
+        g = torch.ops.aten.elu_backward(grad[:, :, top:top + h, left:left + w], 1.0, 1.0, 1.0,
+                                        True, out[:, :, top:top + h, left:left + w])
+        return g[:, :c] - g[:, c:], None
 
 
 class GatedResNet(nn.Module):
@@ -92,12 +103,13 @@ class GatedResNet(nn.Module):
             nn.init.normal_(self.cond.weight, std=COND_INIT_STD)
 
     def forward(self, x: Tensor, a: Tensor | None = None, h: Tensor | None = None) -> Tensor:
-        c1 = self.conv_in(concat_elu(x))
+        c1 = self.conv_in(concat_elu(x, self.conv_in.input_pad), padded=True)
         if self.skip is not None:
             if a is None:
                 raise ValueError("this gated block has a skip connection: pass `a`")
             c1 = c1 + self.skip(concat_elu(a))
-        c2 = self.conv_out(self.dropout.drop(concat_elu(c1)), gain=self.dropout.gain)
+        c2 = self.conv_out(self.dropout.drop(concat_elu(c1, self.conv_out.input_pad)),
+                           gain=self.dropout.gain, padded=True)
         if self.cond is not None:
             if h is None:
                 raise ValueError("this gated block is class-conditional: pass `h`")

@@ -51,10 +51,9 @@ class DownShiftedConv2d(WeightNormLayer):
         super().__init__((out_channels, in_channels, kh, kw), out_axis=0, init_scale=init_scale)
         self.kernel_size = (kh, kw)
         self.stride = stride
+        self.input_pad = ((kw - 1) // 2, (kw - 1) // 2, kh - 1, 0)
 
     def linear_map(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-        kh, kw = self.kernel_size
-        x = F.pad(x, ((kw - 1) // 2, (kw - 1) // 2, kh - 1, 0))
         return F.conv2d(x, weight, bias, stride=self.stride)
 
 
@@ -73,10 +72,9 @@ class DownRightShiftedConv2d(WeightNormLayer):
         super().__init__((out_channels, in_channels, kh, kw), out_axis=0, init_scale=init_scale)
         self.kernel_size = (kh, kw)
         self.stride = stride
+        self.input_pad = (kw - 1, 0, kh - 1, 0)
 
     def linear_map(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-        kh, kw = self.kernel_size
-        x = F.pad(x, (kw - 1, 0, kh - 1, 0))
         return F.conv2d(x, weight, bias, stride=self.stride)
 
 
