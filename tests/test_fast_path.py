@@ -180,3 +180,21 @@ def test_the_pixelcnn_loss_traces_as_one_graph_that_computes_the_eager_values():
     assert torch.allclose(traced_loss, eager_loss, rtol=1e-5)
     for a, b in zip(traced_grads, eager_grads, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_channels_last_gradients_have_their_parameters_strides():
+    """DDP copies each gradient into a bucket view with its parameter's strides; they must
+    agree (also for 1×1 kernels, whose matmul gradients come back NCHW-strided)."""
+    train = load_split("mnist-mini", "train", 16)
+    model = make_model("pixelcnn++", train, 0, overrides=TINY)
+    cfg = TrainConfig(batch_size=8, max_steps=1, samples_per_eval=0, progress=False,
+                      quiet=True, device="cpu", compile=False)
+    trainer = Trainer(model, train, None, cfg)
+    assert trainer.channels_last
+    x, _ = trainer.stream.batch(0)
+    loss, _ = trainer.wrapped(x.contiguous(memory_format=torch.channels_last), None)
+    loss.backward()
+    kernels = {tuple(p.shape[2:]) for p in model.parameters() if p.dim() == 4}
+    assert (1, 1) in kernels and len(kernels) > 1
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.stride() == p.stride(), name

@@ -107,6 +107,18 @@ def step_runs_on_device(device: torch.device, optimizer: torch.optim.Optimizer) 
     return device.type == "cuda" and skips_on_device(optimizer)
 
 
+def _to_channels_last(model: nn.Module) -> None:
+    """NHWC weights for the convolutions, except 1×1 kernels: their NHWC and NCHW strides
+    describe the same memory, and they keep the NCHW ones that the gradients of their
+    matmul form come back with (DDP's buckets expect a gradient's strides to be its
+    parameter's)."""
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 4 and p.shape[2:] == (1, 1):
+                p.data = p.data.clone(memory_format=torch.contiguous_format)
+
+
 def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
     """Give loaded optimizer state the memory layout of its parameter (channels_last).
 
@@ -176,7 +188,7 @@ class Trainer:
         self.channels_last = (model.prefers_channels_last if config.channels_last is None
                               else config.channels_last)
         if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            _to_channels_last(self.model)
         self.optimizer = build_optimizer(self.model.parameters(), self.opt_cfg,
                                          fused=config.fused_optimizer)
         self.sync_free = step_runs_on_device(self.env.device, self.optimizer)
