@@ -127,7 +127,7 @@ class PixelCNNPlusPlus(AutoregressiveModel):
         """On CPU, narrow networks (nr_filters <= 64) compile runs of 5,000+ steps: their
         step is mostly element-wise work that compiling fuses (measured 1.36x, warm-up ~3
         min, break-even ~2,000 steps for the small preset); the paper's 160 filters are
-        convolution-bound, and there compiling measured slower (0.89x). Elsewhere (CUDA
+        convolution-bound, and there compiling measured slower (0.94x). Elsewhere (CUDA
         included, unmeasured here) only `--compile` compiles."""
         if device.type == "cpu" and self.config.nr_filters <= 64:
             return 5000
