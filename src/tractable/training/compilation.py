@@ -1,9 +1,10 @@
 """Whether a training run compiles its step with `torch.compile`.
 
 A compiled PixelCNN++ step fuses the element-wise work around the convolutions (concat_elu,
-dropout, gating, the mixture likelihood) and is much faster on CPU, but the compiler's
-warm-up costs about a minute (small preset) to several (paper preset) before the first
-step, and for convolution-bound networks (the paper preset) compiling is no faster on CPU.
+dropout, gating, the mixture likelihood): 1.2–1.4x faster on CPU for narrow networks, whose
+step is mostly that work. But the compiler's warm-up costs minutes before the first step
+(3–4 on this project's CPU for either preset, on a first run), and for convolution-bound
+networks (the paper preset) the compiled step is no faster on CPU.
 So compiling is the default only where it was measured to pay: a family's
 `compile_after_steps(device)` names the run length from which its model compiles on that
 device (from `bench/train_throughput.py --warm-up`), and runs of at least that many
