@@ -39,13 +39,15 @@ MODES = {"fp32": ("fp32", False, False), "fp32-cl": ("fp32", True, False),
          "bf16-cl": ("bf16", True, False)}
 
 
-def run(mode: str, steps: int, batch: int, seed: int) -> tuple[float, float, float]:
-    precision, channels_last, compile_ = MODES[mode]
+def run(mode: str | None, steps: int, batch: int, seed: int) -> tuple[float, float, float]:
+    """(test bpd, last train bpd, img/s) of one run in numerics `mode`; None: the trainer's
+    defaults for every numerics setting (also for an older checkout's `TrainConfig`)."""
+    numerics = {} if mode is None else dict(zip(("precision", "channels_last", "compile"),
+                                                MODES[mode], strict=True))
     train, test = load_split("mnist-mini", "train"), load_split("mnist-mini", "test")
     model = make_model("pixelcnn++", train, seed=seed, preset="small")
-    cfg = TrainConfig(batch_size=batch, max_steps=steps, precision=precision,
-                      channels_last=channels_last, compile=compile_, samples_per_eval=0,
-                      progress=False, quiet=True, log_every=steps, seed=seed, device="cpu")
+    cfg = TrainConfig(batch_size=batch, max_steps=steps, samples_per_eval=0, progress=False,
+                      quiet=True, log_every=steps, seed=seed, device="cpu", **numerics)
     trainer = Trainer(model, train, None, cfg)
     start = time.perf_counter()
     trainer.fit()
@@ -54,21 +56,6 @@ def run(mode: str, steps: int, batch: int, seed: int) -> tuple[float, float, flo
     test_bpd = evaluate_bpd(ema, test, batch_size=100).bits_per_dim
     train_bpd = trainer.log.of_kind("train")[-1]["bpd"]
     return test_bpd, train_bpd, steps * batch / seconds
-
-
-def run_default(steps: int, batch: int, seed: int) -> tuple[float, float, float]:
-    """Like `run`, with the trainer's defaults for every numerics setting."""
-    train, test = load_split("mnist-mini", "train"), load_split("mnist-mini", "test")
-    model = make_model("pixelcnn++", train, seed=seed, preset="small")
-    cfg = TrainConfig(batch_size=batch, max_steps=steps, samples_per_eval=0, progress=False,
-                      quiet=True, log_every=steps, seed=seed, device="cpu")
-    trainer = Trainer(model, train, None, cfg)
-    start = time.perf_counter()
-    trainer.fit()
-    seconds = time.perf_counter() - start
-    ema = trainer.ema.model.to(memory_format=torch.contiguous_format)
-    test_bpd = evaluate_bpd(ema, test, batch_size=100).bits_per_dim
-    return test_bpd, trainer.log.of_kind("train")[-1]["bpd"], steps * batch / seconds
 
 
 def against(tree: Path, steps: int, batches: int, seeds: list[int], threads: int) -> None:
@@ -111,7 +98,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.default_worker:
-        print(*run_default(args.steps, args.batch, args.seeds[0]))
+        print(*run(None, args.steps, args.batch, args.seeds[0]))
         return
     if args.against is not None:
         against(args.against.resolve(), args.steps, args.batch, args.seeds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,3 +47,11 @@ def shared_data() -> Path:
     if SHARED_DATA is None:
         pytest.skip("../shared/data not found (set TRACTABLE_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def copy(run: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the test module's `run` folder fixture, free to damage."""
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst

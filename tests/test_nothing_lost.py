@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from cli_errors import fails
 from tractable.cli import main
 from tractable.errors import ConfigError, TrainingError
 from tractable.training import TrainConfig, resume, train
@@ -37,21 +37,6 @@ def run(tmp_path_factory):
     train("pixelcnn++", cfg(out), overrides=TINY)
     return out
 
-
-@pytest.fixture
-def copy(run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(run, dst)
-    return dst
-
-
-def fails(argv, capsys, match):
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("tractable: error: ") and "Traceback" not in err
-    assert err.count("\n") == 1, err
-    assert match in err, err
-    return err
 
 
 def current_umask() -> int:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 
 import pytest
 import torch
 
-from tractable.cli import main
+from cli_errors import fails
 from tractable.errors import CheckpointError
 from tractable.training import TrainConfig, train
 from tractable.training.checkpoint import load_state
@@ -30,20 +29,6 @@ def run(tmp_path_factory):
                                     quiet=True), overrides=TINY)
     return out
 
-
-@pytest.fixture
-def copy(run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(run, dst)
-    return dst
-
-
-def fails(argv, capsys, match):
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("tractable: error: ") and "Traceback" not in err
-    assert match in err, err
-    return err
 
 
 def test_missing_run_folder_and_missing_checkpoint(tmp_path, capsys, copy):
