@@ -6,6 +6,7 @@ from tractable.models.gated_pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
 from tractable.models.glow import Glow, GlowConfig
 from tractable.models.pixelcnn_pp import PixelCNNPlusPlus, PixelCNNPlusPlusConfig
 from tractable.models.registry import known_families, model_class, register_model
+from tractable.models.tarflow import TarFlow, TarFlowConfig
 
 __all__ = [
     "AutoregressiveModel",
@@ -15,6 +16,8 @@ __all__ = [
     "GlowConfig",
     "PixelCNNPlusPlus",
     "PixelCNNPlusPlusConfig",
+    "TarFlow",
+    "TarFlowConfig",
     "TractableModel",
     "known_families",
     "load",

@@ -12,6 +12,9 @@ autoregressive form builds its cached network from `tractable.sampling.planes`.
 * "naive": one full forward pass per pixel (`tractable.sampling.naive`), the reference.
   Both give the same samples from the same generator (exactly in float64).
 * "prior": latents drawn from a flow's prior and decoded (`tractable.sampling.prior`).
+* "flow-cached" / "flow-naive": autoregressive flows (TarFlow) inverted patch by patch,
+  with key/value caches or by recomputation (`tractable.sampling.flow`; its `sample_flow`
+  adds denoising and guidance).
 
 Every sampler has one signature, `(model, n, *, y, temperature, generator, progress)`
 (the autoregressive ones also take `prefix=`, the known pixels of an image completion:
@@ -27,10 +30,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tractable.sampling import cached, naive, prior  # noqa: F401  (registers the samplers)
+from tractable.sampling import cached, flow, naive, prior  # noqa: F401  (registers the samplers)
 from tractable.sampling.naive import sample_naive
 from tractable.sampling.prefix import Prefix, make_prefix, raster_prefix_length
 from tractable.sampling.protocol import (
+    AutoregressiveFlowSampleable,
     AutoregressiveSampleable,
     CachedNetwork,
     LatentSampleable,
@@ -47,7 +51,7 @@ from tractable.sampling.registry import (
 )
 
 __all__ = [
-    "SAMPLERS", "AutoregressiveSampleable", "CachedNetwork", "LatentSampleable", "Prefix",
+    "SAMPLERS", "AutoregressiveFlowSampleable", "AutoregressiveSampleable", "CachedNetwork", "LatentSampleable", "Prefix",
     "make_prefix", "raster_prefix_length",
     "SampleableModel", "check_sample_args", "get_sampler", "register_sampler",
     "sample_autoregressive", "sample_naive", "sample_with", "sampler_help", "sampler_names",
