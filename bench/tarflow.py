@@ -60,10 +60,11 @@ def run_dir(family: str, data: str) -> Path:
 
 def train_one(family: str, data: str, images: int, batch: int, seed: int) -> None:
     out = run_dir(family, data)
-    if (out / "summary.json").is_file():
+    steps = images // batch
+    summary = out / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text()).get("step", 0) >= steps:
         print(f"{out} is finished; delete it to redo it")
         return
-    steps = images // batch
     sets = cifar_first_4000() if data == "cifar" else (None, None)
     if (out / "state.pt").is_file():  # an interrupted run: continue it to this budget
         resume(out, changes={"max_steps": steps, "eval_every": max(steps // 2, 1)},
