@@ -33,6 +33,12 @@ def make(channels: int = 1, num_classes: int = 0, size: int = 4, seed: int = 0,
     return model
 
 
+def uniform(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Continuous images x_c in [-0.5, 0.5), float64."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, dtype=torch.float64, generator=g) - 0.5
+
+
 def soft_labels(n: int, k: int) -> torch.Tensor:
     w = torch.rand(n, k, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     return w / w.sum(1, keepdim=True)
@@ -42,7 +48,7 @@ def soft_labels(n: int, k: int) -> torch.Tensor:
 def test_log_density_equals_the_brute_force_jacobian(num_classes):
     model = make(channels=2, num_classes=num_classes)
     y = soft_labels(1, 3) if num_classes else None
-    x_c = torch.rand(1, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) - 0.5
+    x_c = uniform((1, 2, 4, 4), seed=1)
     y_w = y if num_classes else None
 
     def latent(v: torch.Tensor) -> torch.Tensor:
@@ -59,7 +65,7 @@ def test_log_density_equals_the_brute_force_jacobian(num_classes):
 @pytest.mark.parametrize("cached", [True, False])
 def test_the_inverse_is_exact_on_continuous_inputs(cached):
     model = make(channels=3, num_classes=3, size=6, patch_size=3)
-    x_c = torch.rand(4, 3, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) - 0.5
+    x_c = uniform((4, 3, 6, 6), seed=2)
     y = torch.tensor([0, 1, 2, 1])
     y_w = torch.nn.functional.one_hot(y, 3).double()
     z, _ = model.flow(model._to_sequence(x_c), y_w)
@@ -182,7 +188,7 @@ def test_soft_one_hot_labels_equal_class_indices():
 
 def test_denoising_is_a_score_step_that_raises_the_density():
     model = make(channels=1, size=8, noise_std=0.05, scale=0.02)
-    x_c = torch.rand(3, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(9)) - 0.5
+    x_c = uniform((3, 1, 8, 8), seed=9)
     out = model.denoise(x_c, None)
     assert (out - x_c).abs().max() > 0
     assert (model.continuous_log_prob(out) > model.continuous_log_prob(x_c)).all()

@@ -51,7 +51,8 @@ from tractable.sampling.registry import (
 )
 
 __all__ = [
-    "SAMPLERS", "AutoregressiveFlowSampleable", "AutoregressiveSampleable", "CachedNetwork", "LatentSampleable", "Prefix",
+    "SAMPLERS", "AutoregressiveFlowSampleable", "AutoregressiveSampleable", "CachedNetwork",
+    "LatentSampleable", "Prefix",
     "make_prefix", "raster_prefix_length",
     "SampleableModel", "check_sample_args", "get_sampler", "register_sampler",
     "sample_autoregressive", "sample_naive", "sample_with", "sampler_help", "sampler_names",
