@@ -61,6 +61,10 @@ def _combine(model: AutoregressiveFlowSampleable, params: list[Params], w: float
     return mu_s + w * (mu_s - mu_w), model.bound_log_scale(a_s + w * (a_s - a_w))
 
 
+def _at(params: Params, i: int) -> Params:
+    return params[0][:, i], params[1][:, i]
+
+
 def _invert_block(model: AutoregressiveFlowSampleable, t: int, z: Tensor, y: Tensor | None,
                   streams: list[tuple[bool, float]], w: float, cached: bool) -> Tensor:
     """Block t's input x from its output z (both `[B, N, D]`, in the block's order)."""
@@ -73,9 +77,10 @@ def _invert_block(model: AutoregressiveFlowSampleable, t: int, z: Tensor, y: Ten
         if cached:
             params = [s.params_at(i) for s in steppers]
         else:  # x_≥i are still zeros, which patch i's parameters do not read
-            params = [tuple(p[:, i] for p in model.block_params(
-                t, x, y, drop_class=drop, attention_temperature=tau)) for drop, tau in streams]
-        mu, alpha = _combine(model, params, w)  # type: ignore[arg-type]
+            params = [_at(model.block_params(t, x, y, drop_class=drop,
+                                             attention_temperature=tau), i)
+                      for drop, tau in streams]
+        mu, alpha = _combine(model, params, w)
         x[:, i] = mu + z[:, i] * torch.exp(alpha)
         for s in steppers:
             s.observe(i, x[:, i])

@@ -18,6 +18,8 @@ unconditional half of classifier-free guidance (§2.6).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -43,6 +45,9 @@ class FlowBlock(nn.Module):
                                     for _ in range(layers))
         self.norm = nn.LayerNorm(width)
         self.out = zero_linear(width, 2 * dim)
+
+    def transformer_layers(self) -> list[TransformerLayer]:
+        return cast(list[TransformerLayer], list(self.layers))
 
     def condition(self, y_w: Tensor | None, batch: int, drop: Tensor | None = None
                   ) -> Tensor | None:
@@ -115,7 +120,7 @@ class BlockStepper:
         if i == self.block.length - 1:
             return  # the last patch parameterizes nothing
         h = self.block._embed(patch[:, None], slice(i, i + 1), self.cond)
-        for layer, cache in zip(self.block.layers, self.caches, strict=True):
+        for layer, cache in zip(self.block.transformer_layers(), self.caches, strict=True):
             h = layer.step(h, i, cache, self.block.length, self.temperature)
         mu, alpha = self.block._params(h, patch.dtype)
         self.next = (mu[:, 0], alpha[:, 0])
