@@ -270,26 +270,24 @@ def load_app_model(path: str | Path, data: str | None = None, weights: str = "em
                    device: str = "auto", name: str | None = None,
                    options: dict[str, Any] | None = None) -> AppModel:
     """A run or model folder (and the test split of its run's dataset, or `data`);
-    `options` (`load_dataset`'s: root, size, ...) win over those the run trained with."""
-    from tractable.data import load_dataset
-    from tractable.models.base import RAW_WEIGHTS_NAME, WEIGHTS_NAME
-    from tractable.training.checkpoint import RUN_NAME, model_dir_of, read_json, run_dir_of
-    from tractable.training.distributed import pick_device
+    `options` (`load_dataset`'s: root, size, ...) win over those the run trained with.
 
-    model_dir = model_dir_of(path)
-    file = WEIGHTS_NAME if weights == "ema" else RAW_WEIGHTS_NAME
-    model = TractableModel.from_pretrained(model_dir, weights=file,
-                                           map_location=pick_device(device)).eval()
-    run = run_dir_of(model_dir)
-    info = read_json(run / RUN_NAME) if run else {}
-    train = info.get("train", {}) if isinstance(info.get("train"), dict) else {}
-    dataset = data or info.get("data") or train.get("data")
+    The folder is opened once (`open_folder`: its `run.json` migrated, dataset paths made
+    absolute) and the model loaded from it with `tractable.load`.
+    """
+    from tractable.data import load_dataset
+    from tractable.models import load
+    from tractable.run_folder import open_folder
+
+    folder = open_folder(path, weights=weights)
+    model = load(folder, weights=weights, device=device)
+    dataset = data or folder.data
     test = None
     if dataset:
-        opts = {**({} if data else dict(train.get("data_options", {}))), **(options or {})}
+        opts = {**({} if data else folder.data_options), **(options or {})}
         test = load_dataset(str(dataset), split="test", **opts)
         if tuple(test.shape) != tuple(model.config.image_shape):
             raise ShapeError(f"{dataset} images are {list(test.shape)}, the model in "
-                             f"{model_dir} takes {list(model.config.image_shape)}")
-    label = name or (run.name if run else Path(model_dir).name)
+                             f"{folder.model_dir} takes {list(model.config.image_shape)}")
+    label = name or (folder.run_dir.name if folder.run_dir else folder.model_dir.name)
     return AppModel(label, model, test)

@@ -84,14 +84,15 @@ def labels_for(model: Any, args: argparse.Namespace, found: list[int | None]) ->
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from tractable.cli.train import load_for_use
+    from tractable.cli.common import open_model
     from tractable.models import AutoregressiveModel
     from tractable.sampling.prefix import raster_prefix_length
     from tractable.viz import occlude, save_labelled_grid
 
     if args.n < 1:
         raise ConfigError(f"-n must be >= 1, got {args.n}")
-    model, model_dir = load_for_use(args.path, args.weights, args.device)
+    model, folder = open_model(args)
+    model_dir = folder.model_dir
     if not isinstance(model, AutoregressiveModel):
         raise ConfigError(f"{model_dir} holds a {model.family} model; completion needs an "
                           "autoregressive one (pixelcnn++ or gated-pixelcnn)")

@@ -23,10 +23,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from tractable.cli.common import data_source_args, dataset_for, examples
+from tractable.cli.common import data_source_args, dataset_for, examples, open_model
 from tractable.cli.output import output_path
 from tractable.errors import ConfigError, DataError, ShapeError
-from tractable.run_folder import model_dir_of
+from tractable.run_folder import open_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -92,14 +92,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 # ---- loading ----------------------------------------------------------------------------
-def load_glow(path: str, weights: str = "ema", device: str = "auto"):  # type: ignore[no-untyped-def]
+def load_glow(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The Glow model saved in a run or model folder, in eval mode."""
-    from tractable.models import Glow, load
-    from tractable.training.distributed import pick_device
+    from tractable.models import Glow
 
-    model = load(path, weights=weights, map_location=pick_device(device))
+    model, folder = open_model(args)
     if not isinstance(model, Glow):
-        raise ConfigError(f"{model_dir_of(path)} holds a {model.family!r} model; `tractable "
+        raise ConfigError(f"{folder.model_dir} holds a {model.family!r} model; `tractable "
                           "glow` commands need a Glow model (train one with --model glow)")
     return model
 
@@ -108,7 +107,7 @@ def load_data(args: argparse.Namespace) -> Any:
     """The split of --data (else the run's own dataset, with its options) to pick from."""
     from tractable.data import load_dataset
 
-    name, options = dataset_for(args, model_dir_of(args.path))
+    name, options = dataset_for(args, open_folder(args.path))
     return load_dataset(name, split=args.split, **options)
 
 
@@ -164,7 +163,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     if args.steps < 2:
         raise ConfigError(f"--steps must be >= 2, got {args.steps}")
     out = output_path(args.out, "interpolation.png")
-    model = load_glow(args.path, args.weights, args.device)
+    model = load_glow(args)
     shape = tuple(model.config.image_shape)
     pair = torch.stack([pick_image(args.a, args, shape), pick_image(args.b, args, shape)])
     with torch.no_grad():
@@ -205,7 +204,7 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     if not all(math.isfinite(a) for a in alphas):
         raise ConfigError(f"--alpha values must be finite, got {args.alpha!r}")
     out = output_path(args.out, "manipulate.png")
-    model = load_glow(args.path, args.weights, args.device)
+    model = load_glow(args)
     ds = load_data(args)
     if not ds.has_labels:
         raise DataError(f"{ds.name} has no class labels: attribute vectors need labelled data")

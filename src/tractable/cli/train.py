@@ -32,13 +32,14 @@ from tractable.cli.common import (
     dataset_for,
     examples,
     limit_arg,
+    open_model,
     show_defaults,
 )
 from tractable.cli.output import output_path
 from tractable.data.subsets import load_images
 from tractable.errors import ConfigError, ShapeError
 from tractable.models.registry import known_families, model_class
-from tractable.run_folder import model_dir_of, open_folder
+from tractable.run_folder import open_folder
 from tractable.sampling import sampler_help, sampler_names
 from tractable.training.config import OPTIMIZER_FIELDS, TrainConfig
 from tractable.training.factory import settable_fields
@@ -231,15 +232,6 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.set_defaults(func=cmd_eval)
 
 
-def load_for_use(path: str, weights: str, device: str) -> tuple[Any, Path]:
-    """The model of a run or model folder with its EMA or raw weights, in eval mode."""
-    from tractable.models.base import load
-    from tractable.training.distributed import pick_device
-
-    model_dir = model_dir_of(path)
-    return load(model_dir, weights=weights, map_location=pick_device(device)), model_dir
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from tractable.evaluation import evaluate_bpd
 
@@ -247,8 +239,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
-    model, model_dir = load_for_use(args.path, args.weights, args.device)
-    data, opts = dataset_for(args, model_dir)
+    model, folder = open_model(args)
+    model_dir = folder.model_dir
+    data, opts = dataset_for(args, folder)
     ds, _ = load_images(data, args.split, opts, args.limit, args.seed)
     res = evaluate_bpd(model, ds, batch_size=args.batch_size, precision=args.precision,
                        progress=args.progress and sys.stderr.isatty())
@@ -366,8 +359,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.nrow is not None and args.nrow < 1:
         raise ShapeError(f"--nrow must be >= 1, got {args.nrow}")
     out = output_path(args.out, "samples.png", (".npy",) if args.npy else ())
-    model, model_dir = load_for_use(args.path, args.weights, args.device)
-    cfg = model.config
+    model, folder = open_model(args)
+    model_dir, cfg = folder.model_dir, model.config
     y, n, nrow = None, args.n, args.nrow
     labels: dict[str, Any] = {}
     names = class_labels(cfg)
@@ -389,7 +382,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
             labels["col_labels"] = names
         print(f"class-conditional model: sampling classes 0..{cfg.num_classes - 1} in turn "
               "(choose with --class)", file=sys.stderr)
-    model = model.to(torch.float64 if args.dtype == "float64" else torch.float32)
     if y is not None:
         y = y.to(next(model.parameters()).device)
         if y.is_floating_point():
