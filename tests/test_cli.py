@@ -155,4 +155,6 @@ def test_glow_trains_and_samples_through_the_same_cli(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sample", str(out), "-n", "2", "--sampler", "cached", "--out",
                  str(tmp_path / "g.png")]) == 2
-    assert "glow models do not take a 'sampler' option" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the 'cached' sampler draws from models with the AutoregressiveSampleable" in err
+    assert "samplers: prior" in err

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from tractable.config import ModelConfig
 from tractable.errors import ShapeError, TractableError
 from tractable.models import AutoregressiveModel, PixelCNNPlusPlus, PixelCNNPlusPlusConfig
-from tractable.sampling import sample_autoregressive
+from tractable.sampling import sample_with
 
 
 def tiny(channels: int, **options) -> PixelCNNPlusPlus:
@@ -68,10 +68,8 @@ def test_temperature_one_is_the_default_and_low_temperature_changes_samples():
 
 def test_float32_cached_sampler_matches_naive_on_a_tiny_model():
     model = tiny(1)
-    naive = sample_autoregressive(model, 2, generator=torch.Generator().manual_seed(3),
-                                  sampler="naive")
-    cached = sample_autoregressive(model, 2, generator=torch.Generator().manual_seed(3),
-                                   sampler="cached")
+    naive = sample_with(model, 2, sampler="naive", generator=torch.Generator().manual_seed(3))
+    cached = sample_with(model, 2, sampler="cached", generator=torch.Generator().manual_seed(3))
     assert torch.equal(naive, cached)
 
 

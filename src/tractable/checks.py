@@ -12,18 +12,22 @@ import math
 from tractable.errors import ShapeError
 
 
-def check_temperature(temperature: object, allow_zero: bool = False) -> float:
+def check_temperature(temperature: object, allow_zero: bool = False,
+                      name: str = "temperature") -> float:
     """`temperature` as a float: finite and > 0 (>= 0 with `allow_zero`), else `ShapeError`.
 
-    Zero is the deterministic limit, defined only where a sampler says so (a flow decodes
-    its prior's mean); a likelihood's per-pixel draw has no T -> 0 limit it could return.
+    The one temperature rule: samplers, likelihoods, the command line (`name` =
+    "--temperature") and the app all check here; the app's slider range is a choice of
+    the page, not a second rule. Zero is the deterministic limit, defined only where a
+    sampler says so (a flow decodes its prior's mean); a likelihood's per-pixel draw has
+    no T -> 0 limit it could return.
     """
     ok = (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
           and math.isfinite(temperature)
           and (temperature >= 0 if allow_zero else temperature > 0))
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ShapeError(f"temperature must be a finite number {bound}, got {temperature!r}")
+        raise ShapeError(f"{name} must be a finite number {bound}, got {temperature!r}")
     return float(temperature)  # type: ignore[arg-type]
 
 

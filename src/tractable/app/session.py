@@ -21,6 +21,7 @@ from torch import Tensor
 from tractable.data import ImageDataset
 from tractable.errors import ConfigError, DataError, ShapeError
 from tractable.models import AutoregressiveModel, Glow, TractableModel
+from tractable.sampling import Callback
 
 MAX_BATCH = 64
 MAX_COMPLETIONS = 16
@@ -128,29 +129,28 @@ class AppModel:
     @torch.no_grad()
     def sample(self, n: int, temperature: float, seed: int, class_a: int | None = None,
                class_b: int | None = None, weight_b: float = 0.0,
-               progress: bool = False) -> Tensor:
+               callback: Callback | None = None) -> Tensor:
+        """`n` samples `uint8 [n, C, H, W]` of class a or a blend (`model.sample`, whose
+        sampler checks the temperature; `callback` hears its progress)."""
         _check_count(n, MAX_BATCH, "batch")
-        _check_temperature(temperature)
         y = self.labels(class_a, class_b, weight_b, n)
         g = torch.Generator(device=self.device).manual_seed(int(seed))
-        opts: dict[str, Any] = {"progress": progress} if self.can_complete else {}
-        return self.model.eval().sample(n, y=y, temperature=temperature, generator=g,
-                                        **opts).cpu()
+        return self.model.sample(n, y=y, temperature=temperature, generator=g,
+                                 callback=callback).cpu()
 
     # ---- Complete ---------------------------------------------------------------------------
     def complete(self, image: Tensor, rows: int, n: int, seed: int, temperature: float = 1.0,
-                 label: int | None = None, progress: bool = False) -> Tensor:
+                 label: int | None = None, callback: Callback | None = None) -> Tensor:
         """n completions `uint8 [n, C, H, W]` of `image` keeping its first `rows` rows."""
         if not isinstance(self.model, AutoregressiveModel):
             raise ConfigError(f"{self.name} is a {self.family} model: completion needs an "
                               "autoregressive one (pixelcnn++ or gated-pixelcnn)")
         _check_count(n, MAX_COMPLETIONS, "completions")
-        _check_temperature(temperature)
         y = self.labels(label if label is not None else 0, None, 0.0, 1)
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         x = image[None].to(self.device)
         return self.model.eval().complete(x, rows=rows, n=n, y=y, temperature=temperature,
-                                          generator=g, progress=progress).cpu()
+                                          generator=g, callback=callback).cpu()
 
     def seen(self, image: Tensor) -> Tensor:
         """The image as the model sees it (quantized for N-level models), uint8 [C, H, W]."""
@@ -259,11 +259,6 @@ class AppModel:
 def _check_count(n: int, limit: int, what: str) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit:
         raise ShapeError(f"{what} must be an integer in 1..{limit}, got {n!r}")
-
-
-def _check_temperature(t: float) -> None:
-    if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 < t <= 2):
-        raise ShapeError(f"temperature must be in (0, 2], got {t!r}")
 
 
 def load_app_model(path: str | Path, data: str | None = None, weights: str = "ema",

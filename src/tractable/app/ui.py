@@ -22,6 +22,7 @@ from torch import Tensor
 from tractable.app.session import MAX_BATCH, MAX_COMPLETIONS, AppModel
 from tractable.app.uploads import read_upload
 from tractable.errors import TractableError
+from tractable.sampling import Progress
 from tractable.viz import grid_image, heatmap_with_colorbar, histogram_with_marker, labelled_grid
 
 MAX_ATTRIBUTE_SLIDERS = 20
@@ -60,6 +61,14 @@ def _tensor(state: Any) -> Tensor | None:
     if state is None:
         return None
     return torch.from_numpy(np.asarray(state["image"], dtype=np.uint8))
+
+
+def progress_callback(progress: Any, desc: str) -> Callable[[Progress], None]:
+    """A `model.sample` callback moving the page's progress indicator (a `gr.Progress`)."""
+    def callback(p: Progress) -> None:
+        progress((p.step, p.total), desc=desc, unit=p.unit)
+
+    return callback
 
 
 def _picture(image: Tensor, scale: int = 8) -> Any:
@@ -169,13 +178,13 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                 @_errors_shown
                 def do_sample(name: str, t: float, a: int | None, b: int | None, w: float,
                               s: float | None, n: float,
-                              progress: Any = gr.Progress(track_tqdm=True),  # noqa: B008
+                              progress: Any = gr.Progress(),  # noqa: B008
                               ) -> tuple[Any, str]:
                     m = model_of(name)
                     start = time.perf_counter()
                     x = m.sample(int(n), float(t), int(s or 0), a,
                                  None if b in (None, NO_CLASS) else int(b), float(w),
-                                 progress=True)
+                                 callback=progress_callback(progress, "sampling"))
                     took = time.perf_counter() - start
                     return (grid_image(x, nrow=math.ceil(math.sqrt(len(x)))),
                             f"{len(x)} samples, temperature {float(t):g}, seed {int(s or 0)} "
@@ -206,7 +215,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                 @_errors_shown
                 def do_complete(name: str, state: Any, k: float, n: float, s: float | None,
                                 t: float,
-                                progress: Any = gr.Progress(track_tqdm=True),  # noqa: B008
+                                progress: Any = gr.Progress(),  # noqa: B008
                                 ) -> tuple[Any, str]:
                     from tractable.sampling.prefix import raster_prefix_length
                     from tractable.viz import occlude
@@ -214,7 +223,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                     m, image, label = need(state, name)
                     start = time.perf_counter()
                     done = m.complete(image, int(k), int(n), int(s or 0), float(t), label,
-                                      progress=True)
+                                      callback=progress_callback(progress, "completing"))
                     took = time.perf_counter() - start
                     seen = m.seen(image)
                     kept = occlude(seen[None], raster_prefix_length(m.shape, int(k)))[0]

@@ -29,6 +29,7 @@ from tractable.errors import ConfigError
 if TYPE_CHECKING:
     from tractable.models.base import TractableModel
     from tractable.run_folder import Folder
+    from tractable.sampling import Progress
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -239,6 +240,25 @@ def open_model(args: argparse.Namespace, path: str | None = None
     model = load(folder, weights=args.weights, device=args.device,
                  dtype=getattr(args, "dtype", None))
     return model, folder
+
+
+class ProgressBar:
+    """A `model.sample` callback drawing a progress bar on stderr, if it is a terminal."""
+
+    def __init__(self, desc: str = "sampling") -> None:
+        self.desc = desc
+        self.bar: Any = None
+
+    def __call__(self, progress: Progress) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=progress.total, desc=self.desc, unit=progress.unit)
+        self.bar.update(progress.step - self.bar.n)
+        if progress.step >= progress.total:
+            self.bar.close()
 
 
 def dataset_for(args: argparse.Namespace, folder: Folder) -> tuple[str, dict[str, Any]]:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from tractable.cli.common import (
+    ProgressBar,
     add_dataclass_flags,
     data_options,
     data_source_args,
@@ -346,16 +347,14 @@ def class_labels(cfg: Any) -> list[str]:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import inspect
-
+    from tractable.checks import check_temperature
     from tractable.training.pictures import draw_samples
     from tractable.viz import save_grid
 
     if not 1 <= args.n <= MAX_SAMPLES:
         raise ShapeError(f"-n must be between 1 and {MAX_SAMPLES:,} (one grid), got {args.n}; "
                          "draw more in several runs with different --seed")
-    if not 0 <= args.temperature < math.inf:
-        raise ShapeError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    check_temperature(args.temperature, allow_zero=True, name="--temperature")  # 0: flows
     if args.nrow is not None and args.nrow < 1:
         raise ShapeError(f"--nrow must be >= 1, got {args.nrow}")
     out = output_path(args.out, "samples.png", (".npy",) if args.npy else ())
@@ -386,10 +385,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         y = y.to(next(model.parameters()).device)
         if y.is_floating_point():
             y = y.to(next(model.parameters()).dtype)
-    extra: dict[str, Any] = {"sampler": args.sampler}
-    if "progress" in inspect.signature(model.sample).parameters:
-        extra["progress"] = sys.stderr.isatty()
-    x = draw_samples(model, n, y=y, temperature=args.temperature, seed=args.seed, **extra)
+    x = draw_samples(model, n, y=y, temperature=args.temperature, seed=args.seed,
+                     sampler=args.sampler, callback=ProgressBar())
     if args.temperature != 1.0:
         labels["title"] = (labels.get("title", "") + f"  T = {args.temperature:g}").strip()
     save_grid(x, out, nrow=nrow, **labels)

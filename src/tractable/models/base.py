@@ -36,7 +36,7 @@ from tractable.run_folder import (
     model_dir_of,
     weights_file,
 )
-from tractable.sampling import sample_with
+from tractable.sampling import Callback, sample_with
 
 __all__ = ["RAW_WEIGHTS_NAME", "WEIGHTS_NAME", "WEIGHT_FILES", "TractableModel", "load"]
 
@@ -80,15 +80,26 @@ class TractableModel(nn.Module):
     def sample(
         self,
         n: int,
+        *,
         y: Tensor | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        sampler: str | None = None,
+        callback: Callback | None = None,
     ) -> Tensor:
-        """Draw `n` images, `uint8 [n, C, H, W]`, with the family's `default_sampler` (in
-        eval mode; `tractable.sampling` checks the arguments the same way for every family).
+        """Draw `n` images, `uint8 [n, C, H, W]`: the one sampling surface of every family.
+
+        `y`: class indices `[n]` or class weights `[n, K]` (conditional models);
+        `temperature` scales the sampling distributions (1 = the model itself; 0 only where
+        the sampler defines the limit); `generator` makes the draw reproducible; `sampler`:
+        a registered sampler's name (default: the family's `default_sampler`; the ones a
+        model admits: `tractable.sampling.samplers_for(model)`); `callback` receives a
+        `tractable.sampling.Progress(step, total, unit)` as the draw advances. Runs in
+        eval mode (the model's mode is restored); every argument is checked by the sampler
+        registry, the same way for every family.
         """
-        return sample_with(self, n, sampler=self.default_sampler, y=y,
-                           temperature=temperature, generator=generator)
+        return sample_with(self, n, sampler=sampler or self.default_sampler, y=y,
+                           temperature=temperature, generator=generator, callback=callback)
 
     def data_dependent_init(self, x: Tensor, y: Tensor | None = None) -> None:  # noqa: B027
         """Initialize from a data batch before training (weight norm, ActNorm). Default: none."""

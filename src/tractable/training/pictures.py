@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,27 +13,9 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from tractable._io import atomic_path
-from tractable.errors import ConfigError
 from tractable.models.base import TractableModel
+from tractable.sampling import Callback
 from tractable.viz import DPI, font_context, have_matplotlib, save_gif
-
-
-def sample_kwargs(model: TractableModel, **wanted: Any) -> dict[str, Any]:
-    """The subset of `wanted` options (None = not asked) that `model.sample` accepts.
-
-    Asking for an option the model's sampler does not have (e.g. `sampler` for a flow) is
-    an error, so a flag is never silently ignored.
-    """
-    params = inspect.signature(model.sample).parameters
-    out = {}
-    for name, value in wanted.items():
-        if value is None:
-            continue
-        if name not in params:
-            raise ConfigError(f"{model.family} models do not take a {name!r} option when "
-                              f"sampling (options: {sorted(set(params) - {'n', 'y'})})")
-        out[name] = value
-    return out
 
 
 @torch.no_grad()
@@ -45,18 +25,15 @@ def draw_samples(
     y: Tensor | None = None,
     temperature: float = 1.0,
     seed: int = 0,
-    **options: Any,
+    sampler: str | None = None,
+    callback: Callback | None = None,
 ) -> Tensor:
-    """`n` samples as `uint8 [n, C, H, W]`, reproducible from `seed` (eval mode)."""
+    """`n` samples as `uint8 [n, C, H, W]` on the CPU, reproducible from `seed`
+    (`model.sample` with a generator seeded on the model's device)."""
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        return model.sample(n, y=y, temperature=temperature, generator=g,
-                            **sample_kwargs(model, **options)).cpu()
-    finally:
-        model.train(was_training)
+    return model.sample(n, y=y, temperature=temperature, generator=g, sampler=sampler,
+                        callback=callback).cpu()
 
 
 def cycling_labels(model: TractableModel, n: int) -> Tensor | None:
