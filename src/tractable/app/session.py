@@ -1,7 +1,8 @@
 """What the app does with one model, independent of the web page.
 
 `AppModel` wraps a loaded model and, when its run recorded one, the test split of its
-dataset (for picking images, the test-set bits/dim histogram and Glow's attribute vectors).
+dataset (for picking images, the test-set bits/dim histogram and an invertible model's
+attribute vectors).
 Every interaction is one method returning uint8 images or numbers; the page
 (`tractable.app.ui`) only turns them into pictures. All work runs in eval mode without
 gradients; results are reproducible from the seed.
@@ -10,6 +11,7 @@ gradients; results are reproducible from the seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from torch import Tensor
 
 from tractable.data import ImageDataset
 from tractable.errors import ConfigError, DataError, ShapeError
-from tractable.models import AutoregressiveModel, Glow, TractableModel
+from tractable.models import Completable, Invertible, PixelScorable, TractableModel
+from tractable.models.capabilities import missing
 from tractable.sampling import Callback
 
 MAX_BATCH = 64
@@ -75,11 +78,11 @@ class AppModel:
 
     @property
     def can_complete(self) -> bool:
-        return isinstance(self.model, AutoregressiveModel)
+        return isinstance(self.model, Completable)
 
     @property
     def can_edit(self) -> bool:
-        return isinstance(self.model, Glow)
+        return isinstance(self.model, Invertible)
 
     @property
     def test_size(self) -> int:
@@ -142,9 +145,8 @@ class AppModel:
     def complete(self, image: Tensor, rows: int, n: int, seed: int, temperature: float = 1.0,
                  label: int | None = None, callback: Callback | None = None) -> Tensor:
         """n completions `uint8 [n, C, H, W]` of `image` keeping its first `rows` rows."""
-        if not isinstance(self.model, AutoregressiveModel):
-            raise ConfigError(f"{self.name} is a {self.family} model: completion needs an "
-                              "autoregressive one (pixelcnn++ or gated-pixelcnn)")
+        if not isinstance(self.model, Completable):
+            raise ConfigError(f"{self.name}: " + missing(Completable, "completion", self.family))
         _check_count(n, MAX_COMPLETIONS, "completions")
         y = self.labels(label if label is not None else 0, None, 0.0, 1)
         g = torch.Generator(device=self.device).manual_seed(int(seed))
@@ -154,9 +156,7 @@ class AppModel:
 
     def seen(self, image: Tensor) -> Tensor:
         """The image as the model sees it (quantized for N-level models), uint8 [C, H, W]."""
-        if isinstance(self.model, AutoregressiveModel):
-            return self.model.from_targets(self.model.targets(image[None]))[0]
-        return image
+        return self.model.as_seen(image[None])[0]
 
     # ---- Likelihood -------------------------------------------------------------------------
     @torch.no_grad()
@@ -176,13 +176,12 @@ class AppModel:
         """Bits/dim `[B]` (marginal over classes for a conditional model, uniform prior),
         and the most likely class `[B]` (None if unconditional)."""
         model = self.model.eval()
-        g = torch.Generator(device=self.device).manual_seed(0)  # Glow's dequantization
-        kw: dict[str, Any] = {"generator": g} if isinstance(model, Glow) else {}
         if not self.conditional:
-            return model.log_prob(x, **kw).double().neg() / (model.num_dims * math.log(2)), None
+            lp = _seeded(lambda: model.log_prob(x), self.device)
+            return lp.double().neg() / (model.num_dims * math.log(2)), None
         k = model.config.num_classes
-        per_class = torch.stack([
-            model.log_prob(x, torch.full((len(x),), c, dtype=torch.long, device=x.device), **kw)
+        per_class = torch.stack([_seeded(lambda c=c: model.log_prob(
+            x, torch.full((len(x),), c, dtype=torch.long, device=x.device)), self.device)
             for c in range(k)]).double()
         marginal = torch.logsumexp(per_class, dim=0) - math.log(k)
         return -marginal / (model.num_dims * math.log(2)), per_class.argmax(0)
@@ -194,9 +193,9 @@ class AppModel:
         bpd, best = self._bpd(x)
         scored_as = "marginal over classes (uniform prior)" if self.conditional else "p(x)"
         maps = None
-        if isinstance(self.model, AutoregressiveModel):
+        if isinstance(self.model, PixelScorable):
             y = None if best is None else best
-            maps = -self.model.eval().log_prob_pixels(x, y)[0].double().cpu()
+            maps = -self.model.log_prob_pixels(x, y)[0].double().cpu()
             if best is not None:
                 scored_as += f"; pixel map given the most likely class, " \
                              f"{self.class_names[int(best[0])]}"
@@ -205,20 +204,21 @@ class AppModel:
         pct = float((test < value).mean() * 100) if test.size else float("nan")
         return Likelihood(value, maps, test, pct, scored_as)
 
-    # ---- Edit (Glow) ------------------------------------------------------------------------
-    def _glow(self) -> Glow:
-        if not isinstance(self.model, Glow):
-            raise ConfigError(f"{self.name} is a {self.family} model: latent edits need Glow")
-        return self.model.eval()
+    # ---- Edit (invertible models) --------------------------------------------------------------
+    def _invertible(self) -> Invertible:
+        if not isinstance(self.model, Invertible):
+            raise ConfigError(f"{self.name}: " + missing(Invertible, "latent edits", self.family))
+        self.model.eval()
+        return self.model
 
     @torch.no_grad()
     def attribute_vectors(self) -> list[list[Tensor] | None]:
         """v_k = mean z of class-k test images − mean z of the others, per class (Glow §5.3);
         None for a class with no test image among those used (or only such images)."""
-        from tractable.models.glow.latents import attribute_vector, encode_batched
+        from tractable.models.latents import attribute_vector, encode_batched
 
         if self._attributes is None:
-            model = self._glow()
+            model = self._invertible()
             if self.test is None or not self.test.has_labels:
                 self._attributes = []
             else:
@@ -233,7 +233,7 @@ class AppModel:
     @torch.no_grad()
     def edit(self, image: Tensor, alphas: list[float]) -> Tensor:
         """decode(encode(x) + Σ_k α_k v_k), uint8 [C, H, W]."""
-        model = self._glow()
+        model = self._invertible()
         vectors = self.attribute_vectors()
         z = model.encode(image[None].to(self.device))
         if len(alphas) < len(vectors):
@@ -246,14 +246,23 @@ class AppModel:
     @torch.no_grad()
     def blend(self, a: Tensor, b: Tensor, t: float, steps: int = 8) -> tuple[Tensor, Tensor]:
         """decode((1 − t)·z_a + t·z_b) uint8 [C, H, W], and the strip t = 0..1 [steps, C, H, W]."""
-        from tractable.models.glow.latents import interpolate
+        from tractable.models.latents import interpolate
 
         if not 0 <= t <= 1:
             raise ShapeError(f"interpolation weight must be in 0..1, got {t}")
-        model = self._glow()
+        model = self._invertible()
         za, zb = model.encode(a[None].to(self.device)), model.encode(b[None].to(self.device))
         one = model.decode([(1 - t) * p + t * q for p, q in zip(za, zb, strict=True)])[0]
         return one.cpu(), model.decode(interpolate(za, zb, steps)).cpu()
+
+
+def _seeded(fn: Callable[[], Tensor], device: torch.device) -> Tensor:
+    """`fn()` with the random generators seeded 0 (and restored after): a family that
+    draws noise in `log_prob` (a flow's dequantization) scores an image the same way each
+    time; an exact discrete likelihood draws nothing."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        return fn()
 
 
 def _check_count(n: int, limit: int, what: str) -> None:

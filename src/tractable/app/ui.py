@@ -22,6 +22,8 @@ from torch import Tensor
 from tractable.app.session import MAX_BATCH, MAX_COMPLETIONS, AppModel
 from tractable.app.uploads import read_upload
 from tractable.errors import TractableError
+from tractable.models import Completable, Invertible
+from tractable.models.capabilities import missing
 from tractable.sampling import Progress
 from tractable.viz import grid_image, heatmap_with_colorbar, histogram_with_marker, labelled_grid
 
@@ -268,7 +270,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
 
                 l_go.click(do_score, [model_box, l_state], [score, heat, hist])
 
-            # ---- Edit (Glow) --------------------------------------------------------------------
+            # ---- Edit (invertible models) ------------------------------------------------------
             with gr.Tab("Edit", id="edit"):
                 edit_note = gr.Markdown(_edit_note(first), elem_classes=["tractable-note"])
                 with gr.Row():
@@ -356,12 +358,12 @@ def _complete_note(m: AppModel) -> str:
     if m.can_complete:
         return ("The model keeps the first rows of the image (raster order) and samples the "
                 "rest, pixel by pixel.")
-    return f"Completion needs an autoregressive model; {m.name} is a {m.family} model."
+    return missing(Completable, "Completion", m.family) + "."
 
 
 def _edit_note(m: AppModel) -> str:
     if not m.can_edit:
-        return f"Latent edits need a Glow model; {m.name} is a {m.family} model."
+        return missing(Invertible, "Latent edits", m.family) + "."
     if not m.class_names:
         return "This model's test set has no labels: no attribute vectors, blending only."
     return ("Each slider adds α times the attribute vector of a class (mean latent of its "

@@ -55,6 +55,10 @@ class AutoregressiveModel(TractableModel):
         """Inverse of `targets`: likelihood values -> uint8 images."""
         return t.to(torch.uint8)
 
+    def as_seen(self, x: Tensor) -> Tensor:
+        """The images through `targets` and back: the values the likelihood scores."""
+        return self.from_targets(self.targets(x))
+
     def log_prob_pixels(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Per-pixel log-probabilities in nats, `[B, H, W]` (for NLL heatmaps); no dropout."""
         self.check_images(x)

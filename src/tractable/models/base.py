@@ -124,6 +124,11 @@ class TractableModel(nn.Module):
         """How logs and tables name this model's bits/dim (families override, e.g. N-level)."""
         return "bits/dim"
 
+    def as_seen(self, x: Tensor) -> Tensor:
+        """uint8 images as this model sees them (what it scores and completes): unchanged by
+        default; a family with coarser levels quantizes (e.g. an N-level Gated PixelCNN)."""
+        return x
+
     def check_images(self, x: Tensor) -> None:
         """Raise `ShapeError` unless `x` is a `uint8 [B, C, H, W]` batch this model fits."""
         if not isinstance(x, Tensor):
