@@ -168,7 +168,7 @@ def pixelcnn_sampling(table: Table, args: argparse.Namespace, device: torch.devi
     for n in ([2, 4] if args.tiny else [16, 256]):
         def run(n: int = n) -> None:
             g = torch.Generator(device=device).manual_seed(0)
-            sample_with(model, min(n, 2), sampler="cached", generator=g)  # warm-up (allocator, kernels)
+            sample_with(model, min(n, 2), sampler="cached", generator=g)  # warm-up
             sync(device)
             start = time.perf_counter()
             sample_with(model, n, sampler="cached", generator=g)
