@@ -16,7 +16,7 @@ from PIL import Image
 
 from tractable import load
 from tractable.cli import main
-from tractable.cli.train import parse_class_spec
+from tractable.cli.classes import parse_class_spec
 from tractable.data import load_dataset
 from tractable.errors import ConfigError
 from tractable.evaluation import evaluate_bpd

@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def labels_for(model: Any, args: argparse.Namespace, found: list[int | None]) -> Tensor | None:
     """The y of each row: --class for all, else each dataset image's own label."""
-    from tractable.cli.train import parse_class_spec
+    from tractable.cli.classes import parse_class_spec
 
     cfg = model.config
     if args.class_spec is not None:
