@@ -12,13 +12,13 @@ import math
 from tractable.errors import ShapeError
 
 
-def check_temperature(temperature: object, allow_zero: bool = False,
-                      name: str = "temperature") -> float:
+def check_temperature(temperature: object, allow_zero: bool = False) -> float:
     """`temperature` as a float: finite and > 0 (>= 0 with `allow_zero`), else `ShapeError`.
 
-    The one temperature rule: samplers, likelihoods, the command line (`name` =
-    "--temperature") and the app all check here; the app's slider range is a choice of
-    the page, not a second rule. Zero is the deterministic limit, defined only where a
+    The one temperature rule: every sampler checks here (so the command line's
+    `--temperature` and the app's slider reach it through `model.sample`), and the
+    likelihoods' own `sample` methods too; the app's slider range is a choice of the page,
+    not a second rule. Zero is the deterministic limit, defined only where a
     sampler says so (a flow decodes its prior's mean); a likelihood's per-pixel draw has
     no T -> 0 limit it could return.
     """
@@ -27,7 +27,7 @@ def check_temperature(temperature: object, allow_zero: bool = False,
           and (temperature >= 0 if allow_zero else temperature > 0))
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ShapeError(f"{name} must be a finite number {bound}, got {temperature!r}")
+        raise ShapeError(f"temperature must be a finite number {bound}, got {temperature!r}")
     return float(temperature)  # type: ignore[arg-type]
 
 

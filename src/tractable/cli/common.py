@@ -228,8 +228,8 @@ def limit_arg(p: Any, what: str = "the split") -> None:
                    "--seed (default: every image)")
 
 
-def open_model(args: argparse.Namespace, path: str | None = None
-               ) -> tuple[TractableModel, Folder]:
+def open_model(args: argparse.Namespace,
+               path: str | None = None) -> tuple[TractableModel, Folder]:
     """The model of `path` (default `args.path`: a run or model folder, `pretrained:NAME` or
     `hf:...`) with `--weights` on `--device` (and `--dtype` where the command has one), in
     eval mode, and its opened folder: the reference is resolved once (`tractable.load`)."""

@@ -54,24 +54,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from tractable.checks import check_temperature
-    from tractable.training.pictures import draw_samples
     from tractable.viz import save_grid
 
     if not 1 <= args.n <= MAX_SAMPLES:
         raise ShapeError(f"-n must be between 1 and {MAX_SAMPLES:,} (one grid), got {args.n}; "
                          "draw more in several runs with different --seed")
-    check_temperature(args.temperature, allow_zero=True, name="--temperature")  # 0: flows
     if args.nrow is not None and args.nrow < 1:
         raise ShapeError(f"--nrow must be >= 1, got {args.nrow}")
     out = output_path(args.out, "samples.png", (".npy",) if args.npy else ())
     model, folder = open_model(args)
     y, n, nrow, labels = classes_to_draw(args, model.config)
+    param = next(model.parameters())
     if y is not None:
-        param = next(model.parameters())
         y = y.to(param.device, param.dtype if y.is_floating_point() else y.dtype)
-    x = draw_samples(model, n, y=y, temperature=args.temperature, seed=args.seed,
-                     sampler=args.sampler, callback=ProgressBar())
+    x = model.sample(n, y=y, temperature=args.temperature,  # checked by the sampler
+                     generator=torch.Generator(param.device).manual_seed(args.seed),
+                     sampler=args.sampler, callback=ProgressBar()).cpu()
     if args.temperature != 1.0:
         labels["title"] = (labels.get("title", "") + f"  T = {args.temperature:g}").strip()
     save_grid(x, out, nrow=nrow, **labels)
