@@ -228,6 +228,13 @@ def limit_arg(p: Any, what: str = "the split") -> None:
                    "--seed (default: every image)")
 
 
+def weights_and_device_args(p: Any) -> None:
+    """`--weights ema|raw` and `--device`: which saved weights `open_model` loads, where."""
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
+                   help="Polyak-averaged (ema) or the optimizer's raw weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
 def open_model(args: argparse.Namespace,
                path: str | None = None) -> tuple[TractableModel, Folder]:
     """The model of `path` (default `args.path`: a run or model folder, `pretrained:NAME` or

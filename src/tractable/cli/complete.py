@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tractable.cli.common import data_source_args, examples
+from tractable.cli.common import data_source_args, examples, weights_and_device_args
 from tractable.errors import ConfigError
 
 
@@ -46,9 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--seed", type=int, default=0, help="of the sampler's generator")
     p.add_argument("--data", help="dataset of index images (unset: the run's dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--out", default="completions.png", metavar="PNG", help="the grid's file")
     data_source_args(p.add_argument_group("data"))
     p.set_defaults(func=cmd_complete)

@@ -7,7 +7,14 @@ import argparse
 import json
 import sys
 
-from tractable.cli.common import data_source_args, dataset_for, examples, limit_arg, open_model
+from tractable.cli.common import (
+    data_source_args,
+    dataset_for,
+    examples,
+    limit_arg,
+    open_model,
+    weights_and_device_args,
+)
 from tractable.data.subsets import load_images
 from tractable.errors import ConfigError
 
@@ -29,9 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch-size", type=int, default=64, metavar="IMAGES",
                    help="images per forward pass")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")

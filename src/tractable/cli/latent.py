@@ -20,7 +20,12 @@ from typing import Any
 
 import torch
 
-from tractable.cli.common import data_source_args, examples, open_model
+from tractable.cli.common import (
+    data_source_args,
+    examples,
+    open_model,
+    weights_and_device_args,
+)
 from tractable.cli.images import ImageSource
 from tractable.cli.output import output_path
 from tractable.errors import ConfigError, DataError, ShapeError
@@ -83,9 +88,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
     p.add_argument("--data", help="dataset name (default: the run's dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--batch-size", type=int, default=256, metavar="IMAGES",
                    help="images per encode batch")
     data_source_args(p.add_argument_group("data"))

@@ -27,6 +27,7 @@ from tractable.cli.common import (
     examples,
     limit_arg,
     open_model,
+    weights_and_device_args,
 )
 from tractable.data import ImageDataset
 from tractable.data.subsets import heldout_train_images, load_images
@@ -42,9 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, metavar="IMAGES",
                    help="images per forward pass")
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--seed", type=int, default=0, help="for --limit subsets and bootstraps")
 
 

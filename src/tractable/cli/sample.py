@@ -11,7 +11,12 @@ import numpy as np
 import torch
 
 from tractable.cli.classes import class_labels, parse_class_spec
-from tractable.cli.common import ProgressBar, examples, open_model
+from tractable.cli.common import (
+    ProgressBar,
+    examples,
+    open_model,
+    weights_and_device_args,
+)
 from tractable.cli.output import output_path
 from tractable.errors import ShapeError
 from tractable.sampling import sampler_help, sampler_names
@@ -45,9 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="default: the family's; " + sampler_help())
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="float64: exact mode of the autoregressive samplers")
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--nrow", type=int, metavar="IMAGES",
                    help="images per grid row (default: square, or one row per class)")
     p.set_defaults(func=cmd_sample)

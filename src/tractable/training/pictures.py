@@ -7,32 +7,25 @@ model). `plot_curves` and `save_gif_of_pngs` are re-exported for the trainer.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from tractable.models.base import TractableModel
-from tractable.sampling import Callback
 from tractable.viz import plot_curves, save_gif_of_pngs
 
 __all__ = ["cycling_labels", "draw_samples", "plot_curves", "save_gif_of_pngs"]
 
 
 @torch.no_grad()
-def draw_samples(
-    model: TractableModel,
-    n: int,
-    y: Tensor | None = None,
-    temperature: float = 1.0,
-    seed: int = 0,
-    sampler: str | None = None,
-    callback: Callback | None = None,
-) -> Tensor:
-    """`n` samples as `uint8 [n, C, H, W]` on the CPU, reproducible from `seed`
-    (`model.sample` with a generator seeded on the model's device)."""
+def draw_samples(model: TractableModel, n: int, *, seed: int = 0, **options: Any) -> Tensor:
+    """`n` samples as `uint8 [n, C, H, W]` on the CPU, reproducible from `seed`: `model.
+    sample(n, generator=<seeded on the model's device>, **options)` (`y`, `temperature`,
+    `sampler`, `callback`)."""
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
-    return model.sample(n, y=y, temperature=temperature, generator=g, sampler=sampler,
-                        callback=callback).cpu()
+    return model.sample(n, generator=g, **options).cpu()
 
 
 def cycling_labels(model: TractableModel, n: int) -> Tensor | None:
