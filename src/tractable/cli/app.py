@@ -3,8 +3,8 @@
     tractable app runs/demo runs/glow --port 7860
 
 Each RUN_OR_MODEL_DIR becomes a model to choose on the page; the test split of its run's
-dataset (or --data) supplies test images, the bits/dim histogram and Glow's attribute
-vectors. Needs the optional extra: pip install 'tractable[app]'.
+dataset (or --data) supplies test images, the bits/dim histogram and an invertible model's
+attribute vectors. Needs the optional extra: pip install 'tractable[app]'.
 """
 
 from __future__ import annotations
