@@ -11,7 +11,6 @@ gradients; results are reproducible from the seed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,11 +176,12 @@ class AppModel:
         and the most likely class `[B]` (None if unconditional)."""
         model = self.model.eval()
         if not self.conditional:
-            lp = _seeded(lambda: model.log_prob(x), self.device)
+            lp = _seeded_log_prob(model, x, None)
             return lp.double().neg() / (model.num_dims * math.log(2)), None
         k = model.config.num_classes
-        per_class = torch.stack([_seeded(lambda c=c: model.log_prob(
-            x, torch.full((len(x),), c, dtype=torch.long, device=x.device)), self.device)
+        per_class = torch.stack([
+            _seeded_log_prob(model, x, torch.full((len(x),), c, dtype=torch.long,
+                                                  device=x.device))
             for c in range(k)]).double()
         marginal = torch.logsumexp(per_class, dim=0) - math.log(k)
         return -marginal / (model.num_dims * math.log(2)), per_class.argmax(0)
@@ -256,13 +256,14 @@ class AppModel:
         return one.cpu(), model.decode(interpolate(za, zb, steps)).cpu()
 
 
-def _seeded(fn: Callable[[], Tensor], device: torch.device) -> Tensor:
-    """`fn()` with the random generators seeded 0 (and restored after): a family that
-    draws noise in `log_prob` (a flow's dequantization) scores an image the same way each
-    time; an exact discrete likelihood draws nothing."""
+def _seeded_log_prob(model: TractableModel, x: Tensor, y: Tensor | None) -> Tensor:
+    """`model.log_prob(x, y)` with the random generators seeded 0 (and restored after): a
+    family that draws noise in `log_prob` (a flow's dequantization) scores an image the
+    same way each time; an exact discrete likelihood draws nothing."""
+    device = x.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
-        return fn()
+        return model.log_prob(x, y)
 
 
 def _check_count(n: int, limit: int, what: str) -> None:

@@ -64,9 +64,11 @@ def families_with(capability: type) -> list[str]:
     return [f for f in known_families() if issubclass(model_class(f), capability)]
 
 
-KINDS = {Invertible: "an invertible model (a flow with exact encode/decode)",
-         Completable: "an autoregressive model that completes images in raster order",
-         PixelScorable: "an autoregressive model with per-pixel log-probabilities"}
+KINDS: dict[type, str] = {Invertible: "an invertible model (a flow with exact encode/decode)",
+                          Completable: "an autoregressive model that completes images in "
+                          "raster order",
+                          PixelScorable: "an autoregressive model with per-pixel "
+                          "log-probabilities"}
 
 
 def missing(capability: type, what: str, family: str) -> str:

@@ -9,6 +9,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -204,7 +205,7 @@ def _pillow_panel(draw: ImageDraw.ImageDraw, p: Panel, box: tuple[int, int, int,
 
 
 def _pillow_axes(draw: ImageDraw.ImageDraw, p: Panel, box: tuple[float, float, float, float],
-                 ranges: tuple[float, float, float, float], by: int, font: object) -> None:
+                 ranges: tuple[float, float, float, float], by: int, font: Any) -> None:
     x0, y0, x1, y1 = box
     lo, hi, bottom, top = ranges
     draw.rectangle([x0, y0, x1, y1], outline="black")
@@ -212,12 +213,13 @@ def _pillow_axes(draw: ImageDraw.ImageDraw, p: Panel, box: tuple[float, float, f
         y = y1 - frac * (y1 - y0)
         draw.text((4, y - 6), f"{bottom + frac * (top - bottom):.3g}", fill="black", font=font)
         tick = f"{lo + frac * (hi - lo):.4g}"
-        x = x0 + frac * (x1 - x0) - frac * draw.textlength(tick, font=font)  # type: ignore[arg-type]
+        x = x0 + frac * (x1 - x0) - frac * draw.textlength(tick, font=font)
         draw.text((x, y1 + 4), tick, fill="black", font=font)
     heading = f"{p.title}   ({p.ylabel})" if p.ylabel else p.title
     draw.text((x0, by + 8), heading, fill="black", font=font)
     draw.text(((x0 + x1) / 2 - 30, y1 + 20), p.xlabel, fill="black", font=font)
-    named = [(b.name, _rgba(b.color, b.alpha)) for b in p.bars if b.name]
+    named: list[tuple[str, str | tuple[int, int, int, int]]] = [
+        (b.name, _rgba(b.color, b.alpha)) for b in p.bars if b.name]
     named += [(line.name, line.color) for line in p.lines]
     for j, (name, color) in enumerate(named):
         lx, ly = x1 - 150, y0 + 6 + 14 * j
