@@ -156,18 +156,27 @@ def test_heatmaps_get_a_colour_bar_of_the_shared_scale(tmp_path):
     assert _ink(arr, layout.top, layout.left + gw + 30, layout.top + gh, arr.shape[1]) > 50
 
 
-def test_labelled_pictures_are_deterministic_and_plain_without_matplotlib(tmp_path,
-                                                                          monkeypatch):
+def test_labelled_pictures_are_deterministic_and_labelled_by_pillow_without_matplotlib(
+        tmp_path, monkeypatch):
     digits = load_dataset("mnist-mini", "test").images[:6]
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     save_grid(digits, a, nrow=3, row_labels=["x", "y"], title="t")
     save_grid(digits, b, nrow=3, row_labels=["x", "y"], title="t")
     assert a.read_bytes() == b.read_bytes()
     monkeypatch.setattr(viz.canvas, "have_matplotlib", lambda: False)
-    with pytest.warns(UserWarning, match=r"tractable\[plots\]"):
-        layout = save_grid(digits, a, nrow=3, row_labels=["x", "y"], title="t")
-    assert (layout.left, layout.top, layout.right) == (0, 0, 0)
-    assert Image.open(a).size == layout.size == (3 * 116 + 4, 2 * 116 + 4)
+    # without matplotlib the one Pillow fallback draws the same labels in the same layout
+    layout = save_grid(digits, a, nrow=3, row_labels=["xx", "yy"], title="t")
+    assert layout == grid_layout(6, 3, (28, 28), row_labels=["xx", "yy"], title="t")
+    assert layout.left > 0 and layout.top > 0
+    arr = np.asarray(Image.open(a).convert("RGB"))
+    assert (arr.shape[1], arr.shape[0]) == layout.size
+    for i, tile in enumerate(tiles_of(a, layout, 4)):
+        assert np.array_equal(tile[..., 0], digits[i, 0].numpy())
+    for r in range(2):
+        top, _, h, _ = layout.tile_box(r * 3)
+        assert _ink(arr, top, 0, top + h, layout.left) > 5, r  # the row label
+    save_grid(digits, b, nrow=3, row_labels=["xx", "yy"], title="t")
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_the_bits_per_dim_curve_shows_train_and_test(tmp_path):

@@ -29,6 +29,7 @@ from tractable.viz.grids import (
     labelled_grid,
     make_grid,
     occlude,
+    render_grid,
     save_gif,
     save_gif_of_pngs,
     save_grid,
@@ -41,7 +42,7 @@ __all__ = [
     "DPI", "MARK_COLOR", "PAD_VALUE", "TILE_TARGET", "ColorBar", "GridLayout",
     "display_scale", "font_context", "grid_image", "grid_layout", "have_matplotlib",
     "heat_colors", "heatmap_with_colorbar", "histogram_with_marker", "labelled_grid",
-    "make_grid", "nll_overlays", "occlude", "plot_curves", "save_gif", "save_gif_of_pngs",
-    "save_grid", "save_histograms", "save_labelled_grid", "save_nll_heatmaps", "save_png",
-    "tiles_of",
+    "make_grid", "nll_overlays", "occlude", "plot_curves", "render_grid", "save_gif",
+    "save_gif_of_pngs", "save_grid", "save_histograms", "save_labelled_grid",
+    "save_nll_heatmaps", "save_png", "tiles_of",
 ]

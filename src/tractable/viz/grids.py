@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,7 +137,7 @@ def grid_layout(n: int, nrow: int | None, image_hw: tuple[int, int], scale: int 
     padding = max(2, scale) if padding is None else padding
     nrow = nrow or math.ceil(math.sqrt(n))
     th, tw = image_hw[0] * scale, image_hw[1] * scale
-    labelled = _labels_drawn(row_labels, col_labels, title, colorbar)
+    labelled = any(x for x in (row_labels, col_labels, title, colorbar))
     left = top = right = bottom = 0
     rotate = False
     if labelled:
@@ -163,22 +162,32 @@ def tiles_of(path: str | os.PathLike[str], layout: GridLayout, scale: int) -> li
     return out
 
 
-def _labels_drawn(*labels: object) -> bool:
-    return any(x for x in labels) and canvas.have_matplotlib()
-
 
 def save_grid(images: Tensor, path: str | os.PathLike[str], nrow: int | None = None,
               scale: int | None = None, *, padding: int | None = None,
               row_labels: Sequence[str] | None = None,
               col_labels: Sequence[str] | None = None, title: str | None = None,
               marks: Sequence[int] = (), colorbar: ColorBar | None = None) -> GridLayout:
-    """Write a PNG grid of `uint8 [N, C, H, W]` images; returns where its tiles are.
+    """Write `render_grid(...)` as a PNG; returns where its tiles are."""
+    img, layout = render_grid(images, nrow, scale, padding=padding, row_labels=row_labels,
+                              col_labels=col_labels, title=title, marks=marks,
+                              colorbar=colorbar)
+    save_png(img, path)
+    return layout
+
+
+def render_grid(images: Tensor, nrow: int | None = None, scale: int | None = None, *,
+                padding: int | None = None, row_labels: Sequence[str] | None = None,
+                col_labels: Sequence[str] | None = None, title: str | None = None,
+                marks: Sequence[int] = (), colorbar: ColorBar | None = None
+                ) -> tuple[Image.Image, GridLayout]:
+    """A grid picture of `uint8 [N, C, H, W]` images and where its tiles are.
 
     `scale` (default `display_scale`) enlarges each image by nearest neighbour; `padding`
-    (default max(2, scale)) grey pixels separate the tiles; `marks` frames tiles. With
-    matplotlib installed, `row_labels` name the rows, `col_labels` the columns, `title`
-    heads the picture and `colorbar` adds the heat ramp's scale; without it they are
-    left out (with a warning).
+    (default max(2, scale)) grey pixels separate the tiles; `marks` frames tiles.
+    `row_labels` name the rows, `col_labels` the columns, `title` heads the picture and
+    `colorbar` adds the heat ramp's scale: drawn with matplotlib where it is installed,
+    else with Pillow. The tiles hold the images' pixels exactly either way.
     """
     _check_images(images)
     n, _, h, w = images.shape
@@ -187,21 +196,25 @@ def save_grid(images: Tensor, path: str | os.PathLike[str], nrow: int | None = N
     layout = grid_layout(n, nrow, (h, w), scale, padding, row_labels, col_labels, title,
                          colorbar)
     grid = make_grid(images, layout.nrow, layout.padding, layout.tile[0] // h, marks=marks)
-    if any((row_labels, col_labels, title, colorbar)) and not canvas.have_matplotlib():
-        warnings.warn("labels and colour bars need matplotlib (pip install 'tractable[plots]')"
-                      f"; writing {path} without them", stacklevel=2)
-    if layout.left or layout.top or layout.right or layout.bottom:
-        img = Image.fromarray(_labelled(grid, layout, row_labels, col_labels, title, colorbar))
-    else:
-        img = to_pil(grid)
-    save_png(img, path)
-    return layout
+    if not (layout.left or layout.top or layout.right or layout.bottom):
+        return to_pil(grid), layout
+    labels = _Labels(row_labels or [], col_labels or [], title, colorbar)
+    if canvas.have_matplotlib():
+        return Image.fromarray(_labelled(grid, layout, labels)), layout
+    return _labelled_pillow(grid, layout, labels), layout
 
 
-def _labelled(grid: np.ndarray, layout: GridLayout, row_labels: Sequence[str] | None,
-              col_labels: Sequence[str] | None, title: str | None,
-              colorbar: ColorBar | None) -> np.ndarray:
-    """The grid on a white canvas with its labels and colour bar: `uint8 [H, W, 3]`."""
+@dataclass(frozen=True)
+class _Labels:
+    rows: Sequence[str]
+    columns: Sequence[str]
+    title: str | None
+    colorbar: ColorBar | None
+
+
+def _labelled(grid: np.ndarray, layout: GridLayout, labels: _Labels) -> np.ndarray:
+    """The grid on a white canvas with its labels and colour bar (matplotlib):
+    `uint8 [H, W, 3]`."""
     W, H = layout.size
     gh, gw = layout.grid_size
     th, tw = layout.tile
@@ -214,17 +227,18 @@ def _labelled(grid: np.ndarray, layout: GridLayout, row_labels: Sequence[str] | 
         def text(x: float, y_from_top: float, s: str, **kw: object) -> None:
             fig.text(x / W, 1 - y_from_top / H, s, color="black", **kw)
 
-        for r, label in enumerate(row_labels or []):
+        for r, label in enumerate(labels.rows):
             text(layout.left - 6, layout.top + pad + r * (th + pad) + th / 2, label,
                  ha="right", va="center")
-        for c, label in enumerate(col_labels or []):
+        for c, label in enumerate(labels.columns):
             x = layout.left + pad + c * (tw + pad) + tw / 2
             text(x, layout.top - 4, label, ha="center", va="bottom",
                  rotation=90 if layout.rotate_columns else 0)
-        if title:
-            text(W / 2, 6, title, ha="center", va="top", fontsize=11)
-        if colorbar is not None:
-            _draw_colorbar(fig, colorbar, (layout.left + gw + 14, layout.bottom, 14, gh), W, H)
+        if labels.title:
+            text(W / 2, 6, labels.title, ha="center", va="top", fontsize=11)
+        if labels.colorbar is not None:
+            _draw_colorbar(fig, labels.colorbar, (layout.left + gw + 14, layout.bottom, 14, gh),
+                           W, H)
 
     return canvas.figure_pixels((W, H), draw)
 
@@ -239,6 +253,55 @@ def _draw_colorbar(fig: object, bar: ColorBar, box: tuple[int, int, int, int], W
     ramp = ListedColormap(heat_colors(np.linspace(0, 1, 256), 1.0) / 255.0)
     cb = fig.colorbar(ScalarMappable(Normalize(0, bar.vmax), ramp), cax=ax)  # type: ignore[attr-defined]
     cb.set_label(bar.label)
+
+
+def _labelled_pillow(grid: np.ndarray, layout: GridLayout, labels: _Labels) -> Image.Image:
+    """The grid on a white canvas with its labels and colour bar, drawn with Pillow (no
+    matplotlib): the same layout, a plainer font."""
+    img = Image.new("RGB", layout.size, "white")
+    img.paste(to_pil(grid).convert("RGB"), (layout.left, layout.top))
+    draw = ImageDraw.Draw(img)
+    font = pillow_font(12)
+    th, tw = layout.tile
+    pad = layout.padding
+    for r, label in enumerate(labels.rows):
+        y = layout.top + pad + r * (th + pad) + th // 2 - 6
+        draw.text((layout.left - 6 - draw.textlength(label, font=font), y), label,
+                  fill="black", font=font)
+    for c, label in enumerate(labels.columns):
+        x = layout.left + pad + c * (tw + pad) + tw // 2
+        if layout.rotate_columns:  # written upwards, ending just above its column
+            width = round(draw.textlength(label, font=font)) + 2
+            strip = Image.new("RGB", (width, LINE_H), "white")
+            ImageDraw.Draw(strip).text((0, 1), label, fill="black", font=font)
+            up = strip.rotate(90, expand=True)
+            img.paste(up, (x - up.width // 2, layout.top - 4 - up.height))
+        else:
+            draw.text((x - draw.textlength(label, font=font) / 2, layout.top - 4 - LINE_H),
+                      label, fill="black", font=font)
+    if labels.title:
+        draw.text(((layout.size[0] - draw.textlength(labels.title, font=font)) / 2, 6),
+                  labels.title, fill="black", font=font)
+    if labels.colorbar is not None:
+        gh, gw = layout.grid_size
+        colorbar_pillow(img, labels.colorbar, (layout.left + gw + 14, layout.top, 14, gh))
+    return img
+
+
+def colorbar_pillow(img: Image.Image, bar: ColorBar, box: tuple[int, int, int, int]) -> None:
+    """Draw the heat ramp 0..`bar.vmax` (bright at the top) in `box` (left, top, width,
+    height) of `img`, with ticks at 0, half and vmax and the bar's label beside them."""
+    left, top, width, height = box
+    ramp = np.linspace(bar.vmax, 0.0, height)[:, None].repeat(width, axis=1)
+    img.paste(Image.fromarray(heat_colors(ramp, bar.vmax)), (left, top))
+    draw = ImageDraw.Draw(img)
+    font = pillow_font(11)
+    x_text = left + width + 4
+    for frac in (0.0, 0.5, 1.0):
+        y = top + round((1 - frac) * (height - 1))
+        draw.line([left + width, y, x_text - 1, y], fill="black")
+        draw.text((x_text, max(0, y - 6)), f"{frac * bar.vmax:.3g}", fill="black", font=font)
+    draw.text((x_text, top + height - 26), bar.label, fill="black", font=font)
 
 
 def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike[str],
@@ -272,39 +335,28 @@ def save_gif_of_pngs(pngs: Sequence[str | os.PathLike[str]], path: str | os.Path
 
 def labelled_grid(rows: Tensor, labels: Sequence[str], scale: int = 4,
                   padding: int = 4) -> Image.Image:
-    """`uint8 [R, N, C, H, W]` images as R rows of N tiles, with `labels[j]` above column j.
-
-    Tiles are upscaled `scale`× (nearest neighbour) and separated by white `padding`.
-    """
-    if rows.dtype != torch.uint8 or rows.dim() != 5 or rows.shape[2] not in (1, 3):
-        raise ShapeError(f"labelled grid needs uint8 [R, N, 1|3, H, W] images, got "
-                         f"{rows.dtype} {list(rows.shape)}")
-    r, n, _, h, w = rows.shape
-    if len(labels) != n:
-        raise ShapeError(f"{n} columns but {len(labels)} labels")
-    th, tw = h * scale, w * scale
-    font = pillow_font(12)
-    head = 18
-    canvas = Image.new("RGB", (n * (tw + padding) + padding, head + r * (th + padding) + padding),
-                       "white")
-    draw = ImageDraw.Draw(canvas)
-    rgb = rows.expand(-1, -1, 3, -1, -1) if rows.shape[2] == 1 else rows
-    for i in range(r):
-        for j in range(n):
-            tile = Image.fromarray(rgb[i, j].permute(1, 2, 0).cpu().numpy())
-            tile = tile.resize((tw, th), Image.Resampling.NEAREST)
-            canvas.paste(tile, (padding + j * (tw + padding), head + padding + i * (th + padding)))
-    for j, text in enumerate(labels):
-        left = padding + j * (tw + padding)
-        x = left + max(0.0, (tw - draw.textlength(text, font=font)) / 2)
-        draw.text((x, 3), text, fill="black", font=font)
-    return canvas
+    """`uint8 [R, N, C, H, W]` images as R rows of N tiles, with `labels[j]` above column j
+    (`render_grid`; tiles enlarged `scale`×, `padding` pixels apart)."""
+    return _labelled_rows(rows, labels, scale, padding)[0]
 
 
 def save_labelled_grid(rows: Tensor, labels: Sequence[str], path: str | os.PathLike[str],
-                       scale: int = 4) -> None:
-    """Write `labelled_grid(rows, labels, scale)` as a PNG."""
-    save_png(labelled_grid(rows, labels, scale), path)
+                       scale: int = 4) -> GridLayout:
+    """Write `labelled_grid(rows, labels, scale)` as a PNG; returns where its tiles are."""
+    img, layout = _labelled_rows(rows, labels, scale, 4)
+    save_png(img, path)
+    return layout
+
+
+def _labelled_rows(rows: Tensor, labels: Sequence[str], scale: int,
+                   padding: int) -> tuple[Image.Image, GridLayout]:
+    if rows.dtype != torch.uint8 or rows.dim() != 5 or rows.shape[2] not in (1, 3):
+        raise ShapeError(f"labelled grid needs uint8 [R, N, 1|3, H, W] images, got "
+                         f"{rows.dtype} {list(rows.shape)}")
+    if len(labels) != rows.shape[1]:
+        raise ShapeError(f"{rows.shape[1]} columns but {len(labels)} labels")
+    return render_grid(rows.flatten(0, 1), nrow=rows.shape[1], scale=scale, padding=padding,
+                       col_labels=labels)
 
 
 def occlude(images: Tensor, pixels: int, fill: int = 110) -> Tensor:

@@ -7,12 +7,12 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from torch import Tensor
 
 from tractable.errors import ShapeError
-from tractable.viz.canvas import heat_colors, pillow_font
-from tractable.viz.grids import ColorBar, GridLayout, display_scale, save_grid
+from tractable.viz.canvas import heat_colors
+from tractable.viz.grids import ColorBar, GridLayout, colorbar_pillow, display_scale, save_grid
 
 
 def nll_overlays(images: Tensor, maps: Tensor, vmax: float | None = None,
@@ -65,16 +65,8 @@ def heatmap_with_colorbar(values: Tensor, scale: int = 8, vmax: float | None = N
     heat = Image.fromarray(heat_colors(m, vmax)).resize((w * scale, h * scale),
                                                          Image.Resampling.NEAREST)
     bar_w, gap, text_w, pad = 16, 8, 64, 8
-    canvas = Image.new("RGB", (heat.width + gap + bar_w + text_w, heat.height + 2 * pad), "white")
-    canvas.paste(heat, (0, pad))
-    ramp = np.linspace(vmax, 0.0, heat.height)[:, None].repeat(bar_w, axis=1)
-    canvas.paste(Image.fromarray(heat_colors(ramp, vmax)), (heat.width + gap, pad))
-    draw = ImageDraw.Draw(canvas)
-    font = pillow_font(11)
-    x_text = heat.width + gap + bar_w + 4
-    for frac in (0.0, 0.5, 1.0):
-        y = pad + round((1 - frac) * (heat.height - 1))
-        draw.line([heat.width + gap + bar_w, y, x_text - 1, y], fill="black")
-        draw.text((x_text, max(0, y - 6)), f"{frac * vmax:.3g}", fill="black", font=font)
-    draw.text((x_text, heat.height + pad - 26), unit, fill="black", font=font)
-    return canvas
+    picture = Image.new("RGB", (heat.width + gap + bar_w + text_w, heat.height + 2 * pad),
+                        "white")
+    picture.paste(heat, (0, pad))
+    colorbar_pillow(picture, ColorBar(vmax, unit), (heat.width + gap, pad, bar_w, heat.height))
+    return picture
