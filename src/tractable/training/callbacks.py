@@ -3,9 +3,10 @@
 After every step the trainer calls each of `trainer.callbacks` with itself: first its own
 `TrainLog` (progress bar, ETA, "train" rows), `Evaluation` (test bits/dim, "eval" rows,
 sample grids and curves) and `Checkpointing`, in that order, then the user's. Any
-callable `(trainer) -> None` is a callback; a `Periodic` one also says at which steps it
-acts (`due`: the trainer reads the step statistics first) and brackets `fit` (`start`;
-`finish`, the final evaluation and checkpoint; `close`, also after an error).
+callable `(trainer) -> None` is a callback; a `Periodic` one says at which steps it acts
+(`due`: the trainer reads the step statistics first), acts once more at the end unless it
+just did (the final evaluation and checkpoint), and has hooks around `fit` (`start`,
+`close`, also after an error).
 """
 
 from __future__ import annotations
@@ -31,20 +32,33 @@ Callback = Callable[["Trainer"], None]
 
 
 class Periodic:
-    """A callback acting at some steps, with hooks around `fit`."""
+    """A callback that acts at its steps (`due`) and once more at the end of `fit`, unless
+    it acted at that step, with hooks around `fit`."""
+
+    def __init__(self, last_step: int = -1) -> None:
+        self.last_step = last_step  # the step it last acted at
 
     def due(self, trainer: Trainer) -> bool:
         """Whether this step is one of its steps (the step statistics are read first)."""
         return False
 
-    def start(self, trainer: Trainer) -> None:
-        """Before the first step of `fit`."""
+    def act(self, trainer: Trainer) -> None:
+        """What it does at its steps."""
 
     def __call__(self, trainer: Trainer) -> None:
         """After every step."""
+        if self.due(trainer):
+            self.last_step = trainer.step
+            self.act(trainer)
 
     def finish(self, trainer: Trainer) -> None:
-        """After the last step (also when `fit` has no step left to run)."""
+        """After the last step (also when `fit` had no step left to run)."""
+        if self.last_step != trainer.step:
+            self.last_step = trainer.step
+            self.act(trainer)
+
+    def start(self, trainer: Trainer) -> None:
+        """Before the first step of `fit`."""
 
     def close(self) -> None:
         """When `fit` ends, by an error too."""
@@ -56,6 +70,7 @@ class TrainLog(Periodic):
     rate, last gradient norm, and images/s of the steps alone (`trainer.train_s`)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.bar: tqdm | None = None
         self.eta: EtaClock | None = None
         self._train_s_at_row = 0.0
@@ -77,10 +92,13 @@ class TrainLog(Periodic):
         if line and trainer.env.is_main and not trainer.cfg.quiet:
             tqdm.write(line)
         self.bar.update(1)
-        if self.due(trainer):
-            self._write_row(trainer)
+        super().__call__(trainer)
 
-    def _write_row(self, trainer: Trainer) -> None:
+    def finish(self, trainer: Trainer) -> None:
+        """Nothing: the last step is one of its steps."""
+
+    def act(self, trainer: Trainer) -> None:
+        """The "train" row of the steps since the last one."""
         assert self.bar is not None
         window = trainer.stats.take_window()
         seconds = trainer.train_s - self._train_s_at_row
@@ -111,25 +129,13 @@ class Evaluation(Periodic):
     and at the end, each rank scoring a shard; rank 0 adds an "eval" row and draws the
     pictures: a sample grid (fixed noise) with the GIF of all grids, and the curves."""
 
-    def __init__(self, last_step: int = -1) -> None:
-        self.last_step = last_step  # the step of the last evaluation
-
     def due(self, trainer: Trainer) -> bool:
         every = trainer.cfg.eval_every or trainer.stream.steps_per_epoch
         return trainer.step % every == 0
 
-    def __call__(self, trainer: Trainer) -> None:
-        if self.due(trainer):
-            self.run(trainer)
-
-    def finish(self, trainer: Trainer) -> None:
-        if self.last_step != trainer.step:
-            self.run(trainer)
-
-    def run(self, trainer: Trainer) -> float | None:
-        """Evaluate now; the test bits/dim (None without a test set)."""
+    def act(self, trainer: Trainer) -> None:
+        """Evaluate now."""
         trainer.read_stats()  # skip rows of earlier steps come before this step's eval row
-        self.last_step = trainer.step
         cfg, env, bpd = trainer.cfg, trainer.env, None
         if trainer.test_set is not None:
             bpd = evaluate_bpd(trainer.ema.model, trainer.test_set,
@@ -138,7 +144,7 @@ class Evaluation(Periodic):
                                rank=env.rank, world_size=env.world_size).bits_per_dim
             trainer.best_bpd = bpd if trainer.best_bpd is None else min(trainer.best_bpd, bpd)
         if not env.is_main:
-            return bpd
+            return
         grid = draw_grid(trainer)
         epoch = trainer.step / trainer.stream.steps_per_epoch
         trainer.log.add("eval", trainer.step, epoch=epoch, test_bpd=bpd, grid=grid)
@@ -149,28 +155,15 @@ class Evaluation(Periodic):
         if trainer.run_dir is not None:
             trainer.log.write()
             draw_curves(trainer)
-        return bpd
 
 
 class Checkpointing(Periodic):
     """A checkpoint every `checkpoint_every` steps and at the end (`Trainer.save_checkpoint`)."""
 
-    def __init__(self, last_step: int = -1) -> None:
-        self.last_step = last_step  # the step of the last checkpoint
-
     def due(self, trainer: Trainer) -> bool:
         return trainer.step % trainer.cfg.checkpoint_every == 0
 
-    def __call__(self, trainer: Trainer) -> None:
-        if self.due(trainer):
-            self.save(trainer)
-
-    def finish(self, trainer: Trainer) -> None:
-        if self.last_step != trainer.step:
-            self.save(trainer)
-
-    def save(self, trainer: Trainer) -> None:
-        self.last_step = trainer.step
+    def act(self, trainer: Trainer) -> None:
         trainer.save_checkpoint()
 
 
