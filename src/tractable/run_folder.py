@@ -25,6 +25,7 @@ that exists is taken.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import os
@@ -50,6 +51,8 @@ SAMPLES_DIR = "samples"
 RUN_FILES = frozenset({STATE_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl", "metrics.csv",
                        "samples.gif", "bpd.png"})
 MODEL_FILES = frozenset({CONFIG_NAME, "model.safetensors", "raw.safetensors"})
+# The value of a run.json field that an older or hand-written run.json lacks (else None)
+_ABSENT: dict[str, Any] = {"optimizer": {}, "model_config": {}, "world_size": 1}
 
 
 @dataclass(frozen=True)
@@ -115,14 +118,15 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, run: dict[str, Any], path: Path) -> RunRecord:
-        """Check a migrated `run.json` (`family` and `train` required, unknown keys ignored)."""
+        """Check a migrated `run.json` (`family` and `train` required, other fields an older
+        run may lack take their empty value, unknown keys are ignored)."""
         hints = typing.get_type_hints(cls)
         for name in ("family", "train"):
             if name not in run:
                 raise CheckpointError(f"{path} is incomplete or corrupt: {name!r} is missing")
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            values[f.name] = run.get(f.name, 1 if f.name == "world_size" else None)
+            values[f.name] = run[f.name] if f.name in run else copy.copy(_ABSENT.get(f.name))
             try:
                 check_field_value("", f, hints[f.name], values[f.name], note="")
             except ConfigError as e:

@@ -164,16 +164,16 @@ class Trainer:
     def _open_run_folder(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
         """The checkpoint to resume from, or None for a new run (rank 0 checks the folder:
         other ranks could already see its first files)."""
-        writes = self.env.is_main and self.run_dir is not None
-        if writes:
-            removed = remove_interrupted_writes(self.run_dir)  # type: ignore[arg-type]
+        folder = self.run_dir if self.env.is_main else None
+        if folder is not None:
+            removed = remove_interrupted_writes(folder)
             if removed and not self.cfg.quiet:
-                print(f"removed {len(removed)} temporary file(s) left in {self.run_dir} by an "
+                print(f"removed {len(removed)} temporary file(s) left in {folder} by an "
                       "interrupted write", file=sys.stderr)
         if resume:
             return self.checkpoints.load()
-        if writes:
-            prepare_new_run(self.run_dir, overwrite)  # type: ignore[arg-type]
+        if folder is not None:
+            prepare_new_run(folder, overwrite)
         return None
 
     def _start_or_restore(self, state: dict[str, Any] | None) -> None:
