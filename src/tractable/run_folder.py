@@ -83,9 +83,7 @@ class Folder:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """`run.json`: what a run trains and how, written when a run starts or resumes.
-
-    The field order is the file's key order."""
+    """`run.json`: what a run trains and how, written when a run starts or resumes."""
 
     format_version: int
     family: str
