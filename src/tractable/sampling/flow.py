@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from tractable.errors import TractableError
+from tractable.sampling.progress import Callback, report
 from tractable.sampling.protocol import AutoregressiveFlowSampleable, FlowStepper
 from tractable.sampling.registry import check_sample_args, register_sampler
 
@@ -89,9 +90,11 @@ def _invert_block(model: AutoregressiveFlowSampleable, t: int, z: Tensor, y: Ten
 
 def invert_flow(model: AutoregressiveFlowSampleable, z: Tensor, y: Tensor | None = None, *,
                 cached: bool = True, guidance: float = 0.0,
-                attention_temperature: float | None = None) -> Tensor:
+                attention_temperature: float | None = None,
+                callback: Callback | None = None) -> Tensor:
     """The flow's input sequence from its latent sequence `z` `[B, N, D]`, blocks last to
-    first (`cached`: incremental; else recomputed per patch). No gradients are needed."""
+    first (`cached`: incremental; else recomputed per patch), telling `callback` after
+    each block (`unit="block"`). No gradients are needed."""
     if not math.isfinite(guidance) or guidance < 0:
         raise TractableError(f"guidance must be a finite number >= 0, got {guidance}")
     streams = _streams(model, guidance, attention_temperature)
@@ -100,17 +103,19 @@ def invert_flow(model: AutoregressiveFlowSampleable, z: Tensor, y: Tensor | None
         x = model.to_block_order(t, x)
         x = _invert_block(model, t, x, y, streams, guidance, cached)
         x = model.from_block_order(t, x)
+        report(callback, model.flow_blocks - t, model.flow_blocks, "block")
     return x
 
 
 def _draw(model: AutoregressiveFlowSampleable, n: int, y: Tensor | None, temperature: float,
           generator: torch.Generator | None, cached: bool, denoise: bool | None,
-          guidance: float, attention_temperature: float | None) -> Tensor:
+          guidance: float, attention_temperature: float | None,
+          callback: Callback | None) -> Tensor:
     z = model.prior_sequence(n, temperature, generator)
     with torch.no_grad():
         x_c = model.sequence_to_continuous(invert_flow(
             model, z, y, cached=cached, guidance=guidance,
-            attention_temperature=attention_temperature))
+            attention_temperature=attention_temperature, callback=callback))
     if model.trained_with_noise if denoise is None else denoise:
         x_c = model.denoise(x_c, y)
     return model.continuous_to_uint8(x_c)
@@ -118,11 +123,11 @@ def _draw(model: AutoregressiveFlowSampleable, n: int, y: Tensor | None, tempera
 
 def sample_flow(model: AutoregressiveFlowSampleable, n: int, *, y: Tensor | None = None,
                 temperature: float = 1.0, generator: torch.Generator | None = None,
-                progress: bool = False, cached: bool = True, denoise: bool | None = None,
-                guidance: float = 0.0, attention_temperature: float | None = None) -> Tensor:
+                callback: Callback | None = None, cached: bool = True,
+                denoise: bool | None = None, guidance: float = 0.0,
+                attention_temperature: float | None = None) -> Tensor:
     """Draw `n` images `uint8 [n, C, H, W]` with the options of the module docstring
     (the registered samplers are this with its defaults, cached or not)."""
-    del progress
     if not isinstance(model, AutoregressiveFlowSampleable):
         raise TractableError(f"{type(model).__name__} is not an autoregressive flow")
     y, temperature = check_sample_args(model, n, y, temperature, generator,
@@ -131,7 +136,7 @@ def sample_flow(model: AutoregressiveFlowSampleable, n: int, *, y: Tensor | None
     model.train(False)
     try:
         return _draw(model, n, y, temperature, generator, cached, denoise, guidance,
-                     attention_temperature)
+                     attention_temperature, callback)
     finally:
         model.train(was_training)
 
@@ -142,9 +147,8 @@ def sample_flow(model: AutoregressiveFlowSampleable, n: int, *, y: Tensor | None
 def sample_flow_cached(model: AutoregressiveFlowSampleable, n: int, *,
                        y: Tensor | None = None, temperature: float = 1.0,
                        generator: torch.Generator | None = None,
-                       progress: bool = False) -> Tensor:
-    del progress
-    return _draw(model, n, y, temperature, generator, True, None, 0.0, None)
+                       callback: Callback | None = None) -> Tensor:
+    return _draw(model, n, y, temperature, generator, True, None, 0.0, None, callback)
 
 
 @register_sampler("flow-naive", needs=AutoregressiveFlowSampleable, zero_temperature=True,
@@ -153,6 +157,5 @@ def sample_flow_cached(model: AutoregressiveFlowSampleable, n: int, *,
 def sample_flow_naive(model: AutoregressiveFlowSampleable, n: int, *,
                       y: Tensor | None = None, temperature: float = 1.0,
                       generator: torch.Generator | None = None,
-                      progress: bool = False) -> Tensor:
-    del progress
-    return _draw(model, n, y, temperature, generator, False, None, 0.0, None)
+                      callback: Callback | None = None) -> Tensor:
+    return _draw(model, n, y, temperature, generator, False, None, 0.0, None, callback)
