@@ -15,10 +15,10 @@ from tractable.errors import ConfigError
 from tractable.evaluation import evaluate_bpd
 
 NAMES = pretrained.available()
-EXPECTED = {"pixelcnn++-mnist", "pixelcnn++-fashion-mnist", "glow-mnist"}
+EXPECTED = {"pixelcnn++-mnist", "pixelcnn++-fashion-mnist", "glow-mnist", "tarflow-mnist"}
 
 
-def test_the_three_models_ship() -> None:
+def test_the_shipped_models_ship() -> None:
     assert EXPECTED <= set(NAMES)
 
 
