@@ -100,7 +100,7 @@ def final_bpd(out: Path, data: str, step: int, evals: list[dict]) -> float:
 
 
 def table() -> None:
-    print("| data | family | params | images seen | CPU-bound wall s | test bits/dim | "
+    print("| data | family | params | images seen | wall s (shared CPU) | test bits/dim | "
           "test bits/dim at each evaluation (images seen) |")
     print("|---|---|---:|---:|---:|---:|---|")
     for data in ("mnist", "cifar"):
