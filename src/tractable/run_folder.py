@@ -22,13 +22,13 @@ that exists is taken.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tractable._io import read_json_file
 from tractable.config import CONFIG_NAME
 from tractable.errors import CheckpointError
 
@@ -110,10 +110,7 @@ def read_json(path: Path) -> dict[str, Any]:
     """Read a run's JSON file (run.json, summary.json); {} if absent, error if corrupt."""
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt ({e})") from None
+    data = read_json_file(path, CheckpointError)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is corrupt (expected a JSON object)")
     return data

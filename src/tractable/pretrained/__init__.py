@@ -9,11 +9,11 @@ papers' GPU-days: they load and sample instantly, they are not state of the art.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tractable._io import read_json_file
 from tractable.errors import ConfigError
 
 PREFIX = "pretrained:"
@@ -41,4 +41,4 @@ def path_of(name: str) -> Path:
 
 def info(name: str) -> dict[str, Any]:
     """The `pretrained.json` record of shipped model `name`."""
-    return dict(json.loads((path_of(name) / INFO_NAME).read_text()))
+    return dict(read_json_file(path_of(name) / INFO_NAME, ConfigError))
