@@ -51,8 +51,12 @@ class TractableModel(nn.Module):
     prefers_channels_last: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig) -> None:
+        """Validate `config` and check that its parameters fit this machine's memory
+        (estimated on the meta device) before a subclass allocates any."""
         super().__init__()
         config.validate()
+        if torch.get_default_device().type != "meta":  # not the estimate's own build
+            check_parameter_memory(type(self), config)
         self.config = config
 
     def compile_after_steps(self, device: torch.device) -> int | None:

@@ -33,9 +33,9 @@ from torch import Tensor, nn
 
 from tractable.config import ModelConfig, TrainingDefaults, setting
 from tractable.errors import ConfigError, ShapeError
-from tractable.limits import MAX_KERNEL, MAX_LAYERS, MAX_WIDTH
 from tractable.likelihoods.categorical import Categorical
 from tractable.likelihoods.focal import focal_nll
+from tractable.limits import MAX_KERNEL, MAX_LAYERS, MAX_WIDTH
 from tractable.models.autoregressive import AutoregressiveModel
 from tractable.models.gated_pixelcnn_cached import CachedGatedPixelCNN
 from tractable.models.registry import register_model

@@ -36,9 +36,9 @@ from torch import Tensor, nn
 
 from tractable.config import ModelConfig, TrainingDefaults, setting
 from tractable.errors import ConfigError, ShapeError
-from tractable.limits import MAX_BLOCKS, MAX_MIXTURE, MAX_WIDTH
 from tractable.likelihoods.focal import focal_nll
 from tractable.likelihoods.logistic_mixture import DiscretizedLogisticMixture
+from tractable.limits import MAX_BLOCKS, MAX_MIXTURE, MAX_WIDTH
 from tractable.models.autoregressive import AutoregressiveModel
 from tractable.models.pixelcnn_pp_cached import CachedPixelCNNPlusPlus
 from tractable.models.registry import register_model

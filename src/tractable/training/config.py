@@ -60,8 +60,8 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
         default_factory=dict, help="load_dataset options (root, download, batches, size)")
     out: str | None = setting(None, "run folder; None: write nothing (API use, tests)")
     epochs: int | None = setting(None, "passes over the training images (default: 1, "
-                                       "unless --max-steps)", minimum=1, maximum=MAX_STEPS, group="length",
-                                 metavar="N")
+                                       "unless --max-steps)", minimum=1, maximum=MAX_STEPS,
+                                 group="length", metavar="N")
     max_steps: int | None = setting(None, "optimizer steps; wins over --epochs (default: "
                                           "unset)", minimum=1, maximum=MAX_STEPS, group="length",
                                     metavar="STEPS")
@@ -93,10 +93,12 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
     # data
     limit_train: int | None = setting(None, "train on a fixed random subset of N images "
                                       "(default: every image)",
-                                      minimum=1, maximum=MAX_DATASET_IMAGES, group="data", metavar="N")
+                                      minimum=1, maximum=MAX_DATASET_IMAGES, group="data",
+                                      metavar="N")
     limit_test: int | None = setting(None, "evaluate on a fixed random subset of N "
                                       "images (default: every image)",
-                                     minimum=1, maximum=MAX_DATASET_IMAGES, group="data", metavar="N")
+                                     minimum=1, maximum=MAX_DATASET_IMAGES, group="data",
+                                     metavar="N")
     init_batch_size: int | None = setting(None, "images for the data-dependent init (default: "
                                                 "--batch-size)", minimum=1, maximum=MAX_BATCH,
                                           group="data",
@@ -116,7 +118,8 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
                                     maximum=MAX_STEPS,
                                     group="reporting", metavar="STEPS")
     eval_every: int | None = setting(None, "steps between evals (default: each epoch)",
-                                     minimum=1, maximum=MAX_STEPS, group="reporting", metavar="STEPS")
+                                     minimum=1, maximum=MAX_STEPS, group="reporting",
+                                     metavar="STEPS")
     eval_batch_size: int | None = setting(None, "batch of the evaluations (default: "
                                                 "--batch-size)", minimum=1, maximum=MAX_BATCH,
                                           group="reporting", metavar="IMAGES")
@@ -144,6 +147,9 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
             if isinstance(value, tuple):
                 value = list(value)
             check_field_value("", f, hints[f.name], value, note="")
+        if self.out is not None and not str(self.out).strip():
+            raise ConfigError("out (--out) is empty; name the run folder to write (None, in "
+                              "the API: write nothing)")
 
     def optimizer_overrides(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in OPTIMIZER_FIELDS}

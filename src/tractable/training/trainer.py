@@ -25,7 +25,6 @@ import errno
 import math
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 from tractable._io import atomic_group, atomic_write_json, remove_stale_temp_files
 from tractable.config import __version__
 from tractable.errors import CheckpointError, ConfigError, NumericalError, TrainingError
+from tractable.folder_lock import FolderLock
 from tractable.models.base import TractableModel
 from tractable.models.bpd import autocast, check_data_fits_model, evaluate_bpd, labels_for
 from tractable.run_folder import RUN_FORMAT
@@ -66,20 +66,22 @@ from tractable.training.optim import (
     step_unless_skipped,
 )
 from tractable.training.pictures import cycling_labels, draw_samples, plot_curves, save_gif_of_pngs
+from tractable.training.run_files import MODEL_FILES, RUN_FILES, prepare_run_folder
+from tractable.training.signals import install_stop_handlers, signal_name
 from tractable.training.startup import EtaClock, parameter_count, size_warning, startup_line
 from tractable.viz import save_grid
 
 _INIT_SALT = 0x1A17
 _STEP_SALT = 0x57E9
-# What a run writes at its top level and in model/ (never anything else: a new run with
-# `overwrite` removes only these, plus samples/step_*.png).
-RUN_FILES = frozenset({STATE_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl", "metrics.csv",
-                       "samples.gif", "bpd.png"})
-MODEL_FILES = frozenset({"config.json", "model.safetensors", "raw.safetensors"})
 
 
 class TrainingInterrupted(TrainingError):
-    """Ctrl-C: a checkpoint was saved and training stopped; `--resume` continues it."""
+    """Ctrl-C, SIGTERM or SIGHUP: a checkpoint was saved and training stopped; `--resume`
+    continues it. `exit_status`: 128 + the signal's number, as shells report it."""
+
+    def __init__(self, message: str, exit_status: int = 130) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class _LossOf(nn.Module):
@@ -192,6 +194,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.parameters(), self.opt_cfg,
                                          fused=config.fused_optimizer)
         self.sync_free = step_runs_on_device(self.env.device, self.optimizer)
+        # one process per run folder, from before the first read to the end of `fit`
+        self._lock = FolderLock(self.run_dir) if self.env.is_main and self.run_dir else None
+        if self._lock is not None:
+            self._lock.acquire()
         if self.env.is_main:
             self._remove_stale_temp_files()
         state = self._load_resume_state() if resume else None
@@ -258,37 +264,14 @@ class Trainer:
                   "interrupted write", file=sys.stderr)
 
     def _check_fresh_run_dir(self, overwrite: bool) -> None:
-        """A new run writes only into a missing or empty folder, unless `overwrite`."""
-        if self.run_dir is None or not self.run_dir.exists() or not self.env.is_main:
+        """A new run writes only into a missing or empty folder, unless `overwrite`; only
+        files tractable wrote are ever replaced (`run_files.prepare_run_folder`)."""
+        if self.run_dir is None or not self.env.is_main:
             return  # rank 0 decides: other ranks could already see its first files
-        if not self.run_dir.is_dir():
-            raise ConfigError(f"--out {self.run_dir} is a file, not a folder")
-        if (self.run_dir / STATE_NAME).exists() and not overwrite:
-            raise ConfigError(f"{self.run_dir} already holds a training run; pass --resume to "
-                              "continue it, --overwrite to replace it, or choose another --out")
-        entries = sorted(p.name for p in self.run_dir.iterdir())
-        if not entries:
-            return
-        if not overwrite:
-            shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
-            raise ConfigError(f"{self.run_dir} is not empty ({shown}); a new run needs an empty "
-                              "or new folder: choose another --out, or pass --overwrite to "
-                              "write into it (files tractable did not write are kept)")
-        self._remove_previous_run_files()
-
-    def _remove_previous_run_files(self) -> None:
-        """With `overwrite`: delete what an earlier run wrote here, and nothing else."""
-        assert self.run_dir is not None
-        model_dir, samples = self.run_dir / MODEL_DIR, self.run_dir / "samples"
-        doomed = [self.run_dir / n for n in RUN_FILES] + [model_dir / n for n in MODEL_FILES]
-        if samples.is_dir():
-            doomed += list(samples.glob("step_*.png"))
-        for p in doomed:
-            if p.is_file():
-                p.unlink()
-        for d in (model_dir, samples):
-            with contextlib.suppress(OSError):
-                d.rmdir()  # only if now empty
+        removed = prepare_run_folder(self.run_dir, overwrite)
+        if removed and not overwrite and not self.cfg.quiet:
+            print(f"{self.run_dir}: replacing the files of an earlier run that saved no "
+                  "checkpoint", file=sys.stderr)
 
     def _data_dependent_init(self) -> None:
         """Rank 0 initializes from a data batch (weight norm, ActNorm), then broadcasts."""
@@ -469,6 +452,8 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train to `total_steps`; returns a summary (final/best test bits/dim)."""
+        if self._lock is not None:
+            self._lock.acquire()  # again, if an earlier `fit` released it
         restore_sigint = self._install_sigint()
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (self.cfg.progress and self.env.is_main and sys.stderr.isatty()))
@@ -513,6 +498,8 @@ class Trainer:
             bar.close()
             restore_sigint()
             self.log.close()
+            if self._lock is not None:
+                self._lock.release()
         return {"step": self.step, "best_test_bpd": self.best_bpd, "rank": self.env.rank,
                 "run_dir": str(self.run_dir) if self.run_dir else None}
 
@@ -724,33 +711,27 @@ class Trainer:
 
     # ---- Ctrl-C ------------------------------------------------------------------------
     def _install_sigint(self) -> Callable[[], None]:
-        """First Ctrl-C: finish the step, save, stop. A second one stops at once."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = signal.getsignal(signal.SIGINT)
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop_requested:
-                raise KeyboardInterrupt
+        """First Ctrl-C, SIGTERM or SIGHUP: finish the step, save, stop. A second one stops
+        at once (`tractable.training.signals`)."""
+        def first(signum: int) -> None:
             self._stop_requested = True
+            self._stop_signal = signum
             if self.env.is_main:
-                print("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to "
-                      "quit without saving)", file=sys.stderr, flush=True)
+                with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+                    print(f"\n{signal_name(signum)}: saving a checkpoint after this step "
+                          "(Ctrl-C again to quit without saving)", file=sys.stderr, flush=True)
 
-        signal.signal(signal.SIGINT, handler)
-
-        def restore() -> None:
-            signal.signal(signal.SIGINT, previous)
-
-        return restore
+        return install_stop_handlers(first)
 
     def _interrupt(self) -> None:
         path = self.save_checkpoint()
         self.log.write()
+        signum = getattr(self, "_stop_signal", signal.SIGINT)
         raise TrainingInterrupted(
-            f"interrupted at step {self.step}/{self.total_steps}; checkpoint saved to {path}. "
-            "Continue with the same command plus --resume"
-            if path else f"interrupted at step {self.step}/{self.total_steps}")
+            f"{signal_name(signum)}: interrupted at step {self.step}/{self.total_steps}; "
+            f"checkpoint saved to {path}. Continue with the same command plus --resume"
+            if path else f"interrupted at step {self.step}/{self.total_steps}",
+            exit_status=128 + int(signum))
 
 
 def _non_finite_tensors(state: dict[str, Tensor]) -> list[str]:
