@@ -67,15 +67,27 @@ def _hub() -> Any:
     return huggingface_hub
 
 
+HUB_TIMEOUT_S = 10  # seconds to wait for the Hub's answer before saying it is unreachable
+
+
 def download(repo_id: str, revision: str | None, files: list[str]) -> Path:
     """Fetch `files` of model repo `repo_id` at `revision` into the Hub cache; their folder."""
     hub = _hub()
+    from huggingface_hub import constants
     from huggingface_hub.utils import HfHubHTTPError
 
+    endpoint = str(constants.ENDPOINT)
+    if not endpoint.startswith(("http://", "https://")):
+        raise HubError(f"the Hub endpoint {endpoint!r} (HF_ENDPOINT) is not an http(s):// URL")
     folder: Path | None = None
     for name in files:
         try:
-            path = hub.hf_hub_download(repo_id, name, revision=revision)
+            path = hub.hf_hub_download(repo_id, name, revision=revision,
+                                       etag_timeout=HUB_TIMEOUT_S)
+        except hub.errors.LocalEntryNotFoundError:  # before EntryNotFoundError: a subclass
+            raise HubError(f"could not reach the Hub at {endpoint} to fetch hf:{repo_id}, and "
+                           f"its {name} is not in the local cache; check the network (or "
+                           "HF_ENDPOINT), or load a local folder") from None
         except hub.errors.EntryNotFoundError:
             raise HubError(f"hf:{repo_id} has no {name} (a tractable model repo holds "
                            f"{' and '.join(MODEL_FILES)})") from None
@@ -87,6 +99,10 @@ def download(repo_id: str, revision: str | None, files: list[str]) -> Path:
         except (HfHubHTTPError, OSError, ValueError) as e:
             raise HubError(f"could not fetch {name} of hf:{repo_id}: "
                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        except Exception as e:  # the HTTP client's own errors: redirect loops, bad URLs, ...
+            raise HubError(f"could not reach the Hub at {endpoint} to fetch hf:{repo_id} "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                           ) from None
         here = Path(path).parent
         if folder is not None and here != folder:
             raise HubError(f"hf:{repo_id}: files resolved to different revisions")

@@ -36,7 +36,7 @@ from tractable.cli.common import (
 )
 from tractable.cli.output import output_path
 from tractable.data.subsets import load_images
-from tractable.errors import ConfigError, ShapeError
+from tractable.errors import ConfigError, NumericalError, ShapeError
 from tractable.models.registry import known_families, model_class
 from tractable.run_folder import model_dir_of, open_folder
 from tractable.sampling import sampler_help, sampler_names
@@ -252,6 +252,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ds, _ = load_images(data, args.split, opts, args.limit, args.seed)
     res = evaluate_bpd(model, ds, batch_size=args.batch_size, precision=args.precision,
                        progress=args.progress and sys.stderr.isatty())
+    if not math.isfinite(res.bits_per_dim):
+        raise NumericalError(f"{model_dir} scores {data} {args.split} at {res.bits_per_dim} "
+                             "bits/dim: the model's numbers overflow on these images")
     label = model.bits_per_dim_label  # e.g. "bits/dim (4-level data)"
     out = {"data": data, "split": args.split, "model": str(model_dir), "family": model.family,
            "weights": args.weights, "precision": args.precision, "bits_per_dim_label": label,
@@ -432,6 +435,16 @@ def test_images_of(summary: dict[str, Any], run_json: dict[str, Any]) -> int | s
     return int(limit) if limit else f"every {run_json.get('data')} test image"
 
 
+def missing_config_fields(config_class: type, cfg: dict[str, Any]) -> list[str]:
+    """The fields of `config_class` that a config.json's `config` object lacks."""
+    return [f.name for f in dataclasses.fields(config_class) if f.name not in cfg]
+
+
+def default_of(config_class: type, name: str) -> Any:
+    f = {f.name: f for f in dataclasses.fields(config_class)}[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from tractable.config import read_config_json
     from tractable.models.base import parameter_count
@@ -441,8 +454,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     family, cfg = read_config_json(model_dir)
     klass = model_class(family)
     run_json, summary = folder.run, folder.summary
+    missing = missing_config_fields(klass.config_class, cfg)
     info = {
         "model_dir": str(model_dir), "family": family, "config": cfg,
+        "missing_config_fields": missing,
         "parameters": parameter_count(klass, klass.config_class.from_dict(cfg)),
         "data": run_json.get("data"), "step": summary.get("step"),
         "best_test_bpd": summary.get("best_test_bpd"),
@@ -457,6 +472,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  parameters: {info['parameters']:,}")
     for k, v in cfg.items():
         print(f"  {k}: {v}")
+    for k in missing:
+        print(f"  {k}: MISSING from config.json (loading assumes the default "
+              f"{default_of(klass.config_class, k)!r})")
     if run_json:
         opt = run_json.get("optimizer", {})
         print(f"  data: {info['data']}; trained {info['step']} steps; optimizer "

@@ -150,10 +150,10 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] |
     try:
         inspect.signature(loader).bind(split, root=root, download=download, **options)
     except TypeError:
-        accepted = [p for p in inspect.signature(loader).parameters
-                    if p not in ("split", "root", "download", "_")]
-        raise DataError(f"{name} does not take option(s) {', '.join(sorted(options))}; it "
-                        f"takes {', '.join(accepted) or 'none'}") from None
+        accepted = [p for p in inspect.signature(loader).parameters if p not in ("split", "_")]
+        refused = sorted(k for k in options if k not in accepted) or sorted(options)
+        raise DataError(f"{name} does not take option(s) {', '.join(refused)}; it takes "
+                        f"{', '.join([*accepted, 'size', 'channels'])}") from None
     if not prepared:
         return loader(split, root=root, download=download, **options)
     source = dataset_source(name)(split, root=root, download=download, **options)

@@ -199,9 +199,17 @@ def _load_weights(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(f"missing weights file {path}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+    bad = [k for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # it would score every image NaN and draw black images
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN/inf in {len(bad)} tensor(s), e.g. "
+            f"{bad[0]}); it cannot give likelihoods or samples. Use a run's earlier "
+            "checkpoint, or train again")
+    return state
 
 
 def load(directory: str | os.PathLike[str], weights: str = WEIGHTS_NAME,

@@ -32,6 +32,9 @@ def available() -> list[str]:
 def path_of(name: str) -> Path:
     """The folder of shipped model `name` (with or without the `pretrained:` prefix)."""
     name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    if name not in available():  # a name, never a path (`pretrained:../x`)
+        raise ConfigError(f"no shipped model {name!r}; available: {', '.join(available())} "
+                          "(see `tractable models`)")
     folder = _root() / name
     if not (folder / INFO_NAME).is_file():
         raise ConfigError(f"no shipped model {name!r}; available: {', '.join(available())} "
