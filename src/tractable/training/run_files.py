@@ -30,10 +30,11 @@ from tractable._io import atomic_write_json, read_json_file
 from tractable.errors import CheckpointError, ConfigError
 from tractable.folder_lock import LOCK_NAME
 from tractable.run_folder import MODEL_DIR, RUN_NAME, STATE_NAME, SUMMARY_NAME
+from tractable.training.last_good import GOOD_NAME
 
 MANIFEST_NAME = ".tractable-files"
-RUN_FILES = frozenset({STATE_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl", "metrics.csv",
-                       "samples.gif", "bpd.png"})
+RUN_FILES = frozenset({STATE_NAME, GOOD_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl",
+                       "metrics.csv", "samples.gif", "bpd.png"})
 MODEL_FILES = frozenset({"config.json", "model.safetensors", "raw.safetensors"})
 GENERATED = ("samples/step_*.png", "tensorboard/events.out.tfevents.*")
 _BOOKKEEPING = {LOCK_NAME, MANIFEST_NAME}

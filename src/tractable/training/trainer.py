@@ -56,6 +56,7 @@ from tractable.training.checkpoint import (
 from tractable.training.compilation import should_compile
 from tractable.training.config import TrainConfig
 from tractable.training.ema import EMA
+from tractable.training.last_good import LastGood
 from tractable.training.metrics import MetricsLog
 from tractable.training.optim import (
     build_optimizer,
@@ -181,6 +182,8 @@ class Trainer:
         self._last_gnorm = math.nan
         self._stop_seen = False
         self.last_checkpoint: tuple[int, Path] | None = None
+        self._good = LastGood(self.run_dir / STATE_NAME
+                              if self.run_dir is not None and self.env.is_main else None)
         self._stop_requested = False
         self._last_eval_step = -1
         self._last_ckpt_step = -1
@@ -361,15 +364,19 @@ class Trainer:
         self._last_ckpt_step = self.step
         self._last_eval_step = max([r["step"] for r in self.log.of_kind("eval")], default=-1)
         self.last_checkpoint = (self.step, self.run_dir / STATE_NAME)  # type: ignore[operator]
+        self._good.saved(self.step)
 
-    def save_checkpoint(self) -> Path | None:
+    def save_checkpoint(self, periodic: bool = False) -> Path | None:
         """Write model/ (EMA + raw weights) and state.pt as one group (rank 0).
 
         Every file is written to a temporary name first and renamed only when all are
         written, state.pt last: a failed write (disk full) changes nothing, so model/ and
         state.pt always hold the same step. Non-finite weights are never saved: the last
-        good checkpoint stays."""
+        good checkpoint stays, as it does for a `periodic` one during a run of NaN/inf
+        steps (`last_good`)."""
         self._catch_up()
+        if periodic and self.consecutive_bad:
+            return None
         self._last_ckpt_step = self.step
         if not self.env.is_main or self.run_dir is None:
             return None
@@ -401,6 +408,7 @@ class Trainer:
                     "elapsed_s": self.elapsed(),
                 })
             self.last_checkpoint = (self.step, self.run_dir / STATE_NAME)
+            self._good.saved(self.step)
             self.log.write()
             self._write_summary()
         except OSError as e:
@@ -484,7 +492,7 @@ class Trainer:
                 if eval_due:
                     self.evaluate_and_draw()
                 if checkpoint_due:
-                    self.save_checkpoint()
+                    self.save_checkpoint(periodic=True)
                 t_window += time.perf_counter() - t_side  # img/s counts training only
                 for cb in self.callbacks:
                     cb(self)
@@ -578,6 +586,7 @@ class Trainer:
         for i, (loss, bpd, gnorm, stop) in enumerate(rows):
             self._last_gnorm = gnorm
             self._stop_seen = self._stop_seen or stop > 0
+            self._good.observed(first + i, math.isfinite(loss) and math.isfinite(gnorm))
             if math.isfinite(loss) and math.isfinite(gnorm):
                 self.consecutive_bad = 0
                 self._window.append((loss, bpd))
@@ -615,11 +624,17 @@ class Trainer:
                        f"update skipped ({self.consecutive_bad} in a row)", file=sys.stderr)
         if self.consecutive_bad >= self.cfg.max_bad_steps:
             self.log.write()
-            if self.last_checkpoint is not None:
-                where = (f"the last good checkpoint is {self.last_checkpoint[1]} (step "
-                         f"{self.last_checkpoint[0]}); continue from it with --resume plus a "
-                         "lower --lr, more --warmup-steps or a --grad-clip (a resumed run may "
-                         "change these)")
+            good, good_step = self._good.roll_back() if self.env.is_main else (False, None)
+            if self.last_checkpoint is not None and good:
+                at = f" (step {good_step})" if good_step is not None else ""
+                where = (f"the last good checkpoint is {self.last_checkpoint[1]}{at}; continue "
+                         "from it with --resume plus a lower --lr, more --warmup-steps or a "
+                         "--grad-clip (a resumed run may change these)")
+            elif self.last_checkpoint is not None:
+                where = (f"the checkpoint in {self.last_checkpoint[1]} (step "
+                         f"{self.last_checkpoint[0]}) gave a non-finite loss at once, so "
+                         "resuming it cannot help; start again with a lower --lr, more "
+                         "--warmup-steps or a --grad-clip")
             else:
                 where = ("no checkpoint was saved yet; start again with a lower --lr, more "
                          "--warmup-steps or a --grad-clip")
