@@ -258,6 +258,9 @@ def read_config_json(directory: str | os.PathLike[str]) -> tuple[str, dict[str, 
     payload = read_json_file(path, ConfigError)
     if not isinstance(payload, dict) or "family" not in payload or "config" not in payload:
         raise ConfigError(f"{path} lacks 'family'/'config': not a tractable config")
+    if not isinstance(payload["family"], str):
+        raise ConfigError(f"{path}: 'family' must be a family name, got "
+                          f"{type(payload['family']).__name__}; the config is corrupt")
     version = payload.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or not (
             1 <= version <= FORMAT_VERSION):
