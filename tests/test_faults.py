@@ -419,48 +419,70 @@ def test_a_lock_held_by_another_process_names_it(tmp_path: Path) -> None:
 
 
 # ---- signals -----------------------------------------------------------------------------
-def _start_training(out: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "tractable.cli", "train", "--out", str(out), *TINY_FLAGS,
-            "--max-steps", "100000", "--checkpoint-every", "100000", "--log-every", "1"]
-    argv.remove("--quiet")
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+def _signal_at_step(out: Path, *signals: signal.Signals) -> dict[str, object]:
+    """Train in this process, sending `signals` to itself after step 2 (as `kill` would):
+    the run stops after the step it is in then, step 3."""
+    def send(trainer: object) -> None:
+        if getattr(trainer, "step", 0) == 2:
+            for sig in signals:
+                os.kill(os.getpid(), sig)
 
-
-def _wait_for_steps(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("step 2/"):
-            return
-    raise AssertionError(f"training ended early: {proc.stderr.read() if proc.stderr else ''}")
+    return train("pixelcnn++", TrainConfig(out=str(out), max_steps=50, batch_size=8,
+                                           limit_train=32, limit_test=16, samples_per_eval=0,
+                                           checkpoint_every=1000, progress=False, quiet=True),
+                 overrides=TINY, callbacks=(send,))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
                          ids=["SIGINT", "SIGTERM", "SIGHUP"])
-def test_a_stop_signal_saves_a_checkpoint_then_exits(sig: signal.Signals, tmp_path: Path
+def test_a_stop_signal_saves_a_checkpoint_then_stops(sig: signal.Signals, tmp_path: Path
                                                      ) -> None:
-    proc = _start_training(tmp_path / "r")
-    _wait_for_steps(proc)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 128 + sig, err
-    assert "Traceback" not in err and "--resume" in err
-    step = load_state(tmp_path / "r" / "state.pt")["step"]
-    assert step >= 2
+    from tractable.training import TrainingInterrupted
+
+    before = signal.getsignal(sig)
+    with pytest.raises(TrainingInterrupted, match=f"{sig.name}: interrupted at step 3/50") as e:
+        _signal_at_step(tmp_path / "r", sig)
+    assert e.value.exit_status == 128 + sig
+    assert load_state(tmp_path / "r" / "state.pt")["step"] == 3  # the step it was in, finished
     assert not (tmp_path / "r" / LOCK_NAME).exists()
+    assert signal.getsignal(sig) == before  # the handlers are put back
 
 
-def test_a_second_signal_quits_in_one_line_with_130(tmp_path: Path) -> None:
-    proc = _start_training(tmp_path / "r")
-    _wait_for_steps(proc)
+def test_a_second_signal_quits_at_once_in_one_line_with_130(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tractable.cli.failures import run_guarded
+
+    with pytest.raises(KeyboardInterrupt):
+        _signal_at_step(tmp_path / "r", signal.SIGTERM, signal.SIGINT)
+    assert not (tmp_path / "r" / "state.pt").exists()  # no checkpoint after the second
+    assert not list((tmp_path / "r").rglob("*.tmp"))
+    capsys.readouterr()
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    assert run_guarded(interrupted, None) == 130  # type: ignore[arg-type]
+    assert capsys.readouterr().err.strip() == "tractable: interrupted"
+
+
+def test_sigterm_from_outside_checkpoints_a_cli_run(tmp_path: Path) -> None:
+    """What a cluster scheduler does: SIGTERM to `tractable train`, which saves and exits."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "tractable.cli", "train", "--out", str(tmp_path / "r"),
+            *TINY_FLAGS, "--max-steps", "100000", "--checkpoint-every", "100000",
+            "--log-every", "1"]
+    argv.remove("--quiet")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("step 2/"):
+            break
     proc.send_signal(signal.SIGTERM)
-    proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode in (130, 128 + signal.SIGTERM), err  # quit, or saved first
-    assert "Traceback" not in err
-    if proc.returncode == 130:
-        assert err.strip().splitlines()[-1] == "tractable: interrupted"
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and "SIGTERM: interrupted" in err and "--resume" in err
+    assert load_state(tmp_path / "r" / "state.pt")["step"] >= 2
 
 
 # ---- the last good checkpoint ------------------------------------------------------------
