@@ -95,6 +95,11 @@ def _no_png(run: Path, tmp: Path) -> None:
     assert not list(tmp.glob("*.png"))
 
 
+def _out_of_memory(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
+                       "allocate memory: you tried to allocate 1099511627776 bytes")
+
+
 def _user_files(*names: str) -> Callable[[Path, Path, pytest.MonkeyPatch], list[str]]:
     def make(run: Path, tmp: Path, mp: pytest.MonkeyPatch) -> list[str]:
         out = tmp / "mine"
@@ -169,6 +174,12 @@ CLI_FAULTS = [
         "--bootstrap must be at most"),
     Fault("data show --size 1e12", lambda r, t, mp: [
         "data", "show", "mnist-mini", "--size", HUGE], "--size must be at most"),
+    Fault("a grid too large to allocate", lambda r, t, mp: [
+        "data", "show", "mnist-mini", "-n", "10000", "--scale", "256", "--out",
+        str(t / "g.png")], "the grid would be", _no_png),
+    Fault("torch out of memory", lambda r, t, mp: mp.setattr(
+        "tractable.evaluation.evaluate_bpd", _out_of_memory) or ["eval", str(r), "--limit", "2"],
+        "out of memory"),
     Fault("--max-steps 1e12", lambda r, t, mp: _train(t / "o", "--max-steps", HUGE),
           "--max-steps must be at most"),
     Fault("--seed past 64 bits", lambda r, t, mp: _train(t / "o", "--seed", PAST_64_BITS),

@@ -30,6 +30,7 @@ PAD_VALUE = 200  # grey of the lines between tiles
 MARK_COLOR = (255, 127, 14)  # frame around marked tiles (an original, interpolation ends)
 TILE_TARGET = 112  # small images are enlarged to about this many pixels
 DPI = 100
+MAX_GRID_PIXELS = 2**28  # 268 M pixels: 0.8 GB of RGB, far past any screen or paper
 FONT: dict[str, Any] = {"font.family": "DejaVu Sans", "font.size": 10.0}
 CHAR_W, LINE_H = 7, 16  # generous pixel size of a 10 pt DejaVu Sans character at 100 dpi
 
@@ -208,6 +209,10 @@ def save_grid(images: Tensor, path: str | os.PathLike[str], nrow: int | None = N
         raise ShapeError(f"{len(row_labels)} row labels for {math.ceil(n / (nrow or n))} rows")
     layout = grid_layout(n, nrow, (h, w), scale, padding, row_labels, col_labels, title,
                          colorbar)
+    width, height = layout.size
+    if width * height > MAX_GRID_PIXELS:  # before allocating it
+        raise ShapeError(f"the grid would be {width:,}x{height:,} pixels (more than "
+                         f"{MAX_GRID_PIXELS:,}); draw fewer images or a smaller --scale")
     grid = make_grid(images, layout.nrow, layout.padding, layout.tile[0] // h, marks=marks)
     if any((row_labels, col_labels, title, colorbar)) and not have_matplotlib():
         warnings.warn("labels and colour bars need matplotlib (pip install 'tractable[plots]')"

@@ -2,7 +2,8 @@
 
 Errors meant for the user (`TractableError`) and every failure of the environment (a full
 or read-only disk, a missing permission, a path under a file, an unreachable server: all
-`OSError`s; memory exhausted; input nested too deeply to parse) print one line without a
+`OSError`s; memory exhausted, as Python or torch reports it; input nested too deeply to
+parse) print one line without a
 traceback and exit with status 2. An interrupt (a second Ctrl-C, SIGTERM or SIGHUP while
 training saves its checkpoint: `tractable.training.signals`) prints one line and exits
 with 130. Anything else is a bug in tractable and keeps its traceback.
@@ -53,11 +54,23 @@ def run_guarded(func: Callable[[argparse.Namespace], int | None],
         return EXIT_INTERRUPTED
     except OSError as e:
         return _fail(os_error_line(e))
-    except MemoryError:
-        return _fail("out of memory; use smaller settings (batch, -n, --size) or a larger "
-                     "machine")
-    except RecursionError:
+    except RecursionError:  # before RuntimeError, whose subclass it is
         return _fail("the input is nested too deeply to read (a corrupt or crafted file?)")
+    except MemoryError:
+        return _fail(_OUT_OF_MEMORY)
+    except RuntimeError as e:  # torch reports a failed allocation as a RuntimeError
+        if not _is_out_of_memory(e):
+            raise
+        return _fail(_OUT_OF_MEMORY)
+
+
+_OUT_OF_MEMORY = ("out of memory; use smaller settings (--batch-size, -n, --size) or a "
+                  "machine with more memory")
+
+
+def _is_out_of_memory(e: RuntimeError) -> bool:
+    text = str(e).lower()
+    return "out of memory" in text or "can't allocate memory" in text
 
 
 def _fail(message: str) -> int:

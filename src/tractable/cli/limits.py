@@ -20,8 +20,8 @@ from tractable.errors import ConfigError
 from tractable.training.config import TrainConfig
 
 FLAG_MAXIMA: dict[str, int] = {
-    "n": limits.MAX_IMAGES, "nrow": limits.MAX_IMAGES, "columns": limits.MAX_IMAGES,
-    "steps": limits.MAX_IMAGES, "heatmap_count": limits.MAX_IMAGES,
+    "n": limits.MAX_IMAGES, "nrow": limits.MAX_IMAGES, "columns": 1000, "steps": 1000,
+    "heatmap_count": limits.MAX_IMAGES,
     "size": limits.MAX_SIDE, "rows": limits.MAX_SIDE, "cols": limits.MAX_SIDE,
     "image_size": limits.MAX_SIDE, "scale": 256,
     "limit": limits.MAX_DATASET_IMAGES, "fit_limit": limits.MAX_DATASET_IMAGES,
