@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import math
 import signal
 import sys
@@ -135,9 +136,26 @@ def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
                     optimizer.state[p][key] = torch.empty_like(p, dtype=t.dtype).copy_(t)
 
 
+def _release_lock_on_failure(init: Callable[..., None]) -> Callable[..., None]:
+    """A `Trainer.__init__` that fails after taking the run folder's lock releases it at
+    once (not when the half-built trainer is garbage-collected)."""
+    @functools.wraps(init)
+    def wrapper(self: Trainer, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            lock = getattr(self, "_lock", None)
+            if lock is not None:
+                lock.release()
+            raise
+
+    return wrapper
+
+
 class Trainer:
     """Trains `model` on `train_set`, evaluating on `test_set` (may be None)."""
 
+    @_release_lock_on_failure
     def __init__(
         self,
         model: TractableModel,
