@@ -43,6 +43,8 @@ class FolderLock:
         """Take the lock, or raise `FolderInUse` naming the process that holds it."""
         if self._fd is not None:
             return self
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ConfigError(f"--out {self.folder} is a file, not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
