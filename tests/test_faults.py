@@ -150,7 +150,7 @@ CLI_FAULTS = [
           "did not write under names a run writes (metrics.csv)", _user_files_kept),
     Fault("--overwrite over a user's model/config.json and summary.json",
           _user_files("model/config.json", "summary.json"),
-          "(summary.json, model/config.json)", _user_files_kept),
+          "(model/config.json, summary.json)", _user_files_kept),
     # -- runaway sizes, before anything is built ---------------------------------------
     Fault("--nr-resnet 1e12", lambda r, t, mp: _train(t / "o", "--nr-resnet", HUGE),
           "nr_resnet must be <= 64"),

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 GOOD_NAME = "state.good.pt"
+LINK_NAME = f".{GOOD_NAME}.link"  # the new link, before it replaces GOOD_NAME
 
 
 class LastGood:
@@ -43,7 +44,7 @@ class LastGood:
             return
         good = self.good_path
         assert good is not None
-        tmp = good.with_name(f".{GOOD_NAME}.link")
+        tmp = good.with_name(LINK_NAME)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         try:

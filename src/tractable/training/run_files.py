@@ -30,14 +30,15 @@ from tractable._io import atomic_write_json, read_json_file
 from tractable.errors import CheckpointError, ConfigError
 from tractable.folder_lock import LOCK_NAME
 from tractable.run_folder import MODEL_DIR, RUN_NAME, STATE_NAME, SUMMARY_NAME
-from tractable.training.last_good import GOOD_NAME
+from tractable.training.last_good import GOOD_NAME, LINK_NAME
 
 MANIFEST_NAME = ".tractable-files"
 RUN_FILES = frozenset({STATE_NAME, GOOD_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl",
                        "metrics.csv", "samples.gif", "bpd.png"})
 MODEL_FILES = frozenset({"config.json", "model.safetensors", "raw.safetensors"})
 GENERATED = ("samples/step_*.png", "tensorboard/events.out.tfevents.*")
-_BOOKKEEPING = {LOCK_NAME, MANIFEST_NAME}
+_BOOKKEEPING = {LOCK_NAME, MANIFEST_NAME, LINK_NAME}
+_RUN_DIRS = {MODEL_DIR, "samples", "tensorboard"}
 
 
 def written_names() -> list[str]:
@@ -57,14 +58,20 @@ def write_manifest(run_dir: Path) -> None:
 
 
 def files_in(run_dir: Path) -> list[str]:
-    """Every file under `run_dir` (relative POSIX paths), bookkeeping files aside."""
+    """What `run_dir` holds (relative POSIX paths), bookkeeping files aside: the files at its
+    top and in the sub-folders a run writes to; any other sub-folder as one entry `NAME/`
+    (never walked: `--out` may name a large folder by mistake)."""
     out = []
-    for root, dirs, files in os.walk(run_dir):
-        dirs.sort()
-        for name in sorted(files):
-            rel = (Path(root) / name).relative_to(run_dir).as_posix()
-            if rel not in _BOOKKEEPING:
-                out.append(rel)
+    for entry in sorted(os.scandir(run_dir), key=lambda e: e.name):
+        if entry.name in _BOOKKEEPING:
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            out.append(entry.name)
+        elif entry.name in _RUN_DIRS:
+            out += [f"{entry.name}/{sub.name}" for sub in
+                    sorted(os.scandir(entry.path), key=lambda e: e.name)]
+        else:
+            out.append(entry.name + "/")
     return out
 
 
