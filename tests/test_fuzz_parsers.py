@@ -87,6 +87,14 @@ def _upload(folder: Path, data: bytes) -> None:
         assert tuple(x.shape) == shape
 
 
+def _image_file(folder: Path, data: bytes) -> None:
+    from tractable.cli.glow import read_image
+
+    (folder / "x.png").write_bytes(data)
+    x = read_image(folder / "x.png", (1, 40, 48))
+    assert tuple(x.shape) == (1, 40, 48)
+
+
 def _png() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.arange(48 * 40, dtype=np.uint8).reshape(40, 48) % 251).save(buf, "PNG")
@@ -117,6 +125,7 @@ PARSERS = [
            lambda: (FIXTURES / "params.ckpt.index").read_bytes()),
     Parser("IDX", _idx, lambda: VALID_IDX),
     Parser("uploaded image", _upload, _png),
+    Parser("image file (complete, glow)", _image_file, _png),
 ]
 
 
