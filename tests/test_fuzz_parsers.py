@@ -88,7 +88,7 @@ def _upload(folder: Path, data: bytes) -> None:
 
 
 def _image_file(folder: Path, data: bytes) -> None:
-    from tractable.cli.glow import read_image
+    from tractable.cli.images import read_image
 
     (folder / "x.png").write_bytes(data)
     x = read_image(folder / "x.png", (1, 40, 48))
@@ -125,7 +125,7 @@ PARSERS = [
            lambda: (FIXTURES / "params.ckpt.index").read_bytes()),
     Parser("IDX", _idx, lambda: VALID_IDX),
     Parser("uploaded image", _upload, _png),
-    Parser("image file (complete, glow)", _image_file, _png),
+    Parser("image file (complete, latent)", _image_file, _png),
 ]
 
 

@@ -18,7 +18,8 @@ from tractable.cli.failures import run_guarded
 from tractable.cli.limits import check_flag_values
 
 # Modules that contribute sub-commands; each defines register(subparsers).
-COMMAND_MODULES = ["tractable.cli.data", "tractable.cli.train", "tractable.cli.glow",
+COMMAND_MODULES = ["tractable.cli.data", "tractable.cli.train", "tractable.cli.eval",
+                   "tractable.cli.sample", "tractable.cli.info", "tractable.cli.latent",
                    "tractable.cli.ood", "tractable.cli.convert", "tractable.cli.models",
                    "tractable.cli.complete", "tractable.cli.app"]
 
@@ -52,6 +53,7 @@ def version_text() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return run_guarded(check_flag_values, args) or run_guarded(args.func, args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

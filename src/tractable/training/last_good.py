@@ -16,8 +16,9 @@ import contextlib
 import os
 from pathlib import Path
 
-GOOD_NAME = "state.good.pt"
-LINK_NAME = f".{GOOD_NAME}.link"  # the new link, before it replaces GOOD_NAME
+from tractable.run_folder import GOOD_NAME
+
+LINK_NAME = f".{GOOD_NAME}.link"  # the new link, before it replaces GOOD_NAME (bookkeeping)
 
 
 class LastGood:
