@@ -5,7 +5,7 @@ or read-only disk, a missing permission, a path under a file, an unreachable ser
 `OSError`s; memory exhausted, as Python or torch reports it; input nested too deeply to
 parse) print one line without a
 traceback and exit with status 2. An interrupt (a second Ctrl-C, SIGTERM or SIGHUP while
-training saves its checkpoint: `tractable.training.signals`) prints one line and exits
+training saves its checkpoint: `tractable.training.interrupt`) prints one line and exits
 with 130. Anything else is a bug in tractable and keeps its traceback.
 """
 
