@@ -192,7 +192,9 @@ CLI_FAULTS = [
     Fault("glow --weight-y nan", lambda r, t, mp: _glow(["--weight-y", "nan"]),
           "weight_y must be finite"),
     Fault("--temperature nan", lambda r, t, mp: ["sample", str(r), "--temperature", "nan"],
-          "--temperature must be a finite number"),
+          "temperature must be a finite number"),
+    Fault("--holdout nan", lambda r, t, mp: _train(t / "o", "--holdout", "nan"),
+          "--holdout must be a finite number"),
     # -- files nested 100,000 deep -------------------------------------------------------
     Fault("config.json nested 100,000 deep", _nested("model/config.json"), "nested deeper"),
     Fault("run.json nested 100,000 deep", _nested("run.json"), "nested deeper"),

@@ -31,6 +31,8 @@ FLAG_MAXIMA: dict[str, int] = {
     "port": 65_535, "seed": limits.MAX_SEED,
 }
 _TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# float flags whose command checks them with a fuller message (the allowed range too)
+_CHECKED_BY_COMMAND = {"temperature"}
 
 
 def flag_maximum(dest: str) -> int:
@@ -65,5 +67,5 @@ def _check_one(dest: str, v: Any) -> None:
         if abs(v) > bound:
             got = f"{v:,}" if abs(v) < 10**20 else f"a {len(str(abs(v)))}-digit number"
             raise ConfigError(f"{flag_name(dest)} must be at most {bound:,} in size, got {got}")
-    elif isinstance(v, float) and not math.isfinite(v):
+    elif isinstance(v, float) and not math.isfinite(v) and dest not in _CHECKED_BY_COMMAND:
         raise ConfigError(f"{flag_name(dest)} must be a finite number, got {v}")
