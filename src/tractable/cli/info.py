@@ -41,7 +41,7 @@ def missing_config_fields(config_class: type, cfg: dict[str, Any]) -> list[str]:
 
 def default_of(config_class: type, name: str) -> Any:
     f = {f.name: f for f in dataclasses.fields(config_class)}[name]
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc, operator]
 
 
 def cmd_info(args: argparse.Namespace) -> int:
