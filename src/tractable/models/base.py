@@ -8,6 +8,7 @@ folder with `config.json` (see `tractable.config`) and `model.safetensors`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from pathlib import Path
@@ -57,8 +58,12 @@ class TractableModel(nn.Module):
     prefers_channels_last: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig) -> None:
+        """Validate `config` and check that its parameters fit this machine's memory
+        (estimated on the meta device) before a subclass allocates any."""
         super().__init__()
         config.validate()
+        if torch.get_default_device().type != "meta" and _built_from_config(type(self)):
+            check_parameter_memory(type(self), config)  # (not the estimate's own build)
         self.config = config
 
     def compile_after_steps(self, device: torch.device) -> int | None:
@@ -202,9 +207,17 @@ def _load_weights(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(f"missing weights file {path}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+    bad = [k for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # it would score every image NaN and draw black images
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN/inf in {len(bad)} tensor(s), e.g. "
+            f"{bad[0]}); it cannot give likelihoods or samples. Use a run's earlier "
+            "checkpoint, or train again")
+    return state
 
 
 def load(source: str | os.PathLike[str] | Folder, *, weights: str = "ema",
@@ -246,6 +259,15 @@ def _load(cls: type[TractableModel], source: str | os.PathLike[str] | Folder, we
     model = klass(config)
     model.load_state_dict(_load_weights(model_dir / weights_file(weights)), strict=True)
     return model.to(device=where, dtype=float_type).eval()
+
+
+def _built_from_config(klass: type[TractableModel]) -> bool:
+    """Whether `klass(config)` builds the model (a family; a test's stand-in may differ)."""
+    try:
+        inspect.signature(klass).bind(None)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def parameter_count(klass: type[TractableModel], config: ModelConfig) -> int | None:
