@@ -82,7 +82,7 @@ def test_the_built_in_families_are_registered_with_their_capabilities():
     from tractable.models import Completable, Invertible, PixelScorable, known_families
     from tractable.models.capabilities import families_with
 
-    assert {"pixelcnn++", "gated-pixelcnn", "glow"} <= set(known_families())
-    assert families_with(Invertible) == ["glow"]
+    assert {"pixelcnn++", "gated-pixelcnn", "glow", "tarflow"} <= set(known_families())
+    assert families_with(Invertible) == ["glow", "tarflow"]
     assert set(families_with(Completable)) == {"pixelcnn++", "gated-pixelcnn"}
     assert set(families_with(PixelScorable)) == {"pixelcnn++", "gated-pixelcnn"}
