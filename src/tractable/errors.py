@@ -9,7 +9,19 @@ from __future__ import annotations
 
 
 class TractableError(Exception):
-    """Base class of every error whose message is meant for the user."""
+    """Base class of every error whose message is meant for the user.
+
+    `command_line`: the same message worded for `tractable ...` (flags such as `--root`
+    instead of Python's `root=`), which the command line prints instead.
+    """
+
+    def __init__(self, *args: object, command_line: str | None = None) -> None:
+        super().__init__(*args)
+        self.command_line = command_line
+
+    def for_command_line(self) -> str:
+        """The message as the command line prints it."""
+        return self.command_line or str(self)
 
 
 class DataError(TractableError):

@@ -10,7 +10,9 @@
 
 `open_folder(path)` accepts either a run folder or a model folder (including `RUN/model`)
 and returns a `Folder`: the model folder, the run folder it belongs to (if any), its
-`run.json` migrated to the current format and its `summary.json`. `tractable.load`, every
+`run.json` migrated to the current format and its `summary.json`. A shipped model
+(`pretrained:NAME`) has no run folder; its `pretrained.json` record stands in for both
+(`shipped_run`): its dataset, optimizer, steps and measured test bits/dim. `tractable.load`, every
 command of the command line and the bench scripts open folders through it.
 
 Dataset paths (`folder:PATH` data and `data_options["root"]`) are stored absolute, so a run
@@ -35,6 +37,7 @@ from tractable.errors import CheckpointError
 MODEL_DIR = "model"
 RUN_NAME = "run.json"
 SUMMARY_NAME = "summary.json"
+SHIPPED_RECORD_NAME = "pretrained.json"  # a shipped model's record (`tractable.pretrained`)
 STATE_NAME = "state.pt"
 RUN_FORMAT = 2  # 2: dataset paths absolute; 1 (no format_version): as given
 FOLDER_PREFIX = "folder:"  # the data name of an image folder (`tractable.data.registry`)
@@ -74,7 +77,26 @@ def open_folder(path: str | os.PathLike[str]) -> Folder:
     summary = read_json(run_dir / SUMMARY_NAME) if run_dir else {}
     if run and run_dir is not None:
         run = migrate_run(run, run_dir)
+    if not run and (model_dir / SHIPPED_RECORD_NAME).is_file():
+        run, summary = shipped_run(read_json(model_dir / SHIPPED_RECORD_NAME))
     return Folder(model_dir, run_dir, run, summary)
+
+
+def shipped_run(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run.json, summary.json) as a shipped model's `pretrained.json` record tells them:
+    the dataset it trained on (by name, default options), its optimizer, its steps and the
+    test bits/dim measured for it."""
+    data = record.get("data")
+    if not isinstance(data, str) or not data:
+        return {}, {}
+    run = {"format_version": RUN_FORMAT, "data": data, "family": record.get("family"),
+           "train": {"data": data, "data_options": {}}}
+    if isinstance(record.get("optimizer"), dict):
+        run["optimizer"] = dict(record["optimizer"])
+    bpd = record.get("test_bits_per_dim")
+    summary = {"step": record.get("steps"), "best_test_bpd": bpd, "last_test_bpd": bpd,
+               "test_images": record.get("test_images")}
+    return run, {k: v for k, v in summary.items() if v is not None}
 
 
 def model_dir_of(path: str | os.PathLike[str]) -> Path:

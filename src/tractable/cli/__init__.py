@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TractableError as e:
-        print(f"tractable: error: {e}", file=sys.stderr)
+        print(f"tractable: error: {e.for_command_line()}", file=sys.stderr)
         return 2
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
