@@ -24,6 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from tractable.cli.classes import class_by_name
 from tractable.cli.common import data_source_args, dataset_for, examples
 from tractable.cli.output import output_path
 from tractable.errors import ConfigError, DataError, ShapeError
@@ -214,8 +215,9 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def class_index(attribute: str, class_names: list[str]) -> int:
-    if attribute in class_names:
-        return class_names.index(attribute)
+    named = class_by_name(attribute, class_names)
+    if named is not None:
+        return named
     try:
         k = int(attribute)
     except ValueError:

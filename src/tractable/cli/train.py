@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tractable.cli.classes import class_by_name
 from tractable.cli.common import (
     add_dataclass_flags,
     data_options,
@@ -304,7 +305,7 @@ def parse_class_spec(spec: str, n: int, num_classes: int,
                      class_names: list[str]) -> tuple[torch.Tensor, int, int | None]:
     """`--class` text -> (y, n, grid row length): LongTensor [n] or soft FloatTensor [n, K].
 
-    "3" or a class name: every sample of that class; "4:0.5,9:0.5": class weights
+    "3" or a class name (any case): every sample of that class; "4:0.5,9:0.5": class weights
     (normalized to sum 1); "all": one grid row per class, n // K samples each.
     """
     if num_classes == 0:
@@ -313,8 +314,9 @@ def parse_class_spec(spec: str, n: int, num_classes: int,
 
     def index(token: str) -> int:
         token = token.strip()
-        if token in class_names:
-            return class_names.index(token)
+        named = class_by_name(token, class_names)
+        if named is not None:
+            return named
         try:
             k = int(token)
         except ValueError:
