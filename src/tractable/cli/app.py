@@ -44,10 +44,10 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 1..65535, got {args.port}")
     if args.histogram_images < 1:
         raise ConfigError(f"--histogram-images must be >= 1, got {args.histogram_images}")
-    print(f"tractable app: loading {len(args.paths) or 'the shipped'} model(s)", flush=True,
-          file=sys.stderr)
     models = main_models(args.paths, data=args.data, weights=args.weights, device=args.device,
                          options=data_options(args), progress=True)
+    print(f"tractable app: {len(models)} model(s) loaded; preparing their test-set "
+          "histograms (and Glow attribute vectors) before serving", flush=True, file=sys.stderr)
     for m in models:
         m.histogram_images = args.histogram_images
         prepare(m)  # computed once, before the page answers its first request
