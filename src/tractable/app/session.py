@@ -52,6 +52,7 @@ class AppModel:
     cache: AppCache | None = None  # where start-up results are kept (None: not kept)
     progress: bool = False  # progress bars (stderr) while computing them
     cached: dict[str, str] = field(default_factory=dict)  # result -> read | saved | unsaved
+    cached_facts: dict[str, Any] = field(default_factory=dict, repr=False)
     _test_bpd: np.ndarray | None = field(default=None, repr=False)
     _attributes: list[list[Tensor] | None] | None = field(default=None, repr=False)
 
@@ -84,6 +85,18 @@ class AppModel:
     @property
     def can_edit(self) -> bool:
         return isinstance(self.model, Glow)
+
+    @property
+    def dark_background(self) -> bool | None:
+        """Whether the model's data is light on dark (from its test images; None without
+        them), so uploads can be brought to the same polarity."""
+        from tractable.data.image_input import dataset_background
+
+        if self.test is None:
+            return None
+        if "dark_background" not in self.cached_facts:
+            self.cached_facts["dark_background"] = dataset_background(self.test.images[:256])
+        return self.cached_facts["dark_background"]
 
     @property
     def test_size(self) -> int:

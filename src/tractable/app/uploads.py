@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from tractable.data.image_input import MAX_BYTES, MAX_PIXELS, FORMATS, fit_image, open_image
+from tractable.data.image_input import FORMATS, MAX_BYTES, MAX_PIXELS, fit_image, open_image
 from tractable.errors import DataError
 
 __all__ = ["FORMATS", "MAX_BYTES", "MAX_PIXELS", "UploadError", "read_upload"]

@@ -7,8 +7,8 @@
 RUN is a training run folder or a saved-model folder. --index-a/--index-b pick images of
 the dataset split by position (default data: the one the run was trained on; the strip's
 labels name each image's class), --image-a/--image-b read image files of the model's size;
-the earlier --a/--b take either (a file if it exists, else an index). Both commands use the model's exact encode/decode
-(`tractable.models.glow.latents`).
+the earlier --a/--b take either (a file if it exists, else an index). Both commands use the
+model's exact encode/decode (`tractable.models.glow.latents`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ split, the rest the train split: within each class, the images ordered by the SH
 their path relative to `path`, the first ceil(holdout · n) (at least one when n >= 2) are
 held out; a class of one image stays in train. `holdout=0`: every image is in train and
 there is no test split; `holdout=1`: every image is in the test split and there is no train
-split (a folder to evaluate or score, however few images it holds). The split is deterministic, the same on every machine, and adding
-images moves few others. The dataset's `split_note` says what was done (training records it).
+split (a folder to evaluate or score, however few images it holds). The split is
+deterministic, the same on every machine, and adding images moves few others. The dataset's
+`split_note` says what was done (training records it).
 
 Images are decoded one at a time and resized straight away (JPEGs are decoded at a reduced
 scale when that still covers the target), so memory holds the target-size array only. With
