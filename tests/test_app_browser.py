@@ -260,6 +260,8 @@ def test_a_non_image_upload_is_refused_with_a_message(browser, tmp_path):
     field = browser.find_element(By.CSS_SELECTOR, "#likelihood-upload input[type=file]")
     field.send_keys(str(fake))
     wait(browser, 60).until(lambda d: "the file is not an image" in d.page_source)
+    # the score of the test image picked before is gone with it: nothing stale stays
+    wait(browser, 30).until(lambda d: d.find_element(By.ID, "score").text.strip() == "")
 
 
 def choose_model(driver, family_hint: str) -> None:

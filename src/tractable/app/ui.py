@@ -136,7 +136,8 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
             use = gr.Button(f"Use test {label}", visible=has_test,
                             elem_id=f"{prefix}-use-test")
             pickers.append((index, use))
-            upload = gr.File(label=f"or upload an {label} (PNG/JPEG, resized to fit)",
+            upload = gr.File(label=f"or upload an {label} (PNG/JPEG; brought to the model's "
+                             "size and polarity)",
                              file_types=["image"], type="filepath", height=120,
                              elem_id=f"{prefix}-upload")
         with gr.Column(scale=1):
