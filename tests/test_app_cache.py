@@ -125,6 +125,6 @@ def test_a_model_whose_dataset_is_absent_says_why(tmp_path: Path, monkeypatch, c
     from tractable.cli.app import prepare
 
     prepare(m)
-    assert "no test images, no histogram" in capsys.readouterr().err
+    assert "no test images, no histogram (fashion-mnist is not" in capsys.readouterr().err
     with pytest.raises(DataError):  # asked for by name: still an error
         load_app_model(folder, data="fashion-mnist")

@@ -96,3 +96,17 @@ def test_a_one_image_folder_names_the_holdout_that_works(digits, tmp_path: Path,
           "--holdout 0.1")
     fails(["eval", model, "--data", f"folder:{folder}", "--holdout", "1", "--split",
            "train"], capsys, "leaves no train split")
+
+
+def test_only_greyscale_drawings_have_a_polarity(shared_data: Path) -> None:
+    """Fashion-MNIST is light on dark like MNIST; CIFAR photographs have no polarity, so
+    their uploads are never inverted."""
+    fashion = load_dataset("fashion-mnist", "test", root=shared_data / "fashion-mnist")
+    assert dataset_background(fashion.images) is True
+    cifar = load_dataset("cifar10", "train", root=shared_data / "cifar10-first4000",
+                         batches=[1])
+    assert dataset_background(cifar.images) is None
+    grey_cifar = load_dataset("cifar10", "train", root=shared_data / "cifar10-first4000",
+                              batches=[1], channels=1)
+    assert dataset_background(grey_cifar.images) is None
+    assert dataset_background(255 - load_dataset("mnist-mini", "test").images) is False

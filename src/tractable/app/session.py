@@ -25,6 +25,7 @@ from tractable.models import AutoregressiveModel, Glow, TractableModel
 
 MAX_BATCH = 64
 MAX_COMPLETIONS = 16
+HISTOGRAM_BATCH = 10  # test images per step of the start-up histogram (its progress bar)
 
 
 @dataclass
@@ -195,10 +196,10 @@ class AppModel:
                     self._test_bpd = cached["bpd"].numpy()
                     self.cached["test-bpd"] = "read"
                 else:
-                    steps = self._steps(range(0, len(x), 50), f"{self.name}: bits/dim of "
-                                        f"{len(x)} test images (histogram)")
+                    steps = self._steps(range(0, len(x), HISTOGRAM_BATCH), f"{self.name}: "
+                                        f"bits/dim of {len(x)} test images (histogram)")
                     self._test_bpd = np.concatenate(
-                        [self._bpd(x[i:i + 50].to(self.device))[0].cpu().numpy()
+                        [self._bpd(x[i:i + HISTOGRAM_BATCH].to(self.device))[0].cpu().numpy()
                          for i in steps])
                     if self.cache:
                         saved = self.cache.save("test-bpd", key,

@@ -122,7 +122,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
             print(user_error_line("upload", e), file=sys.stderr, flush=True)
             return None, None, f"**upload refused:** {e}", None
         caption = "uploaded image" + (f" ({note})" if note else "")
-        if m.dark_background is None and m.shape[0] == 1:
+        if m.test is None and m.shape[0] == 1:
             caption += " (this model has no test images to tell its data's polarity: taken " \
                        "as it is)"
         return {"image": _as_array(image), "label": None}, _picture(m.seen(image)), caption, None

@@ -60,8 +60,8 @@ def prepare(m: Any) -> None:
     when its weights and test images are unchanged, else computed with a progress bar and
     kept there; one line says which."""
     if m.test is None:
-        print(f"{m.name}: {m.no_test_reason or 'no dataset recorded'}: no test images, no "
-              "histogram", file=sys.stderr)
+        print(f"{m.name}: no test images, no histogram "
+              f"({m.no_test_reason or 'no dataset recorded'})", file=sys.stderr)
         return
     m.test_bpd()
     if m.can_edit:

@@ -17,8 +17,9 @@ says what it did, one short note per change:
   drawing is kept whole and no bars of another colour appear;
 * size: resized with Lanczos.
 
-`dataset_background(images)` tells whether a dataset's images are light-on-dark from the
-median of their border pixels.
+`dataset_background(images)` tells whether a greyscale dataset's images are drawings light
+on dark (or dark on light) from their border pixels; for photographs and colour images it
+says nothing, so their uploads are never inverted.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MAX_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 DARK = 128  # a border median below this is a dark background
+UNIFORM = 0.9  # share of a dataset's border pixels that must agree to call its background
 
 
 def open_image(data: bytes, error: type[DataError] = DataError) -> Image.Image:
@@ -123,10 +125,16 @@ def pad_to_aspect(img: Image.Image, aspect: float, fill: tuple[int, ...]) -> Ima
 
 
 def dataset_background(images: Tensor) -> bool | None:
-    """True if the images (uint8 `[N, C, H, W]`) are light on dark (median border pixel
-    below 128), False if dark on light, None without images."""
-    if images.numel() == 0:
+    """True if greyscale images (uint8 `[N, 1, H, W]`) are drawings light on a dark
+    background (MNIST, Fashion-MNIST: at least `UNIFORM` of their border pixels below 64),
+    False if dark on light (at least that share above 191); None for anything else
+    (photographs, colour images, no images), whose uploads are never inverted."""
+    if images.numel() == 0 or images.shape[1] != 1:
         return None
-    x = images[:256].float().mean(1)  # [N, H, W], greyscale
-    edge = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
-    return bool(edge.median() < DARK)
+    x = images[:256, 0]
+    edge = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1).float()
+    if float((edge < 64).float().mean()) >= UNIFORM:
+        return True
+    if float((edge > 191).float().mean()) >= UNIFORM:
+        return False
+    return None
