@@ -119,7 +119,13 @@ def cmd_score(args: argparse.Namespace) -> int:
         from tractable.cli.score_files import score_files
 
         model, model_dir = _load_model(args.path, args)
-        return score_files(args, model, model_dir)
+        files, s = score_files(args, model, model_dir)
+        if args.out:
+            atomic_write_text(args.out, scores_csv({
+                "file": [str(p) for p in files], "nll_nats": s.nll_nats,
+                "bits_per_dim": s.bits_per_dim}))
+            print(f"wrote {args.out}")
+        return 0
     if not args.out:
         raise ConfigError("pass --out CSV for the scores of a dataset (or name image files "
                           "after the model to score them: tractable score MODEL my.png)")

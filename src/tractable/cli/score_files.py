@@ -82,30 +82,24 @@ def read_files(files: list[Path], shape: tuple[int, int, int], dark: bool | None
     return torch.stack(out)
 
 
-def score_files(args: argparse.Namespace, model: Any, model_dir: Path) -> int:
-    """Score the image files and folders in `args.images`; print and optionally write CSV."""
-    from tractable._io import atomic_write_text
-    from tractable.cli.ood import scores_csv
+def score_files(args: argparse.Namespace, model: Any, model_dir: Path) -> tuple[list[Path], Any]:
+    """Score the image files and folders in `args.images`, printing one line per file;
+    returns the files and their `ImageScores`."""
     from tractable.data import ImageDataset
     from tractable.evaluation.scoring import score_dataset
 
     files = image_files(args.images)
     c, h, w = (int(v) for v in model.config.image_shape)
     dark = None if args.invert is not None else model_background(args, model_dir)
-    if dark is None and args.invert is None:
+    if dark is None and args.invert is None and c == 1:
         print("note: the model's data is not here to tell its polarity (light on dark or "
               "dark on light): images are taken as they are; --invert inverts them",
               file=sys.stderr)
     images = read_files(files, (c, h, w), dark, args.invert)
-    ds = ImageDataset(images, None, name="files")
-    s = score_dataset(model, ds, batch_size=args.batch_size, marginal=True)
+    s = score_dataset(model, ImageDataset(images, None, name="files"),
+                      batch_size=args.batch_size, marginal=True)
     label = model.bits_per_dim_label
     how = " (marginal over its classes)" if model.config.num_classes else ""
     for path, bpd, nll in zip(files, s.bits_per_dim, s.nll_nats, strict=True):
         print(f"{path}: {bpd:.4f} {label} ({nll:.2f} nats){how}")
-    if args.out:
-        atomic_write_text(args.out, scores_csv({
-            "file": [str(p) for p in files], "nll_nats": s.nll_nats,
-            "bits_per_dim": s.bits_per_dim}))
-        print(f"wrote {args.out}")
-    return 0
+    return files, s
