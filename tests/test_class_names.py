@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tractable.cli.classes import class_by_name
-from tractable.cli.glow import class_index
-from tractable.cli.train import parse_class_spec
+from tractable.cli.classes import class_by_name, parse_class_spec
+from tractable.cli.latent import class_index
 from tractable.errors import ConfigError
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",

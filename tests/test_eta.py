@@ -82,3 +82,17 @@ def test_nothing_is_said_for_runs_that_end_within_the_warm_up() -> None:
     clock = FakeClock()
     assert run(clock, EtaClock(0, 5, clock=clock), [60.0] * 5) == []
     assert run(clock, EtaClock(0, 8, clock=clock), [60.0] * 8)[-1][0] < 8  # not at the end
+
+
+def test_the_trainers_cumulative_count_gives_the_same_lines() -> None:
+    """The trainer reports its own training seconds after every step (`line`)."""
+    times = [60.0, 9.0, 3.0, 1.0, 1.0] + [0.5] * 30
+    clock = FakeClock()
+    by_clock = run(clock, EtaClock(0, 500, clock=clock), times)
+    eta, trained, said = EtaClock(0, 500), 0.0, []
+    for step, dt in enumerate(times, start=1):
+        trained += dt
+        line = eta.line(step, trained)
+        if line:
+            said.append((step, line))
+    assert said == by_clock and said[0][1].startswith("eta: 0.5 s/step")

@@ -3,6 +3,7 @@ and the checks `config.json` passes before a model is built."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tractable.models import PixelCNNPlusPlus, PixelCNNPlusPlusConfig
 from tractable.run_folder import (
     FOLDER_PREFIX,
     RUN_FORMAT,
+    RunRecord,
     absolute_data,
     migrate_run,
     open_folder,
@@ -113,6 +115,77 @@ def test_an_old_run_with_relative_paths_evaluates_from_any_working_directory(
     assert out["data"] == folder.data and out["num_images"] == len(train)
     expected = -model.eval().log_prob(train).double().mean().item() / (784 * np.log(2))
     assert out["bits_per_dim"] == pytest.approx(expected, rel=1e-5)  # other batch sizes
+    # the app reads the run through the same opener: its test images are found too
+    from tractable.app.session import load_app_model
+
+    app = load_app_model(run_dir, device="cpu")
+    assert app.test is not None
+    assert torch.equal(app.test.images, load_dataset(folder.data, "test", prepared=False).images)
+
+
+def test_load_takes_weights_device_and_dtype_and_an_opened_folder(tmp_path):
+    """`tractable.load` is the one loader: a Folder opened once loads like its path, dtype
+    converts the weights (log_prob agrees with float32's), raw weights are the raw file,
+    and `from_pretrained` is the same path with a family check."""
+    model = tiny_mnist_model().eval()
+    raw = {k: v + 0.01 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.save_pretrained(tmp_path / "m", raw_state=raw)
+    x = load_dataset("mnist-mini", "test").images[:3]
+    by_path = tractable.load(tmp_path / "m")
+    by_folder = tractable.load(open_folder(tmp_path / "m"), device="cpu")
+    assert torch.equal(by_path.log_prob(x), by_folder.log_prob(x))
+    wide = tractable.load(tmp_path / "m", dtype="float64")
+    assert all(p.dtype == torch.float64 for p in wide.parameters())
+    assert torch.allclose(wide.log_prob(x).float(), by_path.log_prob(x), rtol=1e-4)
+    loaded_raw = tractable.load(tmp_path / "m", weights="raw")
+    assert all(torch.equal(loaded_raw.state_dict()[k], v) for k, v in raw.items())
+    same = PixelCNNPlusPlus.from_pretrained(tmp_path / "m", torch_dtype=torch.float64,
+                                            device="cpu")
+    assert torch.equal(same.log_prob(x), wide.log_prob(x))
+    from tractable.models import Glow
+
+    with pytest.raises(ConfigError, match="not a 'glow' one"):
+        Glow.from_pretrained(tmp_path / "m")
+    with pytest.raises(ConfigError, match="unknown device"):
+        tractable.load(tmp_path / "m", device="tpu")
+    with pytest.raises(ConfigError, match="unknown dtype"):
+        tractable.load(tmp_path / "m", dtype="float7")
+
+
+def test_run_json_is_one_typed_record_that_reads_back_as_written(tmp_path):
+    """The trainer writes run.json through `RunRecord.write`; reading gives the same record
+    and `open_folder` the same values. A field of the wrong type, or a missing family, is
+    one `CheckpointError` naming the file; an old run's relative path is migrated."""
+    model = tiny_mnist_model()
+    model.save_pretrained(tmp_path / "run" / "model")
+    train = {"data": "mnist-mini", "data_options": {}, "max_steps": 3}
+    record = RunRecord.new("pixelcnn++", train, {"lr": 1e-3}, model.config.to_dict(), 2,
+                           "small", None)
+    record.write(tmp_path / "run")
+    written = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert set(written) == {"format_version", "family", "data", "train", "optimizer",
+                            "model_config", "world_size", "preset", "data_split",
+                            "tractable_version"}
+    back = RunRecord.read(tmp_path / "run")
+    assert back is not None and dataclasses.asdict(back) == written  # JSON: tuples as lists
+    assert (back.family, back.train, back.world_size, back.preset) == (
+        "pixelcnn++", train, 2, "small")
+    assert open_folder(tmp_path / "run").run == written
+    for edit, problem in [(lambda r: r.update(world_size="2"), "world_size must be an integer"),
+                          (lambda r: r.update(train=[1]), "train must be an object"),
+                          (lambda r: r.pop("family"), "'family' is missing")]:
+        bad = dict(written)
+        edit(bad)
+        (tmp_path / "run" / "run.json").write_text(json.dumps(bad))
+        with pytest.raises(CheckpointError, match=problem):
+            RunRecord.read(tmp_path / "run")
+    old = {"family": "pixelcnn++", "train": {"data": "folder:imgs", "data_options": {}}}
+    (tmp_path / "run" / "run.json").write_text(json.dumps(old))
+    (tmp_path / "imgs").mkdir()
+    migrated = RunRecord.read(tmp_path / "run")
+    assert migrated is not None and migrated.format_version == RUN_FORMAT
+    assert migrated.train["data"] == FOLDER_PREFIX + str((tmp_path / "imgs").resolve())
+    assert RunRecord.read(tmp_path / "nowhere") is None
 
 
 def test_a_run_json_from_a_newer_format_is_refused(tmp_path):

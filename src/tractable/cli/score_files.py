@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tractable.data.image_input import MAX_BYTES, dataset_background, fit_image, open_image
 from tractable.errors import DataError, TractableError
+
+if TYPE_CHECKING:
+    from tractable.run_folder import Folder
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 
@@ -42,14 +45,14 @@ def image_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def model_background(args: argparse.Namespace, model_dir: Path) -> bool | None:
+def model_background(args: argparse.Namespace, folder: Folder) -> bool | None:
     """Whether the model's data is light on dark: `--invert` given, else from its dataset's
     test images when they load here (None when they do not: polarity left as it is)."""
     from tractable.cli.common import dataset_for
     from tractable.data.subsets import load_images
 
     try:
-        name, options = dataset_for(args, model_dir)
+        name, options = dataset_for(args, folder)
         ds, _ = load_images(name, "test", options, 256, 0)
     except TractableError:
         return None
@@ -82,7 +85,7 @@ def read_files(files: list[Path], shape: tuple[int, int, int], dark: bool | None
     return torch.stack(out)
 
 
-def score_files(args: argparse.Namespace, model: Any, model_dir: Path) -> tuple[list[Path], Any]:
+def score_files(args: argparse.Namespace, model: Any, folder: Folder) -> tuple[list[Path], Any]:
     """Score the image files and folders in `args.images`, printing one line per file;
     returns the files and their `ImageScores`."""
     from tractable.data import ImageDataset
@@ -90,7 +93,7 @@ def score_files(args: argparse.Namespace, model: Any, model_dir: Path) -> tuple[
 
     files = image_files(args.images)
     c, h, w = (int(v) for v in model.config.image_shape)
-    dark = None if args.invert is not None else model_background(args, model_dir)
+    dark = None if args.invert is not None else model_background(args, folder)
     if dark is None and args.invert is None and c == 1:
         print("note: the model's data is not here to tell its polarity (light on dark or "
               "dark on light): images are taken as they are; --invert inverts them",

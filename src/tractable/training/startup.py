@@ -12,15 +12,20 @@ parameter paper model) is never a silent surprise.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tractable.models.base import TractableModel
+
+if TYPE_CHECKING:
+    from tractable.training.trainer import Trainer
 
 CPU_PARAMETER_LIMIT = 5_000_000  # above this a CPU step of a PixelCNN takes seconds per image
 DATA_PARAMETER_FLOOR = 1_000_000  # toy subsets (--limit-train 64) of small models: no warning
@@ -30,6 +35,32 @@ ETA_AFTER_S = 10.0  # ... reported when the window is full or this much time has
 ETA_AFTER_STEPS = ETA_WARMUP_STEPS + ETA_WINDOW  # the step of the first report, at the latest
 ETA_UPDATE_S = 300.0  # a later report: at least this much training time after the last ...
 ETA_CHANGE = 0.25  # ... and only if the estimate moved by more than this fraction
+
+
+def announce(trainer: Trainer, step: int) -> None:
+    """Rank 0 prints the start-up line (and a size warning, and why it compiles) before
+    the slow parts: the data-dependent init, the steps."""
+    if not trainer.env.is_main:
+        return
+    model, cfg, env = trainer.model, trainer.cfg, trainer.env
+    params = parameter_count(model)
+    shape = tuple(model.config.image_shape)
+    n_train = len(trainer.stream.images)
+    n_test = len(trainer.test_set) if trainer.test_set is not None else None  # type: ignore[arg-type]
+    print(startup_line(model, trainer.preset, params, env.device, env.world_size,
+                       dataclasses.replace(cfg, channels_last=trainer.channels_last,
+                                           compile=trainer.compiled),
+                       trainer.opt_cfg.batch_size, cfg.data, shape, n_train, n_test,
+                       trainer.total_steps, trainer.stream.steps_per_epoch, step, cfg.out),
+          flush=True)
+    warning = size_warning(model, params, env.device, shape, n_train)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    if trainer.compiled and cfg.compile is None and not cfg.quiet:
+        after = model.compile_after_steps(env.device)
+        print(f"compile: on by default for this {model.family} model's runs of at least "
+              f"{after:,} steps; the first steps compile (warm-up), --no-compile skips it",
+              file=sys.stderr)
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -147,6 +178,7 @@ class EtaClock:
         self.timed_s = 0.0  # training time of the timed (post-warm-up) steps
         self.reported: tuple[float, float] | None = None  # (s/step, timed_s) when said
         self._t: float | None = None
+        self._last_step, self._last_train_s = first_step, 0.0  # of `line`
 
     def start_step(self) -> None:
         self._t = self.clock()
@@ -156,6 +188,19 @@ class EtaClock:
         if self._t is None:
             return None
         dt, self._t = self.clock() - self._t, None
+        return self._observe(step, dt)
+
+    def line(self, step: int, train_s: float) -> str | None:
+        """The same from the trainer's own count: after step `step`, `train_s` seconds
+        trained so far this session (the time since the last call is split evenly over
+        the steps since it)."""
+        steps = step - self._last_step
+        dt = (train_s - self._last_train_s) / max(steps, 1)
+        self._last_step, self._last_train_s = step, train_s
+        return self._observe(step, dt) if steps >= 1 else None
+
+    def _observe(self, step: int, dt: float) -> str | None:
+        """Step `step` took `dt` seconds: the ETA line due now, or None."""
         n = step - self.first_step
         if n <= self.warmup:
             return None

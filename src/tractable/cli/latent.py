@@ -1,14 +1,16 @@
-"""`tractable glow interpolate | manipulate`: walks in a Glow model's latent space (Glow §5.2–5.3).
+"""`tractable latent interpolate | manipulate`: walks in the latent space of any invertible
+model (`Invertible`: Glow, or any flow with exact encode/decode; Glow §5.2–5.3).
 
-    tractable glow interpolate RUN --index-a 3 --index-b 17 --steps 8 --out strip.png
-    tractable glow interpolate RUN --image-a face1.png --image-b face2.png
-    tractable glow manipulate RUN --data fashion-mnist --attribute Sneaker --alpha -1..1
+    tractable latent interpolate RUN --index-a 3 --index-b 17 --steps 8 --out strip.png
+    tractable latent interpolate RUN --image-a face1.png --image-b face2.png
+    tractable latent manipulate RUN --data fashion-mnist --attribute Sneaker --alpha -1..1
 
-RUN is a training run folder or a saved-model folder. --index-a/--index-b pick images of
-the dataset split by position (default data: the one the run was trained on; the strip's
-labels name each image's class), --image-a/--image-b read image files of the model's size;
-the earlier --a/--b take either (a file if it exists, else an index). Both commands use the
-model's exact encode/decode (`tractable.models.glow.latents`).
+`tractable glow ...` is the same command under its first name. RUN is a training run
+folder or a saved-model folder. --index-a/--index-b pick images of the dataset split by
+position (default data: the one the run was trained on; the strip's labels name each
+image's class), --image-a/--image-b read image files of the model's size; the earlier
+--a/--b take either (a file if it exists, else an index). Both commands use the model's
+exact encode/decode (`tractable.models.latents`).
 """
 
 from __future__ import annotations
@@ -16,32 +18,36 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch import Tensor
 
 from tractable.cli.classes import class_by_name
-from tractable.cli.common import data_source_args, dataset_for, examples
+from tractable.cli.common import (
+    data_source_args,
+    examples,
+    open_model,
+    weights_and_device_args,
+)
+from tractable.cli.images import ImageSource
 from tractable.cli.output import output_path
 from tractable.errors import ConfigError, DataError, ShapeError
-from tractable.run_folder import model_dir_of
+from tractable.models.capabilities import Invertible, missing
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("glow", help="Glow latent-space tools: interpolate, manipulate")
-    gsub = p.add_subparsers(dest="glow_command", required=True)
+    p = sub.add_parser("latent", aliases=["glow"],
+                       help="latent-space tools of invertible models (Glow): interpolate, "
+                       "manipulate (also: tractable glow ...)")
+    gsub = p.add_subparsers(dest="latent_command", required=True)
 
     q = gsub.add_parser(
         "interpolate", help="decode a straight line between two images' latents",
         description="Decode z = (1 - t)·z_a + t·z_b for t from 0 to 1: a strip whose ends "
         "(marked) are the two images, exactly (Glow §5.2).",
-        epilog=examples("tractable glow interpolate runs/glow --index-a 3 --index-b 17 "
+        epilog=examples("tractable latent interpolate runs/glow --index-a 3 --index-b 17 "
                         "--steps 8 --out strip.png",
-                        "tractable glow interpolate runs/glow --image-a me.png --image-b "
+                        "tractable latent interpolate runs/glow --image-a me.png --image-b "
                         "you.png"))
     _common(q)
     for end, which in (("a", "first"), ("b", "last")):
@@ -66,9 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Estimate an attribute vector (mean latent of images of a class minus "
         "that of the others) and decode z + α·v for each α: one row per image, one column "
         "per α, the original (α = 0) marked (Glow §5.3).",
-        epilog=examples("tractable glow manipulate runs/glow --attribute 1 --alpha=-1..1 "
+        epilog=examples("tractable latent manipulate runs/glow --attribute 1 --alpha=-1..1 "
                         "--out grid.png",
-                        "tractable glow manipulate runs/fglow --data fashion-mnist --attribute "
+                        "tractable latent manipulate runs/fglow --data fashion-mnist --attribute "
                         "Sneaker --alpha -2,-1,0,1,2 -n 4"))
     _common(m)
     m.add_argument("--attribute", required=True, metavar="CLASS",
@@ -93,87 +99,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
     p.add_argument("--data", help="dataset name (default: the run's dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--batch-size", type=int, default=256, metavar="IMAGES",
                    help="images per encode batch")
     data_source_args(p.add_argument_group("data"))
 
 
 # ---- loading ----------------------------------------------------------------------------
-def load_glow(path: str, weights: str = "ema", device: str = "auto"):  # type: ignore[no-untyped-def]
-    """The Glow model saved in a run or model folder, in eval mode."""
-    from tractable.models import Glow, load
-    from tractable.training.distributed import pick_device
-
-    model = load(path, weights=weights, map_location=pick_device(device))
-    if not isinstance(model, Glow):
-        raise ConfigError(f"{model_dir_of(path)} holds a {model.family!r} model; `tractable "
-                          "glow` commands need a Glow model (train one with --model glow)")
-    return model
-
-
-def load_data(args: argparse.Namespace) -> Any:
-    """The split of --data (else the run's own dataset, with its options) to pick from."""
-    from tractable.data import load_dataset
-
-    name, options = dataset_for(args, model_dir_of(args.path))
-    return load_dataset(name, split=args.split, **options)
-
-
-def read_image(path: Path, shape: tuple[int, int, int]) -> Tensor:
-    """An image file as uint8 [C, H, W] with the model's channels; its size must match."""
-    c, h, w = shape
-    try:
-        with Image.open(path) as file:
-            img = file.convert("L" if c == 1 else "RGB")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
-            Image.DecompressionBombError) as e:
-        raise DataError(f"{path} is not a readable image: {e}") from None
-    if img.size != (w, h):
-        raise ShapeError(f"{path} is {img.size[0]}x{img.size[1]}; the model takes {w}x{h} "
-                         "images: resize it first")
-    arr = np.asarray(img, dtype=np.uint8).reshape(h, w, c)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
-
-
-def pick_image(spec: str, args: argparse.Namespace, shape: tuple[int, int, int]) -> Tensor:
-    """IMG_OR_INDEX -> uint8 [C, H, W]: an existing file, else an index into the dataset."""
-    return pick_endpoint(spec, args, shape)[0]
-
-
-def endpoint_spec(args: argparse.Namespace, end: str) -> tuple[str, bool | None]:
-    """An interpolation end's (text, is_index): --index-X (True), --image-X (False) or the
-    earlier --X (None: a file if one exists, else an index)."""
-    index, image, either = (getattr(args, f"index_{end}", None),
-                            getattr(args, f"image_{end}", None), getattr(args, end, None))
-    if index is not None:
-        return str(index), True
-    if image is not None:
-        return str(image), False
-    if either is None:
-        raise ConfigError(f"give the {'first' if end == 'a' else 'last'} image: --index-{end} "
-                          f"N (image N of the dataset split) or --image-{end} FILE")
-    return str(either), None
-
-
-def pick_endpoint(spec: str, args: argparse.Namespace, shape: tuple[int, int, int],
-                  is_index: bool | None = None) -> tuple[Tensor, str]:
-    """(uint8 [C, H, W], its label for the strip): a file, or image N of the split (with its
-    class, so `--index-a 0` is not mistaken for the digit 0)."""
-    if is_index is False or (is_index is None and Path(spec).is_file()):
-        return read_image(Path(spec), shape), Path(spec).name
-    try:
-        index = int(spec)
-    except ValueError:
-        raise DataError(f"{spec!r} is neither an image file nor a dataset index") from None
-    ds = load_data(args)
-    if not 0 <= index < len(ds):
-        raise DataError(f"index {index} out of range: {ds.name} {args.split} has {len(ds)} images")
-    label = int(ds.labels[index]) if ds.has_labels else -1
-    shown = f" (class {ds.class_names[label]})" if 0 <= label < len(ds.class_names) else ""
-    return ds.images[index], f"#{index}{shown}"
+def open_invertible(args: argparse.Namespace) -> tuple[Any, ImageSource]:
+    """The invertible model of a run or model folder (eval mode), and its image source."""
+    model, folder = open_model(args)
+    if not isinstance(model, Invertible):
+        raise ConfigError(f"{folder.model_dir}: " + missing(
+            Invertible, "`tractable latent` (latent interpolation and attribute edits)",
+            model.family))
+    c, h, w = model.config.image_shape
+    return model, ImageSource(args, folder, (int(c), int(h), int(w)))
 
 
 def parse_alphas(text: str, columns: int) -> list[float]:
@@ -192,19 +133,19 @@ def parse_alphas(text: str, columns: int) -> list[float]:
 
 # ---- commands ---------------------------------------------------------------------------
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    from tractable.models.glow.latents import interpolate
+    from tractable.models.latents import interpolate
     from tractable.viz import save_grid
 
     if args.steps < 2:
         raise ConfigError(f"--steps must be >= 2, got {args.steps}")
     specs = [endpoint_spec(args, end) for end in ("a", "b")]
     out = output_path(args.out, "interpolation.png")
-    model = load_glow(args.path, args.weights, args.device)
-    shape = tuple(model.config.image_shape)
-    ends = [pick_endpoint(text, args, shape, is_index) for text, is_index in specs]
+    model, images = open_invertible(args)
+    ends = [images.endpoint(text, is_index) for text, is_index in specs]
     pair = torch.stack([image for image, _ in ends])
+    device = next(model.parameters()).device
     with torch.no_grad():
-        za, zb = (model.encode(x.to(model.top_prior.learned.device)) for x in pair.split(1))
+        za, zb = (model.encode(x.to(device)) for x in pair.split(1))
         strip = model.decode(interpolate(za, zb, args.steps)).cpu()
     ts = torch.linspace(0, 1, args.steps).tolist()
     (_, name_a), (_, name_b) = ends
@@ -212,6 +153,21 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     save_grid(strip, out, nrow=args.steps, col_labels=names, marks=[0, args.steps - 1])
     print(f"wrote a {args.steps}-image interpolation from {name_a} to {name_b} to {out}")
     return 0
+
+
+def endpoint_spec(args: argparse.Namespace, end: str) -> tuple[str, bool | None]:
+    """An interpolation end's (text, is_index): --index-X (True), --image-X (False) or the
+    earlier --X (None: a file if one exists, else an index)."""
+    index, image, either = (getattr(args, f"index_{end}", None),
+                            getattr(args, f"image_{end}", None), getattr(args, end, None))
+    if index is not None:
+        return str(index), True
+    if image is not None:
+        return str(image), False
+    if either is None:
+        raise ConfigError(f"give the {'first' if end == 'a' else 'last'} image: --index-{end} "
+                          f"N (image N of the dataset split) or --image-{end} FILE")
+    return str(either), None
 
 
 def class_index(attribute: str, class_names: list[str]) -> int:
@@ -228,7 +184,7 @@ def class_index(attribute: str, class_names: list[str]) -> int:
 
 
 def cmd_manipulate(args: argparse.Namespace) -> int:
-    from tractable.models.glow.latents import attribute_vector, encode_batched, manipulate
+    from tractable.models.latents import attribute_vector, encode_batched, manipulate
     from tractable.viz import save_grid
 
     alphas = parse_alphas(args.alpha, args.columns)
@@ -238,15 +194,15 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     if not all(math.isfinite(a) for a in alphas):
         raise ConfigError(f"--alpha values must be finite, got {args.alpha!r}")
     out = output_path(args.out, "manipulate.png")
-    model = load_glow(args.path, args.weights, args.device)
-    ds = load_data(args)
+    model, images = open_invertible(args)
+    ds = images.dataset
     if not ds.has_labels:
         raise DataError(f"{ds.name} has no class labels: attribute vectors need labelled data")
     if tuple(ds.shape) != tuple(model.config.image_shape):
         raise ShapeError(f"{ds.name} images are {list(ds.shape)}, the model takes "
                          f"{list(model.config.image_shape)}")
     k = class_index(args.attribute, ds.class_names)
-    device = model.top_prior.learned.device
+    device = next(model.parameters()).device
     n = min(args.attr_images, len(ds))
     latents = encode_batched(model, ds.images[:n].to(device), args.batch_size, check=False)
     vector = attribute_vector(latents, ds.labels[:n] == k)
