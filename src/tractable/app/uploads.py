@@ -30,5 +30,9 @@ def read_upload(data: bytes, shape: tuple[int, int, int],
     `dark_background`: whether the model's data is light on dark (None: unknown, the
     polarity is left as it is)."""
     with open_image(data, UploadError) as img:
-        x, notes = fit_image(img, shape, dark_background)
+        try:
+            x, notes = fit_image(img, shape, dark_background)
+        except Exception as e:  # a crafted image that decodes but cannot be converted
+            raise UploadError(f"the image could not be converted ({type(e).__name__}: {e})"
+                              ) from None
     return x, "; ".join(notes)

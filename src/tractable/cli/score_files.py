@@ -69,7 +69,11 @@ def read_files(files: list[Path], shape: tuple[int, int, int], dark: bool | None
                             f"are limited to {MAX_BYTES // 2**20} MiB")
         try:
             with open_image(path.read_bytes()) as img:
-                x, notes = fit_image(img, shape, dark)
+                try:
+                    x, notes = fit_image(img, shape, dark)
+                except Exception as e:  # a crafted image that decodes but will not convert
+                    raise DataError(f"the image could not be converted "
+                                    f"({type(e).__name__}: {e})") from None
                 if invert is not None:  # asked outright: undo or force the inversion
                     flipped = any(n.startswith("inverted") for n in notes)
                     if flipped != invert:

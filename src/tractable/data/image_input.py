@@ -53,19 +53,24 @@ def open_image(data: bytes, error: type[DataError] = DataError) -> Image.Image:
         raise error(f"the image has far more than {MAX_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError):
         raise error("the file is not an image (PNG, JPEG, GIF, BMP or WebP)") from None
-    width, height = img.size
-    if width * height > MAX_PIXELS:
-        img.close()
-        raise error(f"the image is {width}x{height}; at most {MAX_PIXELS:,} pixels are "
-                    "accepted")
-    if getattr(img, "n_frames", 1) > 1:
-        img.close()
-        raise error("animated images are not accepted: use a single frame")
+    except Exception as e:  # a crafted header: each decoder has its own exceptions
+        raise error(f"the image is corrupt ({type(e).__name__}: {e})") from None
     try:
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise error(f"the image is {width}x{height}; at most {MAX_PIXELS:,} pixels are "
+                        "accepted")
+        if getattr(img, "n_frames", 1) > 1:
+            raise error("animated images are not accepted: use a single frame")
+        if width < 1 or height < 1:
+            raise error(f"the image is {width}x{height}: empty")
         img.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except DataError:
         img.close()
-        raise error(f"the image could not be decoded ({e})") from None
+        raise
+    except Exception as e:  # a crafted body: SyntaxError, struct.error, EOFError, ...
+        img.close()
+        raise error(f"the image could not be decoded ({type(e).__name__}: {e})") from None
     return img
 
 
