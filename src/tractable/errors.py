@@ -39,3 +39,8 @@ class TrainingError(TractableError):
 class NumericalError(TractableError):
     """A computation left the range floating point can represent faithfully: non-finite
     samples, or an image a flow cannot invert back exactly at the working precision."""
+
+
+class CompressedFileError(TractableError):
+    """A compressed image file is empty, corrupt or truncated, was written for another
+    model, or does not decode to the pixels it was made from."""

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from tractable._io import atomic_path
+from tractable.compression import compress_images
 from tractable.config import (
     CONFIG_NAME,
     ModelConfig,
@@ -83,6 +84,16 @@ class TractableModel(nn.Module):
         """
         return sample_with(self, n, sampler=self.default_sampler, y=y,
                            temperature=temperature, generator=generator)
+
+    def compress(self, x: Tensor, y: Tensor | None = None, batch: int = 64,
+                 threads: int | None = 1) -> bytes:
+        """Code uint8 images `[N, C, H, W]` (and, for a conditional model, their labels)
+        losslessly at about this model's bits/dim; `tractable.decompress(data, model)`
+        gives them back bit for bit. Needs an autoregressive family (a cached network and
+        per-sub-pixel distributions, `tractable.compression.protocol`); other families
+        raise `ConfigError`. `batch`: images coded together (the decoder follows it);
+        `threads`: torch's intra-op threads while coding (None: the current setting)."""
+        return compress_images(self, x, y, batch=batch, threads=threads)
 
     def data_dependent_init(self, x: Tensor, y: Tensor | None = None) -> None:  # noqa: B027
         """Initialize from a data batch before training (weight norm, ActNorm). Default: none."""
