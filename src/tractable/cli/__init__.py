@@ -19,7 +19,7 @@ from tractable.errors import TractableError
 # Modules that contribute sub-commands; each defines register(subparsers).
 COMMAND_MODULES = ["tractable.cli.data", "tractable.cli.train", "tractable.cli.glow",
                    "tractable.cli.ood", "tractable.cli.convert", "tractable.cli.models",
-                   "tractable.cli.complete", "tractable.cli.app"]
+                   "tractable.cli.complete", "tractable.cli.compress", "tractable.cli.app"]
 
 
 def build_parser() -> argparse.ArgumentParser:

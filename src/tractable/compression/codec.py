@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -157,13 +157,15 @@ def pixels_digest(x: Tensor, y: Tensor | None) -> str:
 
 def compress_images(model: Any, x: Tensor, y: Tensor | None = None,
                     batch: int = DEFAULT_BATCH, model_ref: str | None = None,
-                    threads: int | None = DEFAULT_THREADS) -> bytes:
+                    threads: int | None = DEFAULT_THREADS, names: Sequence[str] = ()
+                    ) -> bytes:
     """Code uint8 images `[N, C, H, W]` (and their labels, for a conditional model)
     losslessly with `model`; the bytes `decompress_images` reads back.
 
     `batch`: images coded together (one stream each; the decoder uses the same layout);
     `model_ref`: how to load the model again, recorded as a hint (e.g. "pretrained:NAME");
-    `threads`: torch's intra-op threads while coding (None: leave the caller's setting).
+    `threads`: torch's intra-op threads while coding (None: leave the caller's setting);
+    `names`: a file name per image, recorded for the decoder's output (optional).
     The cost is −log₂ p(x) of each image under the model plus ~4 bytes per batch and the
     header (a few hundred bytes). Images an N-level model cannot represent are refused.
     """
@@ -180,6 +182,8 @@ def compress_images(model: Any, x: Tensor, y: Tensor | None = None,
         raise ShapeError(f"these images have values this model cannot represent (it models "
                          f"{getattr(model.config, 'n_levels', '?')} levels): lossless coding "
                          "needs images on its levels")
+    if names and (len(names) != len(x) or not all(isinstance(n, str) for n in names)):
+        raise ShapeError(f"names must be {len(x)} strings, one per image")
     with torch_threads(threads):
         streams = _encode_chunks(model, targets, labels, batch)
     c, h, w = model.config.image_shape
@@ -187,7 +191,7 @@ def compress_images(model: Any, x: Tensor, y: Tensor | None = None,
                     count=len(x), batch=batch, num_classes=model.config.num_classes,
                     chunks=[len(s) for s in streams], pixels_sha256=pixels_digest(x, labels),
                     coder=coder_name(), numerics=NUMERICS, torch=torch.__version__,
-                    model_ref=model_ref)
+                    model_ref=model_ref, extra={"names": list(names)} if names else {})
     return pack(header, streams)
 
 

@@ -112,7 +112,10 @@ def _parse_header(raw: bytes, name: str) -> Header:
           and header.count >= 0 and header.batch > 0 and header.num_classes >= 0
           and all(isinstance(v, int) and v >= 0 for v in header.chunks)
           and len(header.chunks) == -(-header.count // header.batch))
+    names = header.extra.get("names", [])
+    ok = ok and isinstance(names, list) and all(isinstance(n, str) for n in names) \
+        and len(names) in (0, header.count)
     if not ok:
-        raise CompressedFileError(f"{name}: its header is inconsistent (shape, count, batch "
-                                  "or chunk sizes)")
+        raise CompressedFileError(f"{name}: its header is inconsistent (shape, count, batch, "
+                                  "chunk sizes or names)")
     return header
