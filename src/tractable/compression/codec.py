@@ -59,8 +59,8 @@ def check_codable(model: Any) -> CodableModel:
     family = getattr(model, "family", type(model).__name__)
     if not isinstance(model, CodableModel) or not hasattr(model.likelihood, "channel_probs"):
         raise ConfigError(f"compression is not supported for the {family} family: it codes "
-                          "with an autoregressive model's per-sub-pixel distributions "
-                          "(pixelcnn++, gated-pixelcnn); flows would need bits-back coding")
+                          "with an autoregressive model's per-sub-pixel distributions (flows "
+                          "would need bits-back coding)")
     return model
 
 
@@ -247,6 +247,8 @@ def decompress_images(data: bytes, model: Any, name: str = "the file",
     if pixels_digest(x, y) != header.pixels_sha256:
         build = ("" if header.torch == torch.__version__
                  else f"; it was written with torch {header.torch}, this is {torch.__version__}")
+        if header.coder != coder_name():
+            build += f"; its coder was {header.coder}, this is {coder_name()}"
         raise CompressedFileError(f"{name} decodes to pixels that fail its checksum: this "
                                   f"machine's arithmetic differs from the encoder's{build}")
     return x, y
