@@ -112,7 +112,7 @@ def test_an_old_run_with_relative_paths_evaluates_from_any_working_directory(
     assert 0 < len(train) < len(digits)
     assert out["data"] == folder.data and out["num_images"] == len(train)
     expected = -model.eval().log_prob(train).double().mean().item() / (784 * np.log(2))
-    assert out["bits_per_dim"] == pytest.approx(expected, rel=1e-6)
+    assert out["bits_per_dim"] == pytest.approx(expected, rel=1e-5)  # other batch sizes
 
 
 def test_a_run_json_from_a_newer_format_is_refused(tmp_path):

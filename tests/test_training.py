@@ -117,8 +117,10 @@ def test_eval_bpd_counts_every_image_and_ignores_batch_size(digits):
         per_image = -model.log_prob(test.images).double()
     expected = float(per_image.sum()) / (24 * 784 * math.log(2))
     assert a.num_images == 24 and b.num_images == 24
-    assert a.bits_per_dim == pytest.approx(expected, rel=1e-6)
-    assert a.bits_per_dim == pytest.approx(b.bits_per_dim, rel=1e-6)
+    # other batch sizes: float32 convolutions round differently, up to 1e-5 relative (a
+    # lost or doubled image would move the mean by orders of magnitude more)
+    assert a.bits_per_dim == pytest.approx(expected, rel=1e-5)
+    assert a.bits_per_dim == pytest.approx(b.bits_per_dim, rel=1e-5)
 
 
 # ---- training ----------------------------------------------------------------------------
