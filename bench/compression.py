@@ -127,14 +127,14 @@ def measure(name: str, ref: str, x: torch.Tensor, y: torch.Tensor, batch1: int) 
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| set (images) | model bits/dim | file bits/dim | gap (pixels only) | PNG | WebP | JPEG-XL | "
-             "gzip | xz | encode s/img (b64 / b1) | decode s/img (b64 / b1) |",
+    lines = ["| set (images) | model bits/dim | file bits/dim | gap (pixels only) | PNG | WebP "
+             "| JPEG-XL | gzip | xz | encode s/img (b64 / b1) | decode s/img (b64 / b1) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['set']} ({r['images']}) | {r['model_bpd']:.4f} | {r['file_bpd']:.4f} | "
-            f"{100 * r['gap']:+.2f}% ({100 * r['pixel_gap']:+.2f}%) | {r['png_bpd']:.3f} | {r['webp_bpd']:.3f} | "
-            f"{r['jxl_bpd']:.3f} | {r['gzip_bpd']:.3f} | {r['xz_bpd']:.3f} | "
+            f"{100 * r['gap']:+.2f}% ({100 * r['pixel_gap']:+.2f}%) | {r['png_bpd']:.3f} | "
+            f"{r['webp_bpd']:.3f} | {r['jxl_bpd']:.3f} | {r['gzip_bpd']:.3f} | {r['xz_bpd']:.3f} | "
             f"{r['encode_s_b64']:.2f} / {r['encode_s_b1']:.1f} | "
             f"{r['decode_s_b64']:.2f} / {r['decode_s_b1']:.1f} |")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 import tractable
+from cli_errors import fails
 from tractable.compression import compress_images, read_header
 from tractable.compression.container import pack, unpack
 from tractable.compression.frequencies import TOTAL, code_length_bits, frequencies
@@ -29,8 +30,6 @@ from tractable.likelihoods.categorical import Categorical
 from tractable.likelihoods.logistic_mixture import DiscretizedLogisticMixture
 from tractable.models import model_class
 from tractable.models.base import TractableModel
-
-from cli_errors import fails
 
 REPO = Path(__file__).resolve().parents[1]
 N_IMAGES = 200  # real digits per family in the round trip
@@ -86,7 +85,7 @@ def _mixture_joint_by_definition(lik, params, x):
     """log Σ_k π_k Π_c P_k(x_c) of eq. 2 with exact CDF differences, written out per pixel."""
     m, c = lik.num_mixtures, lik.num_channels
     out = []
-    for p, v in zip(params.tolist(), x.tolist()):
+    for p, v in zip(params.tolist(), x.tolist(), strict=True):
         logits = torch.tensor(p[:m], dtype=torch.float64)
         means = torch.tensor(p[m:m + c * m], dtype=torch.float64).view(c, m)
         log_s = torch.tensor(p[m + c * m:m + 2 * c * m], dtype=torch.float64).view(c, m)
@@ -95,8 +94,8 @@ def _mixture_joint_by_definition(lik, params, x):
         for k, weight in enumerate(torch.softmax(logits, 0).tolist()):
             prob = weight
             for ch in range(c):
-                mu = float(means[ch, k]) + sum(coeffs[ch * (ch - 1) // 2 + e, k] * (v[e] / 127.5 - 1)
-                                              for e in range(ch))
+                mu = float(means[ch, k]) + sum(
+                    coeffs[ch * (ch - 1) // 2 + e, k] * (v[e] / 127.5 - 1) for e in range(ch))
                 s = math.exp(max(float(log_s[ch, k]), -7.0))
                 xs = v[ch] / 127.5 - 1
                 z_hi = math.inf if v[ch] == 255 else (xs + 1 / 255 - mu) / s

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tractable.cli.common import data_source_args, data_options, examples, limit_arg
+from tractable.cli.common import data_options, data_source_args, examples, limit_arg
 from tractable.errors import CompressedFileError, ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
