@@ -56,8 +56,10 @@ class Encoder:
         self._coder = c.stream.queue.RangeEncoder()
         self._family = c.stream.model.Categorical(perfect=False)
 
-    def code(self, symbols: Tensor, freqs: Tensor) -> Tensor:
+    def code(self, symbols: Tensor | None, freqs: Tensor) -> Tensor:
         """Append `symbols` `[B]` (each coded with its row of `freqs` `[B, K]`)."""
+        if symbols is None:
+            raise ValueError("the encoder codes known symbols")
         self._coder.encode(symbols.cpu().numpy().astype(np.int32), self._family, _table(freqs))
         return symbols
 

@@ -13,10 +13,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from tractable.sampling.protocol import AutoregressiveSampleable
+from tractable.sampling.protocol import AutoregressiveSampleable, PixelLikelihood
 
 
-class CodableLikelihood(Protocol):
+class CodableLikelihood(PixelLikelihood, Protocol):
     """The exact discrete distribution of one sub-pixel given what precedes it."""
 
     def channel_probs(self, params: Tensor, channel: int, earlier: Tensor) -> Tensor:
