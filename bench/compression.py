@@ -12,9 +12,10 @@ image to encode and to decode, with 64 images per coded batch and with 1.
 
 Sets: the first N of the mnist-mini test split with `pretrained:pixelcnn++-mnist`, the
 first N of the Fashion-MNIST test set with `pretrained:pixelcnn++-fashion-mnist`, and the
-first N of CIFAR-10 images 3,500..3,999 (held out from the small model
-`bench/train_cifar_small.py` trains on the first 3,500). Every decode is checked to give
-back the very pixels.
+first N of CIFAR-10 images 3,500..3,999 of the first 4,000 (../shared/data), held out from
+a small CIFAR model trained on the first 3,500 (`train_cifar_model`: the PixelCNN++
+"small" preset, unconditional, batch 16, `--cifar-steps` steps; trained here first if
+`--cifar-model` does not exist yet). Every decode is checked to give back the very pixels.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import io
 import json
 import lzma
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -33,7 +33,31 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
+CIFAR_TRAIN = slice(0, 3500)
+CIFAR_HELD_OUT = slice(3500, 4000)
+
+
+def cifar_first4000(shared: str | Path):
+    """The first 4,000 CIFAR-10 training images (the first batch's), with labels."""
+    from tractable.data import load_dataset
+
+    return load_dataset("cifar10", "train", root=Path(shared) / "cifar10-first4000",
+                        batches=[1])
+
+
+def train_cifar_model(out: Path, shared: str | Path, steps: int) -> None:
+    """A small PixelCNN++ on the first 3,500 CIFAR-10 images; 3,500..3,999 held out."""
+    from tractable.data.base import ImageDataset
+    from tractable.training.api import train
+    from tractable.training.config import TrainConfig
+
+    ds = cifar_first4000(shared)
+    parts = [ImageDataset(ds.images[rows].clone(), ds.labels[rows].clone(), ds.class_names,
+                          "cifar10-first3500") for rows in (CIFAR_TRAIN, CIFAR_HELD_OUT)]
+    cfg = TrainConfig(data="cifar10-first3500", out=str(out), max_steps=steps, batch_size=16,
+                      eval_every=steps, log_every=100, checkpoint_every=500, progress=False,
+                      samples_per_eval=4)
+    train("pixelcnn++", cfg, preset="small", train_set=parts[0], test_set=parts[1])
 
 
 def image_sets(args: argparse.Namespace) -> list[tuple[str, str, torch.Tensor, torch.Tensor]]:
@@ -51,10 +75,11 @@ def image_sets(args: argparse.Namespace) -> list[tuple[str, str, torch.Tensor, t
             sets.append(("Fashion-MNIST test", "pretrained:pixelcnn++-fashion-mnist",
                          ds.images[:args.n_fashion], ds.labels[:args.n_fashion]))
         elif name == "cifar":
-            from train_cifar_small import HELD_OUT, cifar_first4000
-
+            if not Path(args.cifar_model).exists():
+                train_cifar_model(Path(args.cifar_model), args.shared, args.cifar_steps)
             ds = cifar_first4000(args.shared)
-            x, y = ds.images[HELD_OUT][:args.n_cifar], ds.labels[HELD_OUT][:args.n_cifar]
+            x = ds.images[CIFAR_HELD_OUT][:args.n_cifar]
+            y = ds.labels[CIFAR_HELD_OUT][:args.n_cifar]
             sets.append(("CIFAR-10 held-out", args.cifar_model, x, y))
         else:
             raise SystemExit(f"unknown set {name!r}")
@@ -145,7 +170,9 @@ def main() -> None:
     p.add_argument("--sets", default="mnist,fashion,cifar")
     p.add_argument("--shared", default=str(REPO.parent / "shared" / "data"),
                    help="the shared data folder (Fashion-MNIST, CIFAR-10 first 4,000)")
-    p.add_argument("--cifar-model", default=str(REPO / "bench" / "runs" / "cifar-small"))
+    p.add_argument("--cifar-model", default=str(REPO / "bench" / "runs" / "cifar-small"),
+                   help="a small CIFAR model (run) folder; trained first if missing")
+    p.add_argument("--cifar-steps", type=int, default=1000)
     p.add_argument("--n-mnist", type=int, default=500)
     p.add_argument("--n-fashion", type=int, default=500)
     p.add_argument("--n-cifar", type=int, default=200)
