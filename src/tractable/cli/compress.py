@@ -125,11 +125,13 @@ def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None
             raise DataError(f"{args.data} has no labels; this model is class-conditional")
         labels = ds.labels.long() if cfg.num_classes else None
         return ds.images, labels, []
-    files = image_files(args.images)
     if args.limit is not None:
-        files = files[:args.limit]
+        raise ConfigError("--limit picks a subset of --data; name the image files instead")
+    files = image_files(args.images)
     x = torch.stack([read_image(f, shape) for f in files])  # type: ignore[arg-type]
     names = [f.name for f in files]
+    if len({Path(n).stem for n in names}) != len(names):
+        names = []  # two inputs alike (a.png, a.jpg, or from two folders): numbered outputs
     if not cfg.num_classes:
         if args.class_spec is not None:
             raise ConfigError("this model is unconditional: drop --class")
@@ -219,8 +221,7 @@ def _read(path: str) -> bytes:
 def _check_free(out: Path, files: list[Path], with_labels: bool) -> None:
     """Refuse to overwrite: nothing already in DIR is lost."""
     if len({f.name for f in files}) != len(files):
-        raise CompressedFileError("the file names its images twice; decode into an empty "
-                                  "folder is impossible without renaming")
+        raise CompressedFileError("the file names two of its images alike")
     taken = [f for f in files + ([out / "labels.csv"] if with_labels else []) if f.exists()]
     if taken:
         raise ConfigError(f"{taken[0]} already exists: decode into a new or empty folder")

@@ -44,7 +44,7 @@ from tractable.errors import CompressedFileError, ConfigError, ShapeError
 
 DEFAULT_BATCH = 64
 # Intra-op threads while coding: the per-pixel ops are tiny, so more threads only add
-# synchronization (on a loaded 2-core CPU, 2 threads coded 75x slower than 1), and one
+# synchronization (on a loaded 2-core CPU, 2 threads coded 26-75x slower than 1), and one
 # thread keeps the arithmetic independent of the caller's thread setting.
 DEFAULT_THREADS = 1
 NUMERICS = f"float64 cached network, params on a 2^-{PARAM_GRID_BITS} grid, " \
