@@ -43,6 +43,9 @@ MODEL_DIR = "model"
 RUN_NAME = "run.json"
 SUMMARY_NAME = "summary.json"
 STATE_NAME = "state.pt"
+WEIGHTS_NAME = "model.safetensors"  # EMA (Polyak) weights when saved by the trainer
+RAW_WEIGHTS_NAME = "raw.safetensors"  # the optimizer's current weights
+WEIGHT_FILES = {"ema": WEIGHTS_NAME, "raw": RAW_WEIGHTS_NAME}
 RUN_FORMAT = 2  # 2: dataset paths absolute; 1 (no format_version): as given
 FOLDER_PREFIX = "folder:"  # the data name of an image folder (`tractable.data.registry`)
 SAMPLES_DIR = "samples"
@@ -50,7 +53,7 @@ SAMPLES_DIR = "samples"
 # `overwrite` removes only these, plus samples/step_*.png).
 RUN_FILES = frozenset({STATE_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl", "metrics.csv",
                        "samples.gif", "bpd.png"})
-MODEL_FILES = frozenset({CONFIG_NAME, "model.safetensors", "raw.safetensors"})
+MODEL_FILES = frozenset({CONFIG_NAME, WEIGHTS_NAME, RAW_WEIGHTS_NAME})
 # The value of a run.json field that an older or hand-written run.json lacks (else None)
 _ABSENT: dict[str, Any] = {"optimizer": {}, "model_config": {}, "world_size": 1}
 
@@ -132,9 +135,18 @@ class RunRecord:
         return cls(**values)
 
 
-def open_folder(path: str | os.PathLike[str]) -> Folder:
-    """Open a run folder or a saved-model folder, with one clear error if it is neither."""
-    model_dir = model_dir_of(path)
+def weights_file(weights: str) -> str:
+    """The file of a model folder that `weights` names: "ema" (the Polyak-averaged weights,
+    `model.safetensors`), "raw" (the optimizer's, `raw.safetensors`) or a file name."""
+    return WEIGHT_FILES.get(weights, weights)
+
+
+def open_folder(path: str | os.PathLike[str], *, weights: str = "ema") -> Folder:
+    """Open a run folder or a saved-model folder, with one clear error if it is neither.
+
+    `weights` ("ema", "raw" or a file name): the weights a Hub reference must fetch.
+    """
+    model_dir = model_dir_of(path, weights=weights)
     run_dir = run_dir_of(model_dir)
     run = read_run(run_dir) if run_dir else {}
     summary = read_json(run_dir / SUMMARY_NAME) if run_dir else {}
@@ -146,14 +158,15 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return migrate_run(read_json(run_dir / RUN_NAME), run_dir)
 
 
-def model_dir_of(path: str | os.PathLike[str]) -> Path:
+def model_dir_of(path: str | os.PathLike[str], *, weights: str = "ema") -> Path:
     """The saved-model folder of a run folder, or `path` itself if it is a model folder.
 
-    `pretrained:NAME` and `hf:ORG/NAME[@REV]` resolve to their local folders (`tractable.hub`).
+    `pretrained:NAME` and `hf:ORG/NAME[@REV]` resolve to their local folders (`tractable.hub`),
+    a Hub repo fetching the `weights` file too.
     """
     from tractable.hub import resolve
 
-    path = resolve(path)
+    path = resolve(path, weights_file(weights))
     if (path / CONFIG_NAME).is_file():
         return path
     if (path / MODEL_DIR / CONFIG_NAME).is_file():

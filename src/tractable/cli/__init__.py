@@ -17,7 +17,8 @@ from tractable.cli.common import TractableParser, examples
 from tractable.errors import TractableError
 
 # Modules that contribute sub-commands; each defines register(subparsers).
-COMMAND_MODULES = ["tractable.cli.data", "tractable.cli.train", "tractable.cli.glow",
+COMMAND_MODULES = ["tractable.cli.data", "tractable.cli.train", "tractable.cli.eval",
+                   "tractable.cli.sample", "tractable.cli.info", "tractable.cli.latent",
                    "tractable.cli.ood", "tractable.cli.convert", "tractable.cli.models",
                    "tractable.cli.complete", "tractable.cli.compress", "tractable.cli.app"]
 

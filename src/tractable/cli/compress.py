@@ -107,7 +107,7 @@ def image_files(paths: list[str]) -> list[Path]:
 
 def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None, list[str]]:
     """(images, labels, names) from the image arguments or --data."""
-    from tractable.cli.glow import read_image
+    from tractable.cli.images import read_image
     from tractable.data.subsets import load_images
 
     cfg = model.config
@@ -157,15 +157,17 @@ def _class_index(spec: str, names: list[str], num_classes: int) -> int:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     from tractable._io import atomic_write_bytes
-    from tractable.cli.train import load_for_use
-    from tractable.compression import check_codable, compress_images
+    from tractable.cli.common import open_model
+    from tractable.compression import compress_images
+    from tractable.models.capabilities import Compressible, missing
 
     if args.batch < 1 or args.threads < 1:
         raise ConfigError("--batch and --threads must be >= 1")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
-    model, _ = load_for_use(args.model, args.weights, args.device)
-    check_codable(model)
+    model, _ = open_model(args, args.model)
+    if not isinstance(model, Compressible):
+        raise ConfigError(missing(Compressible, "tractable compress", model.family))
     x, y, names = _inputs(args, model)
     data = compress_images(model, x, y, batch=args.batch, model_ref=model_ref(args.model),
                            threads=args.threads, names=names)
@@ -183,7 +185,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from tractable.cli.train import load_for_use
+    from tractable.cli.common import open_model
     from tractable.compression import decompress_images, read_header
 
     if args.threads < 1:
@@ -193,7 +195,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     ref = args.model or header.model_ref
     if not ref:
         raise ConfigError(f"{args.file} does not say which model wrote it: pass --model")
-    model, _ = load_for_use(ref, args.weights, args.device)
+    model, _ = open_model(args, ref)
     x, y = decompress_images(data, model, name=args.file, threads=args.threads)
     names = header.extra.get("names") or [f"{i:06d}.png" for i in range(len(x))]
     out = Path(args.out)

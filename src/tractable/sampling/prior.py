@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tractable.sampling.progress import Callback, report
 from tractable.sampling.protocol import LatentSampleable
 from tractable.sampling.registry import register_sampler
 
@@ -24,8 +25,9 @@ def sample_prior(
     y: Tensor | None = None,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
-    progress: bool = False,
+    callback: Callback | None = None,
 ) -> Tensor:
-    """Draw `n` images `uint8 [n, C, H, W]` by decoding latents from the prior."""
-    del progress  # one decode pass: nothing to report
-    return model.decode(model.prior_latents(n, y, temperature, generator), y)
+    """Draw `n` images `uint8 [n, C, H, W]` by decoding latents from the prior (one step)."""
+    images = model.decode(model.prior_latents(n, y, temperature, generator), y)
+    report(callback, 1, 1, "decode")
+    return images
