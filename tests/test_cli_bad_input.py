@@ -28,7 +28,7 @@ def one_line_error(argv, capsys, match):
 @pytest.mark.parametrize("args, match", [
     (["eval", "{run}", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["eval", "{run}", "--limit", "-5"], "--limit must be >= 1, got -5"),
-    (["sample", "{run}", "-n", "10000000"], "-n must be between 1 and 10,000"),
+    (["sample", "{run}", "-n", "10000000"], "-n must be at most 10,000"),
     (["sample", "{run}", "-n", "0"], "-n must be between 1"),
     (["sample", "{run}", "--out", "{tmp}"], "is a folder; name a file"),
     (["sample", "{run}", "--temperature", "inf"], "temperature must be a finite number > 0, "

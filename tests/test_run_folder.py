@@ -220,9 +220,13 @@ def test_an_absurdly_large_config_is_refused_with_a_memory_estimate(tmp_path):
     tiny_mnist_model().save_pretrained(tmp_path)
     path = tmp_path / "config.json"
     payload = json.loads(path.read_text())
-    payload["config"]["nr_filters"] = 10**5
+    payload["config"]["nr_filters"] = 60_000  # within the field's bound, not in memory
     path.write_text(json.dumps(payload))
     with pytest.raises(ConfigError, match=r"~[0-9.e+]+ parameters \([0-9,.]+ GiB of float32\)"):
+        tractable.load(tmp_path)
+    payload["config"]["nr_filters"] = 10**12  # past the bound: refused before any estimate
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ConfigError, match="nr_filters must be <= 65536"):
         tractable.load(tmp_path)
     payload["config"]["nr_filters"] = 1e9  # JSON number with an exponent: not an int
     path.write_text(json.dumps(payload))

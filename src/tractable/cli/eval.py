@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from tractable.cli.common import (
@@ -16,7 +17,7 @@ from tractable.cli.common import (
     weights_and_device_args,
 )
 from tractable.data.subsets import load_images
-from tractable.errors import ConfigError
+from tractable.errors import ConfigError, NumericalError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -56,6 +57,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ds, _ = load_images(data, args.split, opts, args.limit, args.seed)
     res = evaluate_bpd(model, ds, batch_size=args.batch_size, precision=args.precision,
                        progress=args.progress and sys.stderr.isatty())
+    if not math.isfinite(res.bits_per_dim):
+        raise NumericalError(f"{model_dir} scores {data} {args.split} at {res.bits_per_dim} "
+                             "bits/dim: the model's numbers overflow on these images")
     label = model.bits_per_dim_label  # e.g. "bits/dim (4-level data)"
     out = {"data": data, "split": args.split, "model": str(model_dir), "family": model.family,
            "weights": args.weights, "precision": args.precision, "bits_per_dim_label": label,

@@ -30,13 +30,17 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> Tensor:
     c, h, w = shape
     try:
         with Image.open(path) as file:
+            if file.size != (w, h):  # from the header, before decoding any pixel
+                raise ShapeError(f"{path} is {file.size[0]}x{file.size[1]}; the model takes "
+                                 f"{w}x{h} images: resize it first")
             img = file.convert("L" if c == 1 else "RGB")
+    except ShapeError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
             Image.DecompressionBombError) as e:
         raise DataError(f"{path} is not a readable image: {e}") from None
-    if img.size != (w, h):
-        raise ShapeError(f"{path} is {img.size[0]}x{img.size[1]}; the model takes {w}x{h} "
-                         "images: resize it first")
+    except Exception as e:  # a crafted file: each decoder has its own exceptions
+        raise DataError(f"{path} is not a readable image ({type(e).__name__}: {e})") from None
     arr = np.asarray(img, dtype=np.uint8).reshape(h, w, c)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 

@@ -4,6 +4,7 @@ bits/dim, read through `open_folder` (no weights loaded)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -33,6 +34,16 @@ def test_images_of(summary: dict[str, Any], run_json: dict[str, Any]) -> int | s
     return int(limit) if limit else f"every {run_json.get('data')} test image"
 
 
+def missing_config_fields(config_class: type, cfg: dict[str, Any]) -> list[str]:
+    """The fields of `config_class` that a config.json's `config` object lacks."""
+    return [f.name for f in dataclasses.fields(config_class) if f.name not in cfg]
+
+
+def default_of(config_class: type, name: str) -> Any:
+    f = {f.name: f for f in dataclasses.fields(config_class)}[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc, operator]
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from tractable.config import read_config_json
     from tractable.models.base import parameter_count
@@ -42,8 +53,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     family, cfg = read_config_json(model_dir)
     klass = model_class(family)
     run_json, summary = folder.run, folder.summary
+    missing = missing_config_fields(klass.config_class, cfg)
     info = {
         "model_dir": str(model_dir), "family": family, "config": cfg,
+        "missing_config_fields": missing,
         "parameters": parameter_count(klass, klass.config_class.from_dict(cfg)),
         "data": run_json.get("data"), "step": summary.get("step"),
         "best_test_bpd": summary.get("best_test_bpd"),
@@ -58,6 +71,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  parameters: {info['parameters']:,}")
     for k, v in cfg.items():
         print(f"  {k}: {v}")
+    for k in missing:
+        print(f"  {k}: MISSING from config.json (loading assumes the default "
+              f"{default_of(klass.config_class, k)!r})")
     if run_json:
         opt = run_json.get("optimizer", {})
         print(f"  data: {info['data']}; trained {info['step']} steps; optimizer "

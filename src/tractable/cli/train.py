@@ -161,7 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                             overwrite=args.overwrite)
     except TrainingInterrupted as e:
         print(f"tractable: {e}", file=sys.stderr)
-        return 130
+        return e.exit_status
     if summary.get("rank", 0) != 0:
         return 0
     best = summary["best_test_bpd"]

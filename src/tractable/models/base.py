@@ -57,8 +57,12 @@ class TractableModel(nn.Module):
     prefers_channels_last: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig) -> None:
+        """Validate `config` and check that its parameters fit this machine's memory
+        (estimated on the meta device) before a subclass allocates any."""
         super().__init__()
         config.validate()
+        if torch.get_default_device().type != "meta":  # not the estimate's own build
+            check_parameter_memory(type(self), config)
         self.config = config
 
     def compile_after_steps(self, device: torch.device) -> int | None:
@@ -202,9 +206,17 @@ def _load_weights(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(f"missing weights file {path}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+    bad = [k for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # it would score every image NaN and draw black images
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN/inf in {len(bad)} tensor(s), e.g. "
+            f"{bad[0]}); it cannot give likelihoods or samples. Use a run's earlier "
+            "checkpoint, or train again")
+    return state
 
 
 def load(source: str | os.PathLike[str] | Folder, *, weights: str = "ema",

@@ -30,6 +30,7 @@ from tractable.viz.canvas import CHAR_W, LINE_H, heat_colors, pillow_font, save_
 PAD_VALUE = 200  # grey of the lines between tiles
 MARK_COLOR = (255, 127, 14)  # frame around marked tiles (an original, interpolation ends)
 TILE_TARGET = 112  # small images are enlarged to about this many pixels
+MAX_GRID_PIXELS = 2**28  # 268 M pixels: 0.8 GB of RGB, far past any screen or paper
 
 def display_scale(height: int, width: int) -> int:
     """The nearest-neighbour enlargement that makes a tile about `TILE_TARGET` pixels."""
@@ -195,6 +196,10 @@ def render_grid(images: Tensor, nrow: int | None = None, scale: int | None = Non
         raise ShapeError(f"{len(row_labels)} row labels for {math.ceil(n / (nrow or n))} rows")
     layout = grid_layout(n, nrow, (h, w), scale, padding, row_labels, col_labels, title,
                          colorbar)
+    width, height = layout.size
+    if width * height > MAX_GRID_PIXELS:  # before allocating it
+        raise ShapeError(f"the grid would be {width:,}x{height:,} pixels (more than "
+                         f"{MAX_GRID_PIXELS:,}); draw fewer images or a smaller --scale")
     grid = make_grid(images, layout.nrow, layout.padding, layout.tile[0] // h, marks=marks)
     if not (layout.left or layout.top or layout.right or layout.bottom):
         return to_pil(grid), layout
