@@ -99,7 +99,7 @@ def unpack(data: bytes, name: str = "the file") -> tuple[Header, list[bytes]]:
 def _parse_header(raw: bytes, name: str) -> Header:
     try:
         meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise CompressedFileError(f"{name}: its header is not valid JSON") from None
     if not isinstance(meta, dict) or set(meta) != set(_TYPES):
         raise CompressedFileError(f"{name}: its header does not have the fields of format "
