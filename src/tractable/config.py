@@ -2,7 +2,7 @@
 
 A saved model folder holds `config.json`:
 
-    {"family": "pixelcnn++", "format_version": 1, "tractable_version": "0.1.0",
+    {"family": "pixelcnn++", "format_version": 2, "tractable_version": "0.1.0",
      "config": {...the model's dataclass fields...}}
 
 `family` picks the model class (see `tractable.models.registry`), so a model reloads from
@@ -12,7 +12,10 @@ on loading (`from_dict`), before any model is built: a field declared with `sett
 minimum=1)` refuses `0`, an `int` field refuses `"160"` and `1e9` (a float).
 
 Older formats are migrated on reading: `MIGRATIONS[v]` turns a format-`v` payload into a
-format-`v + 1` one, applied in turn up to `FORMAT_VERSION` (format 1 is current).
+format-`v + 1` one, applied in turn up to `FORMAT_VERSION` (format 2 is current). Format 1
+to 2: a Glow config without `coupling_scale_floor` was saved when every affine coupling used
+openai's unbounded scale, so it reads as `coupling_scale_floor = 0` (new models default to a
+floor): the folder keeps its old behaviour exactly.
 
 `setting(default, help, ...)` is the one way to declare a config field with command-line
 help, extra flag names, choices and a range; `tractable train` turns every such field of
@@ -36,12 +39,23 @@ from tractable._io import atomic_write_json
 from tractable.errors import ConfigError
 
 __version__ = "0.1.0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG_NAME = "config.json"
 
 C = TypeVar("C", bound="ModelConfig")
+
+
+def _unbounded_glow_scale(payload: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2: a Glow saved before the coupling scale floor existed had none."""
+    config = payload.get("config")
+    if payload.get("family") != "glow" or not isinstance(config, dict) \
+            or "coupling_scale_floor" in config:
+        return {**payload, "format_version": 2}
+    return {**payload, "format_version": 2, "config": {**config, "coupling_scale_floor": 0.0}}
+
+
 # format v -> a function turning a format-v payload into a format-(v + 1) payload
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _unbounded_glow_scale}
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,

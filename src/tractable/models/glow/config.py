@@ -45,6 +45,9 @@ class GlowConfig(ModelConfig):
                                             "zeros")
     hidden_init_std: float | None = setting(None, "N(0, std^2) init of the hidden coupling "
                                                   "convs (openai: 0.05)", minimum=0.0)
+    coupling_scale_floor: float = setting(0.05, "affine scale = f + (1-f)*sigmoid(h+2) "
+                                                "in (f, 1); 0: openai's unbounded form",
+                                          minimum=0.0, maximum=0.99)
 
     def validate(self) -> None:
         super().validate()
@@ -62,6 +65,9 @@ class GlowConfig(ModelConfig):
         if self.hidden_init_std is not None and not self.hidden_init_std > 0:
             raise ConfigError(f"hidden_init_std must be > 0 (or unset), got "
                               f"{self.hidden_init_std}")
+        if not 0.0 <= self.coupling_scale_floor < 1.0:
+            raise ConfigError(f"coupling_scale_floor must be in [0, 1), got "
+                              f"{self.coupling_scale_floor}")
         if self.weight_y < 0:
             raise ConfigError(f"weight_y must be >= 0, got {self.weight_y}")
         f = 2**self.L

@@ -90,7 +90,8 @@ class Glow(TractableModel):
             last = i == config.L - 1
             self.levels.append(Level(c, config.K, config.width, config.coupling == "affine",
                                      config.lu, split=not last, edge_bias=config.edge_bias,
-                                     init_std=config.hidden_init_std))
+                                     init_std=config.hidden_init_std,
+                                     scale_floor=config.coupling_scale_floor))
             if not last:
                 self.latent_shapes.append((c // 2, h, w))
                 c -= c // 2

@@ -60,9 +60,11 @@ class Level(nn.Module):
     split: Split | None
 
     def __init__(self, channels: int, K: int, width: int, affine: bool, lu: bool,
-                 split: bool, edge_bias: bool = False, init_std: float | None = None) -> None:
+                 split: bool, edge_bias: bool = False, init_std: float | None = None,
+                 scale_floor: float = 0.0) -> None:
         super().__init__()
-        self.steps = nn.ModuleList(FlowStep(channels, width, affine, lu, edge_bias, init_std)
+        self.steps = nn.ModuleList(FlowStep(channels, width, affine, lu, edge_bias, init_std,
+                                            scale_floor)
                                    for _ in range(K))
         self.split = Split(channels, edge_bias) if split else None
 
