@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tractable.errors import NonFiniteDecodeError
 from tractable.sampling.protocol import LatentSampleable
 from tractable.sampling.registry import register_sampler
 
@@ -28,4 +29,9 @@ def sample_prior(
 ) -> Tensor:
     """Draw `n` images `uint8 [n, C, H, W]` by decoding latents from the prior."""
     del progress  # one decode pass: nothing to report
-    return model.decode(model.prior_latents(n, y, temperature, generator), y)
+    try:
+        return model.decode(model.prior_latents(n, y, temperature, generator), y)
+    except NonFiniteDecodeError as e:
+        raise e.with_remedy(f"when sampling, lower the temperature (it was {temperature:g}) "
+                            "or use a model trained longer or at a lower learning "
+                            "rate") from None

@@ -56,7 +56,7 @@ from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from tractable.config import TrainingDefaults
-from tractable.errors import NumericalError, ShapeError
+from tractable.errors import NonFiniteDecodeError, NumericalError, ShapeError
 from tractable.models.base import TractableModel
 from tractable.models.glow.actnorm import ActNorm
 from tractable.models.glow.config import GlowConfig
@@ -259,11 +259,14 @@ class Glow(TractableModel):
                check_finite: bool = True) -> Tensor:
         """Latents -> uint8 images (the bin containing `decode_continuous(latents)`).
 
-        Raises `NumericalError` if an image decodes to non-finite values (there is no bin
-        to put them in), unless `check_finite=False` (those sub-pixels then become 0)."""
+        Raises `NonFiniteDecodeError` (a `NumericalError`) if an image decodes to non-finite
+        values (there is no bin to put them in), unless `check_finite=False` (those
+        sub-pixels then become 0). With a coupling scale floor (the default) the couplings'
+        inverse cannot overflow; the ActNorms and 1×1 convolutions still multiply by their
+        learned (finite) inverse scales."""
         x_c = self.decode_continuous(latents, y)
         if check_finite:
-            _check_finite(x_c)
+            _check_finite(x_c, self.config.coupling_scale_floor)
         return to_uint8(x_c, self.config.n_bits)
 
     # ---- likelihood ------------------------------------------------------------------
@@ -389,12 +392,17 @@ class _Call(nn.Module):
         return self.fn(*args)
 
 
-def _check_finite(x_c: Tensor) -> None:
-    """Raise `NumericalError` with the count of images holding a NaN or ±inf."""
+def _check_finite(x_c: Tensor, scale_floor: float) -> None:
+    """Raise `NonFiniteDecodeError` with the count of images holding a NaN or ±inf.
+
+    The remedy named is for latents a user moved (edits, blends); the prior sampler
+    replaces it with its own (the temperature)."""
     bad = ~torch.isfinite(x_c).flatten(1).all(1)
     if bool(bad.any()):
-        raise NumericalError(
-            f"{int(bad.sum())} of {len(x_c)} decoded images came out of the flow's inverse as "
-            "NaN or inf, so they have no pixel values; when sampling, lower the temperature "
-            "or use a model trained longer or at a lower learning rate"
-        )
+        remedy = ("move the latents less far from encoded images: a smaller attribute "
+                  "strength |alpha|, or a blend of more alike images")
+        if scale_floor == 0.0:
+            remedy += (", or use a model trained with a coupling scale floor "
+                       "(coupling_scale_floor > 0, the default for new models; this one has "
+                       "none, as models saved before the floor existed)")
+        raise NonFiniteDecodeError(int(bad.sum()), len(x_c), remedy)
