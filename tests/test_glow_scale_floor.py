@@ -33,12 +33,14 @@ def randomize_(model: nn.Module, scale: float = 0.05, seed: int = 0) -> nn.Modul
 
 
 def extreme(model: Glow) -> Glow:
-    """Every coupling network's scale outputs h × e^9: the log-scales reach far below any
-    data's (the shifts stay moderate)."""
-    randomize_(model)
+    """Flow steps with real weights whose coupling scale outputs h are × e^9: the
+    log-scales reach far below any data's (the shifts stay moderate). The split and top
+    priors stay at their initialization, N(0, I): their learned log-stds are another
+    unbounded exponential, which the floor does not touch."""
     with torch.no_grad():
         for level in model.levels:
             for step in level.steps:
+                randomize_(step)
                 step.coupling.net.out.logs[:, 1::2] = 3.0
     return model
 
@@ -62,13 +64,16 @@ def test_floored_model_inverts_noise_exactly_where_the_unbounded_one_fails() -> 
 
 def test_floored_model_decodes_latents_far_from_the_prior() -> None:
     """Edits and blends move latents off the data; with the floor each coupling's inverse
-    multiplies by at most 1/f, so even latents 30× the prior's scale decode to pixels."""
+    multiplies by at most 1/f, so even latents 30× the prior's scale decode to pixels,
+    where the unbounded scale overflows."""
     floored = extreme(make(0.05))
     latents = [30 * z for z in floored.prior_latents(8, torch.tensor([0, 1] * 4), 1.0,
                                                      torch.Generator().manual_seed(0))]
     x_c = floored.decode_continuous(latents)
     assert torch.isfinite(x_c).all()
     floored.decode(latents)  # no NonFiniteDecodeError
+    unbounded = extreme(make(0.0))
+    assert not torch.isfinite(unbounded.decode_continuous(latents)).all()
 
 
 def test_non_finite_decode_names_the_remedy_of_its_caller() -> None:
