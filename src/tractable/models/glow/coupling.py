@@ -11,8 +11,9 @@ the other half:
 the paper's exp). The floor f ∈ [0, 1) bounds the scale to (f, 1), so log scale ∈ (log f, 0)
 and the inverse divides by at most 1/f per coupling: with openai's f = 0 a network output
 far off the data (h → −∞) makes 1/scale overflow, which is why new models default to a
-floor (Behrmann et al. 2021, "Understanding and mitigating exploding inverses in invertible
-neural networks", §4: bound the coupling's scale). f = 0 computes exactly openai's form.
+floor (Behrmann et al., "Understanding and mitigating exploding inverses in invertible
+neural networks", AISTATS 2021: bounded scales keep the inverse stable off the data).
+f = 0 computes exactly openai's form. docs/glow.md derives the bounds and the choice.
 NN() is conv3×3 → ActNorm → ReLU → conv1×1 → ActNorm → ReLU → zero conv3×3,
 so each coupling starts as (nearly) the identity. Options of openai/glow: `edge_bias` gives
 both 3×3 convolutions the border channel (see `edgepad`), and `init_std` draws the two hidden
