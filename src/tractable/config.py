@@ -13,9 +13,10 @@ minimum=1)` refuses `0`, an `int` field refuses `"160"` and `1e9` (a float).
 
 Older formats are migrated on reading: `MIGRATIONS[v]` turns a format-`v` payload into a
 format-`v + 1` one, applied in turn up to `FORMAT_VERSION` (format 2 is current). Format 1
-to 2: a Glow config without `coupling_scale_floor` was saved when every affine coupling used
-openai's unbounded scale, so it reads as `coupling_scale_floor = 0` (new models default to a
-floor): the folder keeps its old behaviour exactly.
+to 2: a Glow config without `coupling_scale_floor` / `split_max_log_std` was saved when
+every affine coupling and split prior used openai's unbounded forms, so it reads as
+`coupling_scale_floor = 0`, `split_max_log_std = None` (new models default to bounds): the
+folder keeps its old behaviour exactly.
 
 `setting(default, help, ...)` is the one way to declare a config field with command-line
 help, extra flag names, choices and a range; `tractable train` turns every such field of
@@ -45,13 +46,17 @@ CONFIG_NAME = "config.json"
 C = TypeVar("C", bound="ModelConfig")
 
 
+# what a Glow saved before these fields existed computed: openai's unbounded forms
+_GLOW_FORMAT_1 = {"coupling_scale_floor": 0.0, "split_max_log_std": None}
+
+
 def _unbounded_glow_scale(payload: dict[str, Any]) -> dict[str, Any]:
-    """Format 1 -> 2: a Glow saved before the coupling scale floor existed had none."""
+    """Format 1 -> 2: a Glow saved before the coupling scale floor and the split-prior cap
+    existed had neither."""
     config = payload.get("config")
-    if payload.get("family") != "glow" or not isinstance(config, dict) \
-            or "coupling_scale_floor" in config:
+    if payload.get("family") != "glow" or not isinstance(config, dict):
         return {**payload, "format_version": 2}
-    return {**payload, "format_version": 2, "config": {**config, "coupling_scale_floor": 0.0}}
+    return {**payload, "format_version": 2, "config": {**_GLOW_FORMAT_1, **config}}
 
 
 # format v -> a function turning a format-v payload into a format-(v + 1) payload

@@ -30,9 +30,10 @@ Exact round trips
 `decode(encode(x)) == x` needs the inverse to land within half a bin (1/(2·n_bins)) of the
 bin centre. Floating-point error in the latents is amplified on the way back by the inverse
 of every contraction the flow applies; the strong ones are affine couplings whose scale
-sigmoid(h + 2) is near 0 (after training at a high learning rate, 1e-5..1e-10 on uniform
-noise images, versus 1e-2 on digits), so the error at the image is about
-eps · Π 1/scale along a sub-pixel's path. float32 (eps 6e-8) fails once that product passes
+is near 0 (with openai's unbounded sigmoid(h + 2), after training at a high learning rate,
+1e-5..1e-10 on uniform noise images, versus 1e-2 on digits; the default scale floor keeps
+every scale above 0.05), so the error at the image is about eps · Π 1/scale along a
+sub-pixel's path. float32 (eps 6e-8) fails once that product passes
 ~1e4, which a trained model reaches on noise and occasionally on real images; float64
 (eps 1e-16) holds to ~1e13. `encode` and `decode` therefore compute in float64 whatever the
 model's dtype (a float64 view of the weights per call) and return float64 latents; and
@@ -91,7 +92,8 @@ class Glow(TractableModel):
             self.levels.append(Level(c, config.K, config.width, config.coupling == "affine",
                                      config.lu, split=not last, edge_bias=config.edge_bias,
                                      init_std=config.hidden_init_std,
-                                     scale_floor=config.coupling_scale_floor))
+                                     scale_floor=config.coupling_scale_floor,
+                                     max_log_std=config.split_max_log_std))
             if not last:
                 self.latent_shapes.append((c // 2, h, w))
                 c -= c // 2
