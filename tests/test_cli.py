@@ -69,8 +69,10 @@ def test_eval_is_exact_over_every_image(run, capsys):
     other = json_out(["eval", str(run), "--json", "--limit", "50", "--seed", "1"], capsys)
     assert other["num_images"] == 50 and other["bits_per_dim"] != a["bits_per_dim"]
     assert a["num_images"] == 50
-    assert a["bits_per_dim"] == pytest.approx(direct.bits_per_dim, rel=1e-6)
-    assert a["bits_per_dim"] == pytest.approx(b["bits_per_dim"], rel=1e-6)
+    # other batch sizes: float32 convolutions round differently, up to 1e-5 relative (a
+    # lost or doubled image would move the mean by orders of magnitude more)
+    assert a["bits_per_dim"] == pytest.approx(direct.bits_per_dim, rel=1e-5)
+    assert a["bits_per_dim"] == pytest.approx(b["bits_per_dim"], rel=1e-5)
     raw = json_out(["eval", str(run), "--json", "--limit", "50", "--weights", "raw"], capsys)
     assert raw["bits_per_dim"] != a["bits_per_dim"]  # EMA weights are the default
 

@@ -63,8 +63,10 @@ def test_two_gloo_processes_match_one_process(tmp_path):
             assert torch.equal(v, b[part][k]), f"{part} {k}"
     losses = rows(a, "train", "loss")
     assert losses == rows(b, "train", "loss") and losses[-1] < losses[0] - 0.3
-    # evaluation at the epoch end (step 4) and at the end: the sum of 2 shards = 1 process
+    # evaluation at the epoch end (step 4) and at the end: the sum of 2 shards = 1 process,
+    # up to rounding (a shard of 6 images is one batch, 12 in one process are 8 + 4, and
+    # float32 convolutions round differently at another batch size)
     assert len(rows(a, "eval", "test_bpd")) == 2
-    assert rows(a, "eval", "test_bpd") == pytest.approx(rows(b, "eval", "test_bpd"), abs=1e-9)
+    assert rows(a, "eval", "test_bpd") == pytest.approx(rows(b, "eval", "test_bpd"), rel=1e-5)
     plain = one_process(tmp_path / "plain")
     assert rows(plain, "train", "loss") == pytest.approx(losses, abs=1e-4)

@@ -92,7 +92,8 @@ def test_mask_follows_channels_last_layout():
 
 @pytest.mark.parametrize("conv", [DownShiftedConv2d, DownRightShiftedConv2d])
 def test_gated_block_folds_the_dropout_scale_into_its_conv_exactly(conv):
-    """block(x) == x + value·σ(gate) of conv_out(2·mask·z), bit for bit at p = 0.5."""
+    """block(x) == x + value·σ(gate) of conv_out(2·mask·z), bit for bit at p = 0.5 (a factor
+    of 2 is exact in floating point, wherever it is applied)."""
     torch.manual_seed(6)
     block = GatedResNet(8, conv, dropout=0.5).train()
     x = torch.randn(2, 8, 6, 6)

@@ -113,7 +113,7 @@ def test_loaded_optimizer_state_takes_the_parameter_layout():
     """Fused Adam walks parameter and state memory in step: contiguous state (e.g. written
     by another layout) for a channels_last parameter must be re-laid out, or the update
     silently mixes up elements."""
-    from tractable.training.trainer import _match_state_layout
+    from tractable.training.checkpoint import _match_state_layout
 
     torch.manual_seed(0)
     p0, g = torch.randn(4, 3, 2, 3), torch.randn(4, 3, 2, 3)

@@ -200,7 +200,7 @@ def test_focal_gamma_zero_is_exactly_the_nll_and_positive_changes_the_gradient()
         return loss, torch.cat([p.grad.flatten() for p in model.parameters()]), metrics
 
     l0, g0, m0 = grad_of_loss(0.0)
-    assert torch.equal(l0.detach(), m0["bpd"])
+    assert torch.equal(l0.detach(), m0["bpd"])  # one sum of the same terms (negation is exact)
     l2, g2, m2 = grad_of_loss(2.0)
     assert torch.equal(m2["bpd"], m0["bpd"])  # same weights: the metric is the true bpd
     # the focal loss weighs each sub-pixel's -log p by (1 - p)^2

@@ -165,8 +165,10 @@ def test_openai_adamax_equals_the_reference_update_and_differs_from_torch_adamax
     for g in grads:
         p.grad = g.clone()
         opt.step()
+    # foreach kernels round differently from the scalar transcription: a few float64 ulps
+    # of w over six steps, eight orders below what tells the two Adamax variants apart
     torch.testing.assert_close(p.detach(), openai_adamax_reference(w0, grads, 1e-3, 0.9, beta2),
-                               rtol=0, atol=1e-15)
+                               rtol=1e-14, atol=1e-15)
     q = torch.nn.Parameter(w0.clone())
     torch_opt = torch.optim.Adamax([q], lr=1e-3, betas=(0.9, beta2))
     for g in grads:

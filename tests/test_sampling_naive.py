@@ -13,6 +13,7 @@ from tractable.config import ModelConfig
 from tractable.errors import ShapeError, TractableError
 from tractable.models import AutoregressiveModel, PixelCNNPlusPlus, PixelCNNPlusPlusConfig
 from tractable.sampling import sample_autoregressive
+from tractable.sampling.cached import sample_cached_with_params
 
 
 def tiny(channels: int, **options) -> PixelCNNPlusPlus:
@@ -41,11 +42,13 @@ def test_each_pixel_is_the_likelihoods_draw_from_its_own_params(channels, num_cl
 
     By causality the params at pixel i computed from the finished image equal those the
     sampler saw when it drew pixel i; drawing each pixel from them in raster order with
-    a fresh generator of the same seed must give back the same image.
+    a fresh generator of the same seed must give back the same image. Bit for bit with the
+    naive sampler (the same forward pass on the same earlier pixels; later ones are never
+    read); the cached one sums in another order (see test_sampling_cached).
     """
     model = tiny(channels, num_classes=num_classes).eval()
     y = torch.tensor([0.2, 0.8, 0.0, 0.0]).expand(2, -1) if num_classes else None
-    images = model.sample(2, y=y, generator=torch.Generator().manual_seed(5))
+    images = model.sample(2, y=y, generator=torch.Generator().manual_seed(5), sampler="naive")
     with torch.no_grad():
         params = model(model.scale(images), y)
     g = torch.Generator().manual_seed(5)
@@ -66,13 +69,21 @@ def test_temperature_one_is_the_default_and_low_temperature_changes_samples():
     assert not torch.equal(base, cold)
 
 
-def test_float32_cached_sampler_matches_naive_on_a_tiny_model():
-    model = tiny(1)
-    naive = sample_autoregressive(model, 2, generator=torch.Generator().manual_seed(3),
-                                  sampler="naive")
+def test_float32_cached_sampler_draws_from_the_naive_params_on_a_tiny_model():
+    """In float32 the cached network sums in another order than the full forward pass, so
+    the two samplers' images could differ where a draw lands within rounding of a bin edge
+    (float64 equality: test_sampling_cached); what must hold is that each pixel is drawn
+    from the params the naive sampler computes for it, to rounding."""
+    model = tiny(1).eval()
     cached = sample_autoregressive(model, 2, generator=torch.Generator().manual_seed(3),
                                    sampler="cached")
-    assert torch.equal(naive, cached)
+    images, params = sample_cached_with_params(model, 2,
+                                               generator=torch.Generator().manual_seed(3))
+    assert torch.equal(images, cached)  # the same sampling loop, the same draws
+    with torch.no_grad():
+        naive = model(model.scale(images))  # by causality: what the naive sampler saw
+    torch.testing.assert_close(params, naive, rtol=0, atol=1e-6)
+    assert naive.std() > 0.01  # 10^4 times the tolerance: not near-constant maps
 
 
 def test_bad_arguments_raise_tractable_errors():

@@ -233,7 +233,7 @@ def test_ctrl_c_stops_both_paths_after_the_same_step(digits, tmp_path):
         trainer = trained(digits, sync_free, max_steps=20, log_every=50,
                           out=str(tmp_path / str(sync_free)))
         # what the SIGINT handler does, between steps 3 and 4
-        trainer.callbacks.append(lambda t: setattr(t, "_stop_requested", t.step >= 3))
+        trainer.callbacks.append(lambda t: setattr(t.interrupt, "requested", t.step >= 3))
         with pytest.raises(TrainingInterrupted):
             trainer.fit()
         steps.append((trainer.step, load_state(tmp_path / str(sync_free) / "state.pt")["step"]))

@@ -43,7 +43,7 @@ __version__ = "0.1.0"
 FORMAT_VERSION = 2
 CONFIG_NAME = "config.json"
 
-C = TypeVar("C", bound="ModelConfig")
+J = TypeVar("J", bound="JsonConfig")
 
 
 # what a Glow saved before these fields existed computed: openai's unbounded forms
@@ -92,8 +92,41 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *,
     return field(default=default, metadata=metadata)
 
 
+class JsonConfig:
+    """A dataclass config with a checked JSON form, the one `from_dict` of every config
+    (`ModelConfig` and its families' configs, `TrainConfig`).
+
+    `from_dict` refuses keys the class does not know, checks every value against its
+    field's type and `setting(...)` range before anything is built (`check_field_value`),
+    turns JSON lists back into tuples where a field is a tuple, and runs `validate`.
+    """
+
+    def validate(self) -> None:
+        """Raise `ConfigError` if fields are inconsistent. Subclasses extend this."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    @classmethod
+    def from_dict(cls: type[J], data: dict[str, Any]) -> J:
+        """Build a config from its JSON dict, refusing keys this version does not know."""
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__} has no field(s) {unknown}; the config was written by a "
+                f"different tractable version or is corrupt. Known fields: {sorted(known)}"
+            )
+        hints = typing.get_type_hints(cls)
+        for name, value in data.items():
+            check_field_value(cls.__name__, known[name], hints[name], value)
+        cfg = cls(**{k: _coerce(hints[k], v) for k, v in data.items()})
+        cfg.validate()
+        return cfg
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """Fields every model family shares: the data it models and its labels."""
 
     image_shape: tuple[int, int, int] = setting((1, 28, 28), "(C, H, W) of the images",
@@ -113,27 +146,6 @@ class ModelConfig:
             raise ConfigError(
                 f"{len(self.class_names)} class_names given for num_classes={self.num_classes}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-        """Build a config from its JSON dict, refusing keys this version does not know."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"{cls.__name__} has no field(s) {unknown}; the config was written by a "
-                f"different tractable version or is corrupt. Known fields: {sorted(known)}"
-            )
-        hints = typing.get_type_hints(cls)
-        for name, value in data.items():
-            check_field_value(cls.__name__, known[name], hints[name], value)
-        kwargs = {k: _coerce(hints[k], v) for k, v in data.items()}
-        cfg = cls(**kwargs)
-        cfg.validate()
-        return cfg
 
 
 def check_field_value(owner: str, f: dataclasses.Field[Any], hint: Any, value: Any,

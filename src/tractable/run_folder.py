@@ -1,4 +1,5 @@
-"""Opening a training run folder or a saved-model folder: one function, `open_folder`.
+"""A training run folder or a saved-model folder: opened by one function, `open_folder`,
+and written by the trainer through `RunRecord.write`, `write_summary` and `prepare_new_run`.
 
     RUN/
       run.json         what was trained: family, data (absolute paths), training settings
@@ -11,7 +12,8 @@
 `open_folder(path)` accepts either a run folder or a model folder (including `RUN/model`)
 and returns a `Folder`: the model folder, the run folder it belongs to (if any), its
 `run.json` migrated to the current format and its `summary.json`. `tractable.load`, every
-command of the command line and the bench scripts open folders through it.
+command of the command line and the bench scripts open folders through it; a resume reads
+the typed `RunRecord` (`RunRecord.read`) through the same reader, `read_run`.
 
 Dataset paths (`folder:PATH` data and `data_options["root"]`) are stored absolute, so a run
 evaluates from any working directory. `run.json` files written before that (no
@@ -22,15 +24,20 @@ that exists is taken.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
 import json
 import os
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tractable.config import CONFIG_NAME
-from tractable.errors import CheckpointError
+from tractable._io import atomic_write_json, remove_stale_temp_files
+from tractable.config import CONFIG_NAME, __version__, check_field_value
+from tractable.errors import CheckpointError, ConfigError
 
 MODEL_DIR = "model"
 RUN_NAME = "run.json"
@@ -38,6 +45,14 @@ SUMMARY_NAME = "summary.json"
 STATE_NAME = "state.pt"
 RUN_FORMAT = 2  # 2: dataset paths absolute; 1 (no format_version): as given
 FOLDER_PREFIX = "folder:"  # the data name of an image folder (`tractable.data.registry`)
+SAMPLES_DIR = "samples"
+# What a run writes at its top level and in model/ (never anything else: a new run with
+# `overwrite` removes only these, plus samples/step_*.png).
+RUN_FILES = frozenset({STATE_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl", "metrics.csv",
+                       "samples.gif", "bpd.png"})
+MODEL_FILES = frozenset({CONFIG_NAME, "model.safetensors", "raw.safetensors"})
+# The value of a run.json field that an older or hand-written run.json lacks (else None)
+_ABSENT: dict[str, Any] = {"optimizer": {}, "model_config": {}, "world_size": 1}
 
 
 @dataclass(frozen=True)
@@ -66,15 +81,69 @@ class Folder:
         return dict(self.train_settings.get("data_options", {}))
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """`run.json`: what a run trains and how, written when a run starts or resumes."""
+
+    format_version: int
+    family: str
+    data: str | None
+    train: dict[str, Any]  # every `TrainConfig` field
+    optimizer: dict[str, Any]  # the optimizer settings resolved against the family's
+    model_config: dict[str, Any]
+    world_size: int
+    preset: str | None
+    data_split: str | None  # how a flat image folder was split into train and test
+    tractable_version: str | None
+
+    def write(self, run_dir: str | os.PathLike[str]) -> None:
+        """Write `RUN/run.json` atomically."""
+        atomic_write_json(Path(run_dir) / RUN_NAME, dataclasses.asdict(self))
+
+    @classmethod
+    def new(cls, family: str, train: dict[str, Any], optimizer: dict[str, Any],
+            model_config: dict[str, Any], world_size: int, preset: str | None,
+            data_split: str | None) -> RunRecord:
+        """The record of a run this tractable starts (current format and version)."""
+        return cls(RUN_FORMAT, family, train.get("data"), train, optimizer, model_config,
+                   world_size, preset, data_split, __version__)
+
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike[str]) -> RunRecord | None:
+        """The run's `run.json` (migrated, every field type-checked); None if it has none."""
+        run = read_run(Path(run_dir))
+        return cls.from_dict(run, Path(run_dir) / RUN_NAME) if run else None
+
+    @classmethod
+    def from_dict(cls, run: dict[str, Any], path: Path) -> RunRecord:
+        """Check a migrated `run.json` (`family` and `train` required, other fields an older
+        run may lack take their empty value, unknown keys are ignored)."""
+        hints = typing.get_type_hints(cls)
+        for name in ("family", "train"):
+            if name not in run:
+                raise CheckpointError(f"{path} is incomplete or corrupt: {name!r} is missing")
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            values[f.name] = run[f.name] if f.name in run else copy.copy(_ABSENT.get(f.name))
+            try:
+                check_field_value("", f, hints[f.name], values[f.name], note="")
+            except ConfigError as e:
+                raise CheckpointError(f"{path} is incomplete or corrupt: {e}") from None
+        return cls(**values)
+
+
 def open_folder(path: str | os.PathLike[str]) -> Folder:
     """Open a run folder or a saved-model folder, with one clear error if it is neither."""
     model_dir = model_dir_of(path)
     run_dir = run_dir_of(model_dir)
-    run = read_json(run_dir / RUN_NAME) if run_dir else {}
+    run = read_run(run_dir) if run_dir else {}
     summary = read_json(run_dir / SUMMARY_NAME) if run_dir else {}
-    if run and run_dir is not None:
-        run = migrate_run(run, run_dir)
     return Folder(model_dir, run_dir, run, summary)
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """A run folder's `run.json` migrated to the current format; {} if it has none."""
+    return migrate_run(read_json(run_dir / RUN_NAME), run_dir)
 
 
 def model_dir_of(path: str | os.PathLike[str]) -> Path:
@@ -152,7 +221,11 @@ def migrate_run(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             f"{RUN_FORMAT} or older. Upgrade tractable to use this run.")
     if version >= RUN_FORMAT:
         return run
-    train = dict(run.get("train", {}))
+    train = run.get("train", {})
+    if not isinstance(train, dict) or not isinstance(train.get("data_options", {}), dict):
+        raise CheckpointError(f"{run_dir / RUN_NAME} is incomplete or corrupt: 'train' must "
+                              "be an object of settings whose data_options is an object")
+    train = dict(train)
     data = train.get("data", run.get("data"))
     if isinstance(data, str):
         bases = [Path.cwd(), run_dir.resolve(), *run_dir.resolve().parents]
@@ -167,3 +240,50 @@ def migrate_run(run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         train["data"], train["data_options"] = data, options
         run = {**run, "data": data, "train": train}
     return {**run, "format_version": RUN_FORMAT}
+
+
+# ---- the write side (the trainer, rank 0) ----------------------------------------------------
+def write_summary(run_dir: str | os.PathLike[str], summary: dict[str, Any]) -> None:
+    """Write `RUN/summary.json` atomically (step, best and last test bits/dim, ...)."""
+    atomic_write_json(Path(run_dir) / SUMMARY_NAME, summary)
+
+
+def remove_interrupted_writes(run_dir: Path) -> list[Path]:
+    """Delete the temporary files that writes cut short by a kill left (`tractable._io`)."""
+    return [*remove_stale_temp_files(run_dir, set(RUN_FILES)),
+            *remove_stale_temp_files(run_dir / MODEL_DIR, set(MODEL_FILES)),
+            *remove_stale_temp_files(run_dir / SAMPLES_DIR)]
+
+
+def prepare_new_run(run_dir: Path, overwrite: bool) -> None:
+    """A new run writes only into a missing or empty folder; with `overwrite`, what an
+    earlier run wrote there is deleted first (files tractable did not write are kept)."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a folder")
+    if (run_dir / STATE_NAME).exists() and not overwrite:
+        raise ConfigError(f"{run_dir} already holds a training run; pass --resume to "
+                          "continue it, --overwrite to replace it, or choose another --out")
+    entries = sorted(p.name for p in run_dir.iterdir())
+    if not entries:
+        return
+    if not overwrite:
+        shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
+        raise ConfigError(f"{run_dir} is not empty ({shown}); a new run needs an empty "
+                          "or new folder: choose another --out, or pass --overwrite to "
+                          "write into it (files tractable did not write are kept)")
+    _remove_previous_run_files(run_dir)
+
+
+def _remove_previous_run_files(run_dir: Path) -> None:
+    model_dir, samples = run_dir / MODEL_DIR, run_dir / SAMPLES_DIR
+    doomed = [run_dir / n for n in RUN_FILES] + [model_dir / n for n in MODEL_FILES]
+    if samples.is_dir():
+        doomed += list(samples.glob("step_*.png"))
+    for p in doomed:
+        if p.is_file():
+            p.unlink()
+    for d in (model_dir, samples):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only if now empty

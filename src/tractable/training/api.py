@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +22,9 @@ from tractable.data.registry import FOLDER_PREFIX, known_datasets
 from tractable.errors import CheckpointError, ConfigError, DataError
 from tractable.models.base import TractableModel
 from tractable.models.registry import model_class
-from tractable.run_folder import (
-    MODEL_DIR,
-    RUN_NAME,
-    STATE_NAME,
-    absolute_data,
-    migrate_run,
-    read_json,
-)
+from tractable.run_folder import MODEL_DIR, RUN_NAME, STATE_NAME, RunRecord, absolute_data
 from tractable.training import distributed
 from tractable.training.batches import BatchTransform, augmentation, mix_seed
-from tractable.training.checkpoint import read_run_json
 from tractable.training.config import RESCUE_FIELDS, RESUMABLE_FIELDS, TrainConfig
 from tractable.training.factory import build_model, model_config_for
 from tractable.training.trainer import Callback, Trainer
@@ -133,45 +123,21 @@ def train(
 
 def saved_train_config(run_dir: str | os.PathLike[str]) -> tuple[str, TrainConfig]:
     """(family, TrainConfig) a run was started with, from its run.json."""
-    run = migrate_run(read_run_json(run_dir), Path(run_dir))
-    if not run:
+    family, config, _ = _saved_run(Path(run_dir))
+    return family, config
+
+
+def _saved_run(run_dir: Path) -> tuple[str, TrainConfig, str | None]:
+    """(family, TrainConfig, preset) of a run, from its run.json (`RunRecord`)."""
+    record = RunRecord.read(run_dir)
+    if record is None:
         raise CheckpointError(f"{run_dir} is not a training run (no {RUN_NAME}); "
                               "start a new run without --resume")
-    train = run["train"]
-    hints = typing.get_type_hints(TrainConfig)
-    for key, value in train.items():
-        if key in hints and not _fits_hint(value, hints[key]):
-            raise CheckpointError(f"{Path(run_dir) / RUN_NAME} is corrupt: train.{key} is "
-                                  f"{value!r}, expected {hints[key]}")
     try:
-        return run["family"], TrainConfig.from_dict(train)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{Path(run_dir) / RUN_NAME} holds invalid training settings "
+        return record.family, TrainConfig.from_dict(record.train), record.preset
+    except (ConfigError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{run_dir / RUN_NAME} holds invalid training settings "
                               f"({e})") from None
-
-
-def _fits_hint(value: Any, hint: Any) -> bool:
-    """Whether a JSON value can stand for a field typed `hint` (int, float, str, bool,
-    dict, tuple/list, or an Optional of these)."""
-    args = typing.get_args(hint)
-    if hint is type(None):
-        return value is None
-    if args and typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return any(_fits_hint(value, a) for a in args)
-    origin = typing.get_origin(hint) or hint
-    if origin is bool:
-        return isinstance(value, bool)
-    if origin is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if origin in (tuple, list):
-        return isinstance(value, (list, tuple)) and (not args or origin is list or all(
-            _fits_hint(v, a) for v, a in zip(value, args, strict=False)) and (
-            len(value) == len(args) or Ellipsis in args))
-    if origin is dict:
-        return isinstance(value, dict)
-    return isinstance(value, origin) if isinstance(origin, type) else True
 
 
 def resume(
@@ -195,7 +161,7 @@ def resume(
     if not (run_dir / STATE_NAME).is_file():
         raise CheckpointError(f"no checkpoint {run_dir / STATE_NAME} to resume from; start a "
                               "new run without --resume")
-    family, config = saved_train_config(run_dir)
+    family, config, preset = _saved_run(run_dir)
     ignored = sorted(k for k, v in (changes or {}).items()
                      if k not in (*RESUMABLE_FIELDS, "out") and v != getattr(config, k, v))
     if ignored:
@@ -214,7 +180,7 @@ def resume(
     train_set, test_set = load_splits(config, train_set, test_set)
     trainer = Trainer(model, train_set, test_set, config, resume=True,
                       transform=transform or augmentation(config.augment, config.mutation_rate),
-                      callbacks=callbacks, preset=read_json(run_dir / RUN_NAME).get("preset"))
+                      callbacks=callbacks, preset=preset)
     if rescued:
         trainer.log.add("resume", trainer.step, **{k: new for k, (_, new) in rescued.items()},
                         **{f"{k}_before": old for k, (old, _) in rescued.items()})

@@ -15,8 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from tractable.config import TrainingDefaults, check_field_value, setting
-from tractable.errors import ConfigError
+from tractable.config import JsonConfig, TrainingDefaults, check_field_value, setting
 
 # Optimizer fields that default to the model family's paper settings when left None.
 OPTIMIZER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingDefaults))
@@ -46,6 +45,7 @@ _OptimizerOverrides = dataclasses.make_dataclass(
       field(default=None, metadata={**f.metadata, "group": "optimizer",
                                     "help": _family_default(f.metadata["help"])}))
      for f in dataclasses.fields(TrainingDefaults)],
+    bases=(JsonConfig,),
 )
 
 
@@ -129,7 +129,8 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
                           group="reporting")
 
     def validate(self) -> None:
-        """Raise `ConfigError` for a value out of its field's type or range."""
+        """Raise `ConfigError` for a value out of its field's type or range (settings made
+        in code or on the command line; `from_dict` checks JSON values the same way)."""
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -139,21 +140,3 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
 
     def optimizer_overrides(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in OPTIMIZER_FIELDS}
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"training settings {unknown} are unknown to this tractable "
-                              "version (run written by a newer one?)")
-        hints = typing.get_type_hints(cls)
-        kwargs: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) and "tuple" in str(hints[k]) else v
-            for k, v in data.items()}
-        cfg = cls(**kwargs)
-        cfg.validate()
-        return cfg

@@ -12,18 +12,49 @@ parameter paper model) is never a silent surprise.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tractable.models.base import TractableModel
 
+if TYPE_CHECKING:
+    from tractable.training.trainer import Trainer
+
 CPU_PARAMETER_LIMIT = 5_000_000  # above this a CPU step of a PixelCNN takes seconds per image
 DATA_PARAMETER_FLOOR = 1_000_000  # toy subsets (--limit-train 64) of small models: no warning
 ETA_AFTER_S = 10.0  # report the ETA once this much training time has passed ...
 ETA_AFTER_STEPS = 20  # ... or after this many steps, whichever comes first
+
+
+def announce(trainer: Trainer, step: int) -> None:
+    """Rank 0 prints the start-up line (and a size warning, and why it compiles) before
+    the slow parts: the data-dependent init, the steps."""
+    if not trainer.env.is_main:
+        return
+    model, cfg, env = trainer.model, trainer.cfg, trainer.env
+    params = parameter_count(model)
+    shape = tuple(model.config.image_shape)
+    n_train = len(trainer.stream.images)
+    n_test = len(trainer.test_set) if trainer.test_set is not None else None  # type: ignore[arg-type]
+    print(startup_line(model, trainer.preset, params, env.device, env.world_size,
+                       dataclasses.replace(cfg, channels_last=trainer.channels_last,
+                                           compile=trainer.compiled),
+                       trainer.opt_cfg.batch_size, cfg.data, shape, n_train, n_test,
+                       trainer.total_steps, trainer.stream.steps_per_epoch, step, cfg.out),
+          flush=True)
+    warning = size_warning(model, params, env.device, shape, n_train)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    if trainer.compiled and cfg.compile is None and not cfg.quiet:
+        after = model.compile_after_steps(env.device)
+        print(f"compile: on by default for this {model.family} model's runs of at least "
+              f"{after:,} steps; the first steps compile (warm-up), --no-compile skips it",
+              file=sys.stderr)
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -123,7 +154,8 @@ class EtaClock:
     """Times the training steps of this session and says once how long the rest will take.
 
     The report comes after `ETA_AFTER_STEPS` steps or `ETA_AFTER_S` seconds of training,
-    whichever is first; evaluation and checkpoint time are not counted (`pause`/`resume`).
+    whichever is first; evaluation and checkpoint time are not counted (only the steps are
+    timed: `start_step` / `end_step`, or the trainer's own count through `line`).
     """
 
     def __init__(self, first_step: int, total_steps: int) -> None:
@@ -140,6 +172,11 @@ class EtaClock:
         if self._t is not None:
             self.train_s += time.perf_counter() - self._t
             self._t = None
+        return self.line(step, self.train_s)
+
+    def line(self, step: int, train_s: float) -> str | None:
+        """The ETA line, once, after step `step` with `train_s` seconds trained so far."""
+        self.train_s = train_s
         n = step - self.first_step
         if self.done or n < 1 or step >= self.total:
             return None

@@ -1,16 +1,22 @@
 """The training loop: one model-agnostic trainer for every family.
 
 It uses only the `TractableModel` contract: `loss(x, y) -> (scalar, {"bpd": ...})`,
-`data_dependent_init`, `training_defaults()`, `sample`, `save_pretrained`. Per step:
+`data_dependent_init`, `training_defaults()`, `sample`, `save_pretrained`. `fit` runs,
+for every step:
 
     batch(step) → [batch transform] → shard → autocast(loss) → backward → global grad norm
-    → NaN/inf guard → clip → optimizer step → EMA update
+    → NaN/inf guard → clip → optimizer step → EMA update                  (`_train_step`)
+    → read the step statistics when due                        (`step_stats.StepStats`)
+    → callbacks: train row, evaluation and pictures, checkpoint, yours        (`callbacks`)
+    → stop after Ctrl-C                                             (`interrupt.Interrupt`)
+
+The run folder's files live in `tractable.run_folder`, the checkpoint in `checkpoint`.
 
 On CUDA with fused Adam the step never waits for the device (`step_runs_on_device`): the
 guard is a device-side flag that the optimizer and the EMA update obey, and the host reads
 the steps' statistics only at log, evaluation and checkpoint steps, at the end, and often
 enough that `max_bad_steps` bad steps in a row are seen at the step they happen
-(`Trainer._read_due`). Everything else, the CPU included, reads them after every step.
+(`StepStats.read_due`). Everything else, the CPU included, reads them after every step.
 
 Everything random in a step is a function of (seed, rank, step): batches (see `batches`),
 augmentation, and the global torch RNG (dropout), reseeded before each step. Together with
@@ -21,41 +27,33 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import math
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
-from tractable._io import atomic_group, atomic_write_json, remove_stale_temp_files
-from tractable.config import __version__
-from tractable.errors import CheckpointError, ConfigError, NumericalError, TrainingError
+from tractable.errors import ConfigError
 from tractable.models.base import TractableModel
-from tractable.models.bpd import autocast, check_data_fits_model, evaluate_bpd, labels_for
-from tractable.run_folder import RUN_FORMAT
+from tractable.models.bpd import autocast, check_data_fits_model, labels_for
+from tractable.run_folder import (
+    RunRecord,
+    prepare_new_run,
+    remove_interrupted_writes,
+)
 from tractable.training import distributed
 from tractable.training.batches import BatchStream, BatchTransform, mix_seed
-from tractable.training.checkpoint import (
-    MODEL_DIR,
-    RUN_NAME,
-    STATE_NAME,
-    SUMMARY_NAME,
-    load_state,
-    save_state,
-)
+from tractable.training.callbacks import Callback, Checkpointing, Evaluation, Periodic, TrainLog
+from tractable.training.checkpoint import Checkpoints
 from tractable.training.compilation import should_compile
 from tractable.training.config import TrainConfig
 from tractable.training.ema import EMA
+from tractable.training.interrupt import Interrupt, TrainingInterrupted
 from tractable.training.metrics import MetricsLog
 from tractable.training.optim import (
     build_optimizer,
@@ -65,35 +63,14 @@ from tractable.training.optim import (
     skips_on_device,
     step_unless_skipped,
 )
-from tractable.training.pictures import cycling_labels, draw_samples, plot_curves, save_gif_of_pngs
-from tractable.training.startup import EtaClock, parameter_count, size_warning, startup_line
-from tractable.viz import save_grid
+from tractable.training.placement import to_channels_last, wrap_loss
+from tractable.training.startup import announce
+from tractable.training.step_stats import StepStats
+
+__all__ = ["Callback", "Trainer", "TrainingInterrupted", "step_runs_on_device"]
 
 _INIT_SALT = 0x1A17
 _STEP_SALT = 0x57E9
-# What a run writes at its top level and in model/ (never anything else: a new run with
-# `overwrite` removes only these, plus samples/step_*.png).
-RUN_FILES = frozenset({STATE_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl", "metrics.csv",
-                       "samples.gif", "bpd.png"})
-MODEL_FILES = frozenset({"config.json", "model.safetensors", "raw.safetensors"})
-
-
-class TrainingInterrupted(TrainingError):
-    """Ctrl-C: a checkpoint was saved and training stopped; `--resume` continues it."""
-
-
-class _LossOf(nn.Module):
-    """`forward = model.loss`, so DDP and torch.compile see the whole training objective."""
-
-    def __init__(self, model: TractableModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.model.loss(x, y)
-
-
-Callback = Callable[["Trainer"], None]
 
 
 def step_runs_on_device(device: torch.device, optimizer: torch.optim.Optimizer) -> bool:
@@ -105,31 +82,6 @@ def step_runs_on_device(device: torch.device, optimizer: torch.optim.Optimizer) 
     Adam, not Adamax or openai-adamax, which keep the synchronous step).
     """
     return device.type == "cuda" and skips_on_device(optimizer)
-
-
-def _to_channels_last(model: nn.Module) -> None:
-    """NHWC weights for the convolutions, except 1×1 kernels: their NHWC and NCHW strides
-    describe the same memory, and they keep the NCHW ones that the gradients of their
-    matmul form come back with (DDP's buckets expect a gradient's strides to be its
-    parameter's)."""
-    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 4 and p.shape[2:] == (1, 1):
-                p.data = p.data.clone(memory_format=torch.contiguous_format)
-
-
-def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
-    """Give loaded optimizer state the memory layout of its parameter (channels_last).
-
-    Checkpoints store contiguous tensors; a fused optimizer walks parameter and state
-    memory in step, so a layout mismatch would silently mix up elements.
-    """
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for key, t in optimizer.state.get(p, {}).items():
-                if isinstance(t, Tensor) and t.shape == p.shape and t.stride() != p.stride():
-                    optimizer.state[p][key] = torch.empty_like(p, dtype=t.dtype).copy_(t)
 
 
 class Trainer:
@@ -148,147 +100,89 @@ class Trainer:
         overwrite: bool = False,
     ) -> None:
         """`overwrite`: start a new run in a folder that holds other files (the previous
-        run's files are replaced; files tractable did not write are kept)."""
+        run's files are replaced; files tractable did not write are kept). `callbacks` run
+        after every step, after the trainer's own (see `callbacks`)."""
         config.validate()
-        self.cfg = config
+        self.cfg, self.preset, self.train_set, self.test_set = config, preset, train_set, test_set
         self.env = distributed.setup(config.device)
         self.run_dir = Path(config.out) if config.out else None
-        self.callbacks = list(callbacks)
         self.opt_cfg = resolve_defaults(model.training_defaults(), config.optimizer_overrides())
-        check_data_fits_model(model, train_set, config.data)
-        if test_set is not None:
-            check_data_fits_model(model, test_set, config.data)
-        self.model = model.to(self.env.device)
-        self.train_set, self.test_set = train_set, test_set
-        self.stream = BatchStream(train_set, self.opt_cfg.batch_size, config.seed,
-                                  self.env.rank, self.env.world_size, transform)
-        if (self.opt_cfg.batch_size // self.env.world_size) % config.grad_accum:
-            raise ConfigError(
-                f"batch size {self.opt_cfg.batch_size} over {self.env.world_size} process(es) "
-                f"does not split into {config.grad_accum} equal micro-batches (--grad-accum)")
-        if self.env.device.type == "cuda" and transform is None:
-            self.stream.move_images_to(self.env.device)
-        self.total_steps = self._total_steps()
-        self.preset = preset
+        self.model = self._place(model)
+        self.stream = self._batch_stream(transform)
+        self.total_steps = config.max_steps or (config.epochs or 1) * self.stream.steps_per_epoch
         self.step = 0
-        self.best_bpd: float | None = None
-        self.consecutive_bad = 0
-        # per-step [loss, bpd, grad norm, stop] not read by the host yet (see `_catch_up`)
-        self._unread: list[Tensor] = []
-        self._window: list[tuple[float, float]] = []  # (loss, bpd) of good steps since a log
-        self._last_gnorm = math.nan
-        self._stop_seen = False
-        self.last_checkpoint: tuple[int, Path] | None = None
-        self._stop_requested = False
-        self._last_eval_step = -1
-        self._last_ckpt_step = -1
-        self._elapsed_before = 0.0  # wall time of earlier sessions of this run
-        self._t_start = time.perf_counter()
-
-        self.channels_last = (model.prefers_channels_last if config.channels_last is None
-                              else config.channels_last)
-        if self.channels_last:
-            _to_channels_last(self.model)
+        self.best_bpd: float | None = None  # best test bits/dim so far (`Evaluation`)
+        self.train_s = 0.0  # seconds spent in the steps of this session (not callbacks)
+        self.elapsed_before, self._t_start = 0.0, time.perf_counter()
         self.optimizer = build_optimizer(self.model.parameters(), self.opt_cfg,
                                          fused=config.fused_optimizer)
         self.sync_free = step_runs_on_device(self.env.device, self.optimizer)
-        if self.env.is_main:
-            self._remove_stale_temp_files()
-        state = self._load_resume_state() if resume else None
-        if state is None:
-            self._check_fresh_run_dir(overwrite)
-        start = int(state.get("step", 0)) if state is not None else 0
+        self.checkpoints = Checkpoints(self.run_dir, self.env.device, writes=self.env.is_main)
+        state = self._open_run_folder(resume, overwrite)
+        start = int(state["step"]) if state is not None else 0
         self.compiled = should_compile(model, config.compile, self.total_steps - start,
                                        self.env.device)
-        self._announce(start)
-        if self.compiled and config.compile is None and self.env.is_main and not config.quiet:
-            after = model.compile_after_steps(self.env.device)
-            print(f"compile: on by default for this {model.family} model's runs of at least "
-                  f"{after:,} steps; the first steps compile (warm-up), --no-compile skips it",
-                  file=sys.stderr)
+        announce(self, start)
         self.log = MetricsLog(self.run_dir if self.env.is_main else None,
                               tensorboard=config.tensorboard and self.env.is_main)
+        self.stats = StepStats(self.env, config.max_bad_steps, self.log,
+                               verbose=self.env.is_main and not config.quiet,
+                               last_checkpoint=lambda: self.checkpoints.last)
+        self.interrupt = Interrupt(announce=self.env.is_main)
+        self._start_or_restore(state)
+        self.wrapped, self._ddp = wrap_loss(self.model, self.env, self.compiled)
+        evaluated = [r["step"] for r in self.log.of_kind("eval")]
+        self.callbacks: list[Callback] = [
+            TrainLog(), Evaluation(max(evaluated, default=-1)),
+            Checkpointing(self.step if state is not None else -1), *callbacks]
+        self._record_run(fresh=state is None)
+
+    # ---- set-up ------------------------------------------------------------------------
+    def _place(self, model: TractableModel) -> TractableModel:
+        """The model, checked against the data, on the device in its memory format."""
+        for data in (self.train_set, self.test_set):
+            if data is not None:
+                check_data_fits_model(model, data, self.cfg.data)
+        model = model.to(self.env.device)
+        self.channels_last = (model.prefers_channels_last if self.cfg.channels_last is None
+                              else self.cfg.channels_last)
+        if self.channels_last:
+            to_channels_last(model)
+        return model
+
+    def _batch_stream(self, transform: BatchTransform | None) -> BatchStream:
+        stream = BatchStream(self.train_set, self.opt_cfg.batch_size, self.cfg.seed,
+                             self.env.rank, self.env.world_size, transform)
+        if (self.opt_cfg.batch_size // self.env.world_size) % self.cfg.grad_accum:
+            raise ConfigError(
+                f"batch size {self.opt_cfg.batch_size} over {self.env.world_size} process(es) "
+                f"does not split into {self.cfg.grad_accum} equal micro-batches (--grad-accum)")
+        if self.env.device.type == "cuda" and transform is None:
+            stream.move_images_to(self.env.device)
+        return stream
+
+    def _open_run_folder(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        """The checkpoint to resume from, or None for a new run (rank 0 checks the folder:
+        other ranks could already see its first files)."""
+        folder = self.run_dir if self.env.is_main else None
+        if folder is not None:
+            removed = remove_interrupted_writes(folder)
+            if removed and not self.cfg.quiet:
+                print(f"removed {len(removed)} temporary file(s) left in {folder} by an "
+                      "interrupted write", file=sys.stderr)
+        if resume:
+            return self.checkpoints.load()
+        if folder is not None:
+            prepare_new_run(folder, overwrite)
+        return None
+
+    def _start_or_restore(self, state: dict[str, Any] | None) -> None:
+        """A new run's data-dependent init, or a checkpoint's weights and progress."""
         if state is None:
             self._data_dependent_init()
         self.ema = EMA(self.model, self.opt_cfg.ema_decay, self.opt_cfg.ema_warmup)
         if state is not None:
-            self._restore(state)
-            self._rewrite_model_folder()
-        self.wrapped = self._wrap()
-        note = getattr(train_set, "split_note", None)
-        if note and self.env.is_main and not config.quiet and state is None:
-            print(f"data: {note}", file=sys.stderr)
-        if self.env.is_main and self.run_dir is not None:
-            self._write_run_json()
-
-    # ---- set-up ------------------------------------------------------------------------
-    def _total_steps(self) -> int:
-        if self.cfg.max_steps is not None:
-            return self.cfg.max_steps
-        return (self.cfg.epochs or 1) * self.stream.steps_per_epoch
-
-    def _announce(self, step: int) -> None:
-        """The start-up line (and a size warning) before the slow parts: init, steps."""
-        if not self.env.is_main:
-            return
-        params = parameter_count(self.model)
-        shape = tuple(self.model.config.image_shape)
-        n_train = len(self.stream.images)
-        n_test = len(self.test_set) if self.test_set is not None else None  # type: ignore[arg-type]
-        print(startup_line(self.model, self.preset, params, self.env.device,
-                           self.env.world_size,
-                           dataclasses.replace(self.cfg, channels_last=self.channels_last,
-                                               compile=self.compiled),
-                           self.opt_cfg.batch_size,
-                           self.cfg.data, shape, n_train, n_test, self.total_steps,
-                           self.stream.steps_per_epoch, step, self.cfg.out), flush=True)
-        warning = size_warning(self.model, params, self.env.device, shape, n_train)
-        if warning:
-            print(warning, file=sys.stderr, flush=True)
-
-    def _remove_stale_temp_files(self) -> None:
-        """Temporary files of writes cut short by a kill (see `tractable._io`)."""
-        if self.run_dir is None:
-            return
-        removed = [*remove_stale_temp_files(self.run_dir, set(RUN_FILES)),
-                   *remove_stale_temp_files(self.run_dir / MODEL_DIR, set(MODEL_FILES)),
-                   *remove_stale_temp_files(self.run_dir / "samples")]
-        if removed and not self.cfg.quiet:
-            print(f"removed {len(removed)} temporary file(s) left in {self.run_dir} by an "
-                  "interrupted write", file=sys.stderr)
-
-    def _check_fresh_run_dir(self, overwrite: bool) -> None:
-        """A new run writes only into a missing or empty folder, unless `overwrite`."""
-        if self.run_dir is None or not self.run_dir.exists() or not self.env.is_main:
-            return  # rank 0 decides: other ranks could already see its first files
-        if not self.run_dir.is_dir():
-            raise ConfigError(f"--out {self.run_dir} is a file, not a folder")
-        if (self.run_dir / STATE_NAME).exists() and not overwrite:
-            raise ConfigError(f"{self.run_dir} already holds a training run; pass --resume to "
-                              "continue it, --overwrite to replace it, or choose another --out")
-        entries = sorted(p.name for p in self.run_dir.iterdir())
-        if not entries:
-            return
-        if not overwrite:
-            shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
-            raise ConfigError(f"{self.run_dir} is not empty ({shown}); a new run needs an empty "
-                              "or new folder: choose another --out, or pass --overwrite to "
-                              "write into it (files tractable did not write are kept)")
-        self._remove_previous_run_files()
-
-    def _remove_previous_run_files(self) -> None:
-        """With `overwrite`: delete what an earlier run wrote here, and nothing else."""
-        assert self.run_dir is not None
-        model_dir, samples = self.run_dir / MODEL_DIR, self.run_dir / "samples"
-        doomed = [self.run_dir / n for n in RUN_FILES] + [model_dir / n for n in MODEL_FILES]
-        if samples.is_dir():
-            doomed += list(samples.glob("step_*.png"))
-        for p in doomed:
-            if p.is_file():
-                p.unlink()
-        for d in (model_dir, samples):
-            with contextlib.suppress(OSError):
-                d.rmdir()  # only if now empty
+            self.checkpoints.restore(self, state)
 
     def _data_dependent_init(self) -> None:
         """Rank 0 initializes from a data batch (weight norm, ActNorm), then broadcasts."""
@@ -305,219 +199,52 @@ class Trainer:
                 self.model.data_dependent_init(x, labels_for(self.model, y))
         distributed.broadcast_module(self.model, self.env)
 
-    def _wrap(self) -> nn.Module:
-        wrapped: nn.Module = _LossOf(self.model)
-        self._ddp: Any = None
-        if self.env.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.env.device.index] if self.env.device.type == "cuda" else None
-            # static_graph: parameters a family leaves unused (the same ones every step)
-            # are found in the first step, with no per-step graph traversal afterwards.
-            wrapped = self._ddp = DDP(wrapped, device_ids=ids, static_graph=True)
-        if self.compiled:
-            wrapped = torch.compile(wrapped)  # type: ignore[assignment]
-        return wrapped
-
-    def _write_run_json(self) -> None:
-        assert self.run_dir is not None
-        atomic_write_json(self.run_dir / RUN_NAME, {
-            "format_version": RUN_FORMAT,
-            "family": self.model.family,
-            "data": self.cfg.data,
-            "train": self.cfg.to_dict(),
-            "optimizer": asdict(self.opt_cfg),
-            "model_config": self.model.config.to_dict(),
-            "world_size": self.env.world_size,
-            "preset": self.preset,
-            "data_split": getattr(self.train_set, "split_note", None),
-            "tractable_version": __version__,
-        })
-
-    # ---- checkpoints -------------------------------------------------------------------
-    def _load_resume_state(self) -> dict[str, Any]:
-        if self.run_dir is None:
-            raise ConfigError("resume needs the run folder (out=...)")
-        return load_state(self.run_dir / STATE_NAME)
-
-    def _rewrite_model_folder(self) -> None:
-        """Make model/ hold state.pt's step again: a kill between the checkpoint's final
-        renames can leave model/ one checkpoint ahead of state.pt (rank 0)."""
-        if not self.env.is_main or self.run_dir is None:
-            return
-        try:
-            with atomic_group():
-                self.ema.model.save_pretrained(self.run_dir / MODEL_DIR,
-                                               raw_state=self.model.state_dict())
-        except OSError as e:
-            raise self._write_failure(e) from None
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        try:
-            self.model.load_state_dict(state["model"])
-            self.ema.load_state_dict(state["ema"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            _match_state_layout(self.optimizer)
-            self.step = int(state["step"])
-        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
-            raise CheckpointError(f"{self.run_dir} holds a training state that is incomplete "
-                                  f"or from another model ({type(e).__name__}: {e})") from None
-        self.best_bpd = state.get("best_bpd")
-        self.consecutive_bad = int(state.get("consecutive_bad", 0))
-        self._elapsed_before = float(state.get("elapsed_s", 0.0))
-        self.log.rows = list(state.get("history", []))
-        rng = state.get("rng", {})
-        if isinstance(rng.get("torch"), Tensor):
-            try:
-                torch.set_rng_state(rng["torch"])
-            except (RuntimeError, TypeError) as e:
-                raise CheckpointError(f"{self.run_dir}: the RNG state in {STATE_NAME} is "
-                                      f"corrupt ({e})") from None
-        if self.env.device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"], self.env.device)
-        self._last_ckpt_step = self.step
-        self._last_eval_step = max([r["step"] for r in self.log.of_kind("eval")], default=-1)
-        self.last_checkpoint = (self.step, self.run_dir / STATE_NAME)  # type: ignore[operator]
-
-    def save_checkpoint(self) -> Path | None:
-        """Write model/ (EMA + raw weights) and state.pt as one group (rank 0).
-
-        Every file is written to a temporary name first and renamed only when all are
-        written, state.pt last: a failed write (disk full) changes nothing, so model/ and
-        state.pt always hold the same step. Non-finite weights are never saved: the last
-        good checkpoint stays."""
-        self._catch_up()
-        self._last_ckpt_step = self.step
-        if not self.env.is_main or self.run_dir is None:
-            return None
-        raw = self.model.state_dict()
-        bad = _non_finite_tensors(raw) + [f"ema.{k}" for k in
-                                          _non_finite_tensors(self.ema.state_dict())]
-        if bad:
-            self._refuse_non_finite_checkpoint(bad)
-            return None
-        epoch, index = self.stream.position(self.step)
-        try:
-            with atomic_group():
-                self.ema.model.save_pretrained(self.run_dir / MODEL_DIR, raw_state=raw)
-                save_state(self.run_dir / STATE_NAME, {
-                    "step": self.step,
-                    "model": {k: v.detach().cpu() for k, v in raw.items()},
-                    "ema": {k: v.detach().cpu() for k, v in self.ema.state_dict().items()},
-                    "optimizer": self.optimizer.state_dict(),
-                    "rng": {"torch": torch.get_rng_state(),
-                            "cuda": torch.cuda.get_rng_state(self.env.device)
-                            if self.env.device.type == "cuda" else None},
-                    "data": {"epoch": epoch, "batch_in_epoch": index, "seed": self.cfg.seed,
-                             "steps_per_epoch": self.stream.steps_per_epoch,
-                             "permutation": self.stream.permutation(epoch).clone()},
-                    "train_config": self.cfg.to_dict(),
-                    "history": self.log.rows,
-                    "best_bpd": self.best_bpd,
-                    "consecutive_bad": self.consecutive_bad,
-                    "elapsed_s": self.elapsed(),
-                })
-            self.last_checkpoint = (self.step, self.run_dir / STATE_NAME)
-            self.log.write()
-            self._write_summary()
-        except OSError as e:
-            raise self._write_failure(e) from None
-        return self.run_dir / STATE_NAME
-
-    def _intact_checkpoint(self) -> str:
-        if self.last_checkpoint is None:
-            return "no checkpoint was saved yet"
-        step, path = self.last_checkpoint
-        return f"the last complete checkpoint is step {step} ({path} and {path.parent / MODEL_DIR})"
-
-    def _write_failure(self, e: OSError) -> CheckpointError:
-        """A one-line error for a failed checkpoint write, naming the intact checkpoint."""
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            what = "the disk is full"
-        else:
-            what = f"{e.strerror or e}"
-        return CheckpointError(
-            f"could not write the checkpoint of step {self.step} to {self.run_dir}: {what}"
-            f"{f' ({e.filename})' if e.filename else ''}; nothing of it was kept, "
-            f"{self._intact_checkpoint()}. Free space, then continue with --resume")
-
-    def _refuse_non_finite_checkpoint(self, names: list[str]) -> None:
-        self.log.add("skip", self.step, skipped=self.consecutive_bad,
-                     note=f"checkpoint not saved: non-finite weights ({names[0]})")
-        if not self.cfg.quiet:
-            tqdm.write(f"step {self.step}: {len(names)} weight tensor(s) are NaN/inf (e.g. "
-                       f"{names[0]}); checkpoint not saved, {self._intact_checkpoint()}",
-                       file=sys.stderr)
-
-    def elapsed(self) -> float:
-        """Wall-clock seconds this run has trained, over all its sessions."""
-        return self._elapsed_before + time.perf_counter() - self._t_start
-
-    def _write_summary(self) -> None:
-        assert self.run_dir is not None
-        evals = self.log.of_kind("eval")
-        atomic_write_json(self.run_dir / SUMMARY_NAME, {
-            "family": self.model.family, "data": self.cfg.data, "step": self.step,
-            "total_steps": self.total_steps, "best_test_bpd": self.best_bpd,
-            "last_test_bpd": evals[-1]["test_bpd"] if evals else None,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "test_images": len(self.test_set)  # type: ignore[arg-type]
-            if self.test_set is not None else 0,
-            "elapsed_s": round(self.elapsed(), 1),
-        })
+    def _record_run(self, fresh: bool) -> None:
+        """Write run.json (rank 0), saying first how a flat image folder was split."""
+        note = getattr(self.train_set, "split_note", None)
+        if note and fresh and self.env.is_main and not self.cfg.quiet:
+            print(f"data: {note}", file=sys.stderr)
+        if self.env.is_main and self.run_dir is not None:
+            RunRecord.new(self.model.family, self.cfg.to_dict(), dataclasses.asdict(self.opt_cfg),
+                          self.model.config.to_dict(), self.env.world_size, self.preset,
+                          note).write(self.run_dir)
 
     # ---- the loop ----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train to `total_steps`; returns a summary (final/best test bits/dim)."""
-        restore_sigint = self._install_sigint()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
-                   disable=not (self.cfg.progress and self.env.is_main and sys.stderr.isatty()))
         if self.sync_free and not skips_on_device(self.optimizer):
             raise ConfigError(f"{type(self.optimizer).__name__} cannot skip a non-finite step "
                               "on the device; this run needs the synchronous step")
-        self._window, self._unread = [], []
-        t_window = time.perf_counter()
-        eta = EtaClock(self.step, self.total_steps)
+        periodic = [cb for cb in self.callbacks if isinstance(cb, Periodic)]
+        self.stats.unread.clear()
+        self.stats.window.clear()
         try:
-            while self.step < self.total_steps:
-                eta.start_step()
-                self._train_step()
-                eta_line = eta.end_step(self.step)
-                if eta_line and self.env.is_main and not self.cfg.quiet:
-                    tqdm.write(eta_line)
-                bar.update(1)
-                log_due = self.step % self.cfg.log_every == 0 or self.step == self.total_steps
-                eval_due = self._eval_due()
-                checkpoint_due = self.step % self.cfg.checkpoint_every == 0
-                if self._read_due(log_due or eval_due or checkpoint_due):
-                    self._catch_up()
-                if log_due:
-                    dt = time.perf_counter() - t_window
-                    self._log_train(dt, bar)
-                    self._window, t_window = [], time.perf_counter()
-                t_side = time.perf_counter()
-                if eval_due:
-                    self.evaluate_and_draw()
-                if checkpoint_due:
-                    self.save_checkpoint()
-                t_window += time.perf_counter() - t_side  # img/s counts training only
-                for cb in self.callbacks:
-                    cb(self)
-                if self._stop_seen:  # Ctrl-C on any rank: every rank stops after this step
-                    self._interrupt()
-            if self._last_eval_step != self.step:
-                self.evaluate_and_draw()
-            if self._last_ckpt_step != self.step:
-                self.save_checkpoint()
+            with self.interrupt:
+                for hooks in periodic:
+                    hooks.start(self)
+                while self.step < self.total_steps:
+                    began = time.perf_counter()
+                    self._train_step()
+                    if self.stats.read_due(self.step, self.total_steps, self.sync_free,
+                                           any(cb.due(self) for cb in periodic),
+                                           self.interrupt.requested):
+                        self.read_stats()
+                    self.train_s += time.perf_counter() - began
+                    for callback in self.callbacks:
+                        callback(self)
+                    if self.stats.stop_seen:  # Ctrl-C on any rank: all stop after this step
+                        self._stop_interrupted()
+                for hooks in periodic:
+                    hooks.finish(self)
         finally:
-            bar.close()
-            restore_sigint()
+            for hooks in periodic:
+                hooks.close()
             self.log.close()
         return {"step": self.step, "best_test_bpd": self.best_bpd, "rank": self.env.rank,
                 "run_dir": str(self.run_dir) if self.run_dir else None}
 
     def _train_step(self) -> None:
-        """One optimizer step on batch `self.step`; its statistics join `_unread`.
+        """One optimizer step on batch `self.step`; its statistics join `self.stats`.
 
         Synchronous: the host reads (loss, grad norm) and applies the update only if both
         are finite. `sync_free`: the same decision as a device tensor that the optimizer
@@ -533,69 +260,25 @@ class Trainer:
         loss, bpd = self._accumulate_gradients(x, y)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         gnorm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=x.device)
-        # torch.full, not torch.tensor: a fill kernel, no copy from the host (which waits)
-        stats = torch.stack([loss, bpd,
-                             gnorm.float().to(x.device),
-                             torch.full((), float(self._stop_requested), device=x.device)])
-        if self.env.distributed:
-            distributed.all_reduce_sum(stats, self.env)
-            stats[:3] /= self.env.world_size
+        stats = self.stats.measure(loss, bpd, gnorm, stop=self.interrupt.requested)
         if self.sync_free:
-            ok = torch.isfinite(stats[0]) & torch.isfinite(stats[2])
+            ok = self.stats.finite(stats)
             self._clip(gnorm)  # a non-finite norm makes the gradients NaN: skipped below
             step_unless_skipped(self.optimizer, ok)
             self.ema.update(self.model, self.step, ok)
-            self._unread.append(stats)
         else:
-            host = stats.cpu()
-            loss_v, _, gnorm_v, _ = host.tolist()
+            stats = stats.cpu()
+            loss_v, _, gnorm_v, _ = stats.tolist()
             if math.isfinite(loss_v) and math.isfinite(gnorm_v):
                 self._clip(gnorm)
                 self.optimizer.step()
                 self.ema.update(self.model, self.step)
             else:
                 self.optimizer.zero_grad(set_to_none=True)
-            self._unread.append(host)
+        self.stats.keep(stats)
         self.step += 1
         if not self.sync_free:
-            self._catch_up()  # the guard's count and error within the step, as always
-
-    def _clip(self, gnorm: Tensor) -> None:
-        if self.opt_cfg.grad_clip:  # None or 0: no clipping
-            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(),
-                                                 self.opt_cfg.grad_clip, gnorm)
-
-    def _read_due(self, needed: bool) -> bool:
-        """Whether the host reads the unread step statistics now (`needed`: a log,
-        evaluation or checkpoint step). A sync-free run also reads when the unread steps,
-        if all bad, would reach `max_bad_steps` in a row: the run then stops at the step
-        where the synchronous one does, with no update after it. Ctrl-C in one process is
-        seen at once; in a distributed run it travels in the statistics and takes effect
-        at the next read, on every rank at the same step."""
-        if not self.sync_free or needed or self.step >= self.total_steps:
-            return True
-        if self._stop_requested and not self.env.distributed:
-            return True
-        return len(self._unread) >= self.cfg.max_bad_steps - self.consecutive_bad
-
-    def _catch_up(self) -> None:
-        """Read the statistics of the steps since the last read (on CUDA one host sync)
-        and account for them in step order: the NaN/inf guard's count, its "skip" rows and
-        its error, the (loss, bpd) window of the next train row, the last grad norm and
-        the stop flag."""
-        if not self._unread:
-            return
-        rows = torch.stack(self._unread).tolist()
-        self._unread.clear()
-        first = self.step - len(rows) + 1
-        for i, (loss, bpd, gnorm, stop) in enumerate(rows):
-            self._last_gnorm = gnorm
-            self._stop_seen = self._stop_seen or stop > 0
-            if math.isfinite(loss) and math.isfinite(gnorm):
-                self.consecutive_bad = 0
-                self._window.append((loss, bpd))
-            else:
-                self._bad_step(first + i, loss, gnorm)
+            self.read_stats()  # the guard's count and error within the step, as always
 
     def _accumulate_gradients(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Backward over `grad_accum` equal micro-batches; (mean loss, mean bpd), detached.
@@ -618,133 +301,21 @@ class Trainer:
             total_bpd += metrics.get("bpd", loss).detach().float().mean()
         return total_loss / k, total_bpd / k
 
-    def _bad_step(self, step: int, loss: float, gnorm: float) -> None:
-        """NaN/inf guard for step `step` (1-based), whose update was skipped: log it; give
-        up after `max_bad_steps` in a row."""
-        self.consecutive_bad += 1
-        self.log.add("skip", step, loss=loss, grad_norm=gnorm, skipped=self.consecutive_bad)
-        if self.env.is_main and not self.cfg.quiet:
-            tqdm.write(f"step {step}: non-finite loss {loss} / grad norm {gnorm}; "
-                       f"update skipped ({self.consecutive_bad} in a row)", file=sys.stderr)
-        if self.consecutive_bad >= self.cfg.max_bad_steps:
-            self.log.write()
-            if self.last_checkpoint is not None:
-                where = (f"the last good checkpoint is {self.last_checkpoint[1]} (step "
-                         f"{self.last_checkpoint[0]}); continue from it with --resume plus a "
-                         "lower --lr, more --warmup-steps or a --grad-clip (a resumed run may "
-                         "change these)")
-            else:
-                where = ("no checkpoint was saved yet; start again with a lower --lr, more "
-                         "--warmup-steps or a --grad-clip")
-            raise TrainingError(
-                f"{self.consecutive_bad} consecutive steps had a non-finite loss or gradient "
-                f"(last at step {step}); training stopped. {where}"
-            )
+    def _clip(self, gnorm: Tensor) -> None:
+        if self.opt_cfg.grad_clip:  # None or 0: no clipping
+            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(),
+                                                 self.opt_cfg.grad_clip, gnorm)
 
-    def _log_train(self, dt: float, bar: Any) -> None:
-        window, gnorm = self._window, self._last_gnorm
-        if not window:
-            return
-        loss = sum(w[0] for w in window) / len(window)
-        bpd = sum(w[1] for w in window) / len(window)
-        img_s = len(window) * self.opt_cfg.batch_size / max(dt, 1e-9)
-        epoch = self.step / self.stream.steps_per_epoch
-        self.log.add("train", self.step, epoch=epoch, loss=loss, bpd=bpd,
-                     lr=lr_at(self.step - 1, self.opt_cfg), grad_norm=gnorm, img_per_s=img_s,
-                     elapsed_s=self.elapsed())
-        self.log.write()
-        bar.set_postfix(loss=f"{loss:.4f}", bpd=f"{bpd:.4f}", img_s=f"{img_s:.1f}")
-        if self.env.is_main and not self.cfg.quiet and bar.disable:
-            print(f"step {self.step}/{self.total_steps} epoch {epoch:.2f} loss {loss:.4f} "
-                  f"bpd {bpd:.4f} {img_s:.1f} img/s", flush=True)
+    @property
+    def consecutive_bad(self) -> int:
+        """Non-finite steps in a row so far (as of the last read of the statistics)."""
+        return self.stats.consecutive_bad
 
-    def _eval_due(self) -> bool:
-        if self.cfg.eval_every is not None:
-            return self.step % self.cfg.eval_every == 0
-        return self.step % self.stream.steps_per_epoch == 0
+    def read_stats(self) -> None:
+        """Read the statistics of the steps run so far (`StepStats.catch_up`)."""
+        self.stats.catch_up(self.step)
 
-    # ---- evaluation and pictures ---------------------------------------------------------
-    def evaluate_and_draw(self) -> float | None:
-        """Test bits/dim with the EMA weights (every rank scores a shard); rank 0 draws."""
-        self._catch_up()  # skip rows of earlier steps come before this step's eval row
-        self._last_eval_step = self.step
-        bpd = None
-        if self.test_set is not None:
-            res = evaluate_bpd(self.ema.model, self.test_set,
-                               batch_size=self.cfg.eval_batch_size or self.opt_cfg.batch_size,
-                               precision=self.cfg.eval_precision, device=self.env.device,
-                               rank=self.env.rank, world_size=self.env.world_size)
-            bpd = res.bits_per_dim
-            self.best_bpd = bpd if self.best_bpd is None else min(self.best_bpd, bpd)
-        if not self.env.is_main:
-            return bpd
-        grid = self._draw_grid()
-        epoch = self.step / self.stream.steps_per_epoch
-        self.log.add("eval", self.step, epoch=epoch, test_bpd=bpd, grid=grid)
-        if not self.cfg.quiet:
-            msg = f"step {self.step} epoch {epoch:.2f}: test {self.model.bits_per_dim_label} (EMA) "
-            tqdm.write(msg + (f"{bpd:.4f}" if bpd is not None else "n/a"))
-        if self.run_dir is not None:
-            self.log.write()
-            self._draw_curves()
-        return bpd
-
-    def _draw_grid(self) -> str | None:
-        n = self.cfg.samples_per_eval
-        if self.run_dir is None or n == 0:
-            return None
-        model = self.ema.model
-        y = cycling_labels(model, n)
-        try:
-            x = draw_samples(model, n, y=y, seed=self.cfg.seed, sampler=self.cfg.sampler)
-        except NumericalError as e:  # e.g. an early Glow whose inverse overflows
-            if not self.cfg.quiet:
-                tqdm.write(f"step {self.step}: no sample grid: {e}", file=sys.stderr)
-            return None
-        name = f"samples/step_{self.step:08d}.png"
-        k = model.config.num_classes
-        names = list(model.config.class_names)
-        save_grid(x, self.run_dir / name, nrow=k if k else None,
-                  col_labels=(names if len(names) == k else [str(j) for j in range(k)])
-                  if k else None, title=f"step {self.step:,}")
-        frames = [self.run_dir / r["grid"] for r in self.log.of_kind("eval") if r.get("grid")]
-        save_gif_of_pngs(frames + [self.run_dir / name], self.run_dir / "samples.gif")
-        return name
-
-    def _draw_curves(self) -> None:
-        assert self.run_dir is not None
-        train = self.log.of_kind("train")
-        evals = [r for r in self.log.of_kind("eval") if r.get("test_bpd") is not None]
-        plot_curves({"train (batch mean)": ([r["step"] for r in train],
-                                            [r["bpd"] for r in train]),
-                     "test (EMA weights)": ([r["step"] for r in evals],
-                                            [r["test_bpd"] for r in evals])},
-                    self.run_dir / "bpd.png", title=f"{self.model.family} on {self.cfg.data}",
-                    xlabel="optimizer step", ylabel=self.model.bits_per_dim_label)
-
-    # ---- Ctrl-C ------------------------------------------------------------------------
-    def _install_sigint(self) -> Callable[[], None]:
-        """First Ctrl-C: finish the step, save, stop. A second one stops at once."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = signal.getsignal(signal.SIGINT)
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop_requested:
-                raise KeyboardInterrupt
-            self._stop_requested = True
-            if self.env.is_main:
-                print("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to "
-                      "quit without saving)", file=sys.stderr, flush=True)
-
-        signal.signal(signal.SIGINT, handler)
-
-        def restore() -> None:
-            signal.signal(signal.SIGINT, previous)
-
-        return restore
-
-    def _interrupt(self) -> None:
+    def _stop_interrupted(self) -> None:
         path = self.save_checkpoint()
         self.log.write()
         raise TrainingInterrupted(
@@ -752,8 +323,12 @@ class Trainer:
             "Continue with the same command plus --resume"
             if path else f"interrupted at step {self.step}/{self.total_steps}")
 
+    # ---- checkpoints -------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        """Save a checkpoint of this step (`Checkpoints.save`); its state.pt, or None."""
+        self.read_stats()
+        return self.checkpoints.save(self)
 
-def _non_finite_tensors(state: dict[str, Tensor]) -> list[str]:
-    """Names of the floating tensors of a state dict that hold a NaN or ±inf."""
-    return [k for k, v in state.items()
-            if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    def elapsed(self) -> float:
+        """Wall-clock seconds this run has trained, over all its sessions."""
+        return self.elapsed_before + time.perf_counter() - self._t_start
