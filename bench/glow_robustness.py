@@ -29,7 +29,8 @@ screened in float32 and every float32 failure is decoded again in float64 (see `
 the last table row says how many, and how many float32 passes were re-checked in float64.
 
 The counts are deterministic (fixed seeds, no timing). `--parts` and `--classes` split the
-run into shards that can run side by side, each `--save`d into one JSON file (merged);
+run into shards that can run side by side (sharing the test digits' latents through
+`--latents FILE`), each `--save`d into one JSON file (merged);
 `--table` prints several saved runs side by side.
 """
 
@@ -227,8 +228,13 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     n = min(args.limit or len(x), len(x))
     b = args.batch_size
     parts = args.parts.split(",")
-    z_all: Latents = timed(f"encode {len(x):,} test digits",  # type: ignore[assignment]
-                           lambda: encode_batched(model, x, b, check=False))
+    if args.latents and args.latents.is_file():
+        z_all: Latents = torch.load(args.latents)
+    else:
+        z_all = timed(f"encode {len(x):,} test digits",  # type: ignore[assignment]
+                      lambda: encode_batched(model, x, b, check=False))
+        if args.latents:
+            torch.save(z_all, args.latents)
     classes = class_list(args.classes, model.config.num_classes)
     vectors = {c: attribute_vector(z_all, labels == c) for c in classes}
     z = [t[:n] for t in z_all]
@@ -341,6 +347,8 @@ def main() -> None:
                         "(to run shards in parallel, merged by --save into one file)")
     parser.add_argument("--recheck", type=int, default=100, help="decode every N-th "
                         "float32-finite case in float64 too")
+    parser.add_argument("--latents", type=Path, help="the test digits' latents: read from "
+                        "this file if it exists, else encoded and written there (for shards)")
     parser.add_argument("--save", type=Path, help="write the counts as JSON (merged into "
                         "the file when it exists: shards of one model)")
     parser.add_argument("--table", type=Path, nargs="+", help="print saved runs side by "
