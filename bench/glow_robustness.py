@@ -239,9 +239,11 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     vectors = {c: attribute_vector(z_all, labels == c) for c in classes}
     z = [t[:n] for t in z_all]
     dec = Decoder(model, b, args.recheck)
-    rows: dict[str, object] = {"model": args.model, "test_digits": n,
-                               "coupling_scale_floor": model.config.coupling_scale_floor}
+    rows: dict[str, object] = {"model": args.model,
+                               "coupling_scale_floor": model.config.coupling_scale_floor,
+                               "split_max_log_std": model.config.split_max_log_std}
     if "edits" in parts:
+        rows["edit_digits"] = n
         rows["edits"] = timed("edits", lambda: edits(dec, z, vectors))
     if "blends" in parts:
         rows["pairs_from"] = args.pairs
@@ -306,13 +308,13 @@ def table(runs: list[dict]) -> str:  # type: ignore[type-arg]
         return f"| {label} | " + " | ".join(cells) + " |"
 
     first = runs[0]
-    lines = ["| target | " + " | ".join(f"{r['model']} (floor {r['coupling_scale_floor']:g})"
-                                       for r in runs) + " |",
+    lines = ["| target | " + " | ".join(f"{r['model']} (floor {r['coupling_scale_floor']:g}, "
+                                       f"cap {r['split_max_log_std']})" for r in runs) + " |",
              "|---" * (len(runs) + 1) + "|"]
     lines.append(row("edits: test digits × α ∈ {−2, −1, 1, 2} × class vectors, non-finite "
                      "(classes measured)",
                      lambda r: f"{frac(summed(r['edits']))} ({len(r['edits'])} classes, "
-                               f"{r['test_digits']:,} digits)"))
+                               f"{r['edit_digits']:,} digits)"))
     lines.append(row(f"blends: every pair of the first {first.get('pairs_from', '?')} test "
                      "digits of each class × t ∈ {0, ¼, ½, ¾, 1}, non-finite",
                      lambda r: frac(r["blends"])))
