@@ -40,7 +40,7 @@ from tractable.data.base import ImageDataset
 from tractable.evaluation.bpd import labels_for
 from tractable.models import PixelCNNPlusPlus, PixelCNNPlusPlusConfig
 from tractable.models.glow import Glow, GlowConfig
-from tractable.sampling import sample_autoregressive
+from tractable.sampling import sample_with
 from tractable.training import TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,10 +168,10 @@ def pixelcnn_sampling(table: Table, args: argparse.Namespace, device: torch.devi
     for n in ([2, 4] if args.tiny else [16, 256]):
         def run(n: int = n) -> None:
             g = torch.Generator(device=device).manual_seed(0)
-            sample_autoregressive(model, min(n, 2), generator=g)  # warm-up (allocator, kernels)
+            sample_with(model, min(n, 2), sampler="cached", generator=g)  # warm-up
             sync(device)
             start = time.perf_counter()
-            sample_autoregressive(model, n, generator=g)
+            sample_with(model, n, sampler="cached", generator=g)
             sync(device)
             seconds = time.perf_counter() - start
             table.row("PixelCNN++ cached sampling", f"{n} images", seconds / n, "s/img",

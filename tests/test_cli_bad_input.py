@@ -28,11 +28,15 @@ def one_line_error(argv, capsys, match):
 @pytest.mark.parametrize("args, match", [
     (["eval", "{run}", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["eval", "{run}", "--limit", "-5"], "--limit must be >= 1, got -5"),
-    (["sample", "{run}", "-n", "10000000"], "-n must be between 1 and 10,000"),
+    (["sample", "{run}", "-n", "10000000"], "-n must be at most 10,000"),
     (["sample", "{run}", "-n", "0"], "-n must be between 1"),
     (["sample", "{run}", "--out", "{tmp}"], "is a folder; name a file"),
-    (["sample", "{run}", "--temperature", "inf"], "--temperature must be a finite number"),
-    (["sample", "{run}", "--temperature", "nan"], "--temperature must be a finite number"),
+    (["sample", "{run}", "--temperature", "inf"], "temperature must be a finite number > 0, "
+     "got inf"),  # the sampler's one rule (a flow's prior sampler also takes 0)
+    (["sample", "{run}", "--temperature", "nan"], "temperature must be a finite number > 0, "
+     "got nan"),
+    (["sample", "{run}", "--temperature", "0", "--out", "{tmp}/s.png"],
+     "temperature must be a finite number > 0, got 0.0"),
     (["sample", "{run}", "--nrow", "0", "--out", "{tmp}/s.png"], "--nrow must be >= 1"),
     (["data", "download", "mnist", "--mirror", "not-a-url", "--root", "{tmp}"],
      "mirror 'not-a-url' is not a URL"),

@@ -212,7 +212,7 @@ def test_presets_fit_every_family():
 
 
 def test_info_counts_test_images_of_runs_from_before_the_count_was_recorded():
-    from tractable.cli.train import test_images_of
+    from tractable.cli.info import test_images_of
 
     assert test_images_of({"test_images": 1000}, {"train": {"limit_test": 5}}) == 1000
     assert test_images_of({}, {"data": "mnist", "train": {"limit_test": 50}}) == 50

@@ -10,8 +10,11 @@ from PIL import Image
 
 from tractable.cli import main
 from tractable.data import load_dataset
+from tractable.viz import grid_layout
 
-SCALE, PAD, HEAD = 4, 4, 18  # tractable.viz.labelled_grid's layout
+SCALE, PAD = 4, 4  # tractable.viz.labelled_grid's tiles: enlarged 4x, 4 pixels apart
+LABELS = ["original", "occluded", "#1", "#2", "#3"]
+LAYOUT = grid_layout(10, 5, (28, 28), SCALE, PAD, col_labels=LABELS)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def run(tmp_path_factory):
 
 def tile(grid: np.ndarray, row: int, col: int) -> np.ndarray:
     """Tile (row, col) of the grid, downscaled back to 28x28 (nearest: exact)."""
-    top, left = HEAD + PAD + row * (28 * SCALE + PAD), PAD + col * (28 * SCALE + PAD)
+    top, left, _, _ = LAYOUT.tile_box(row * 5 + col)
     return grid[top:top + 28 * SCALE:SCALE, left:left + 28 * SCALE:SCALE]
 
 
@@ -39,7 +42,8 @@ def test_grid_of_originals_occluded_inputs_and_completions(run, tmp_path, capsys
                  "--rows", "14", "--cols", "3", "-n", "3", "--out", str(out)]) == 0
     assert "wrote 3 completions of 2 image(s)" in capsys.readouterr().out
     grid = np.asarray(Image.open(out).convert("L"))
-    assert grid.shape == (HEAD + 2 * (28 * SCALE + PAD) + PAD, 5 * (28 * SCALE + PAD) + PAD)
+    assert (grid.shape[1], grid.shape[0]) == LAYOUT.size and LAYOUT.top > 0  # labelled
+    assert LAYOUT.grid_size == (2 * (28 * SCALE + PAD) + PAD, 5 * (28 * SCALE + PAD) + PAD)
     for row, original in enumerate([test.images[3, 0].numpy(), test.images[5, 0].numpy()]):
         assert np.array_equal(tile(grid, row, 0), original)
         occluded = tile(grid, row, 1).flatten()

@@ -83,9 +83,9 @@ def seen_y(monkeypatch):
     original = AutoregressiveModel.sample
 
     @functools.wraps(original)
-    def spy(self, n, y=None, *args, **kwargs):
+    def spy(self, n, *, y=None, **kwargs):
         seen.append(None if y is None else y.detach().cpu().clone())
-        return original(self, n, y, *args, **kwargs)
+        return original(self, n, y=y, **kwargs)
 
     monkeypatch.setattr(AutoregressiveModel, "sample", spy)
     return seen

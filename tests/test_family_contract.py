@@ -11,8 +11,12 @@ family. What is checked:
 * `loss` metrics carry the true bits/dim;
 * every sampler the model has returns uint8 `[n, C, H, W]` images in the model's support
   (finite log-likelihood), for class indices and soft labels, conditional and not,
-  reproducibly from the generator, restoring the model's mode; cached == naive in float64
-  where a cached form exists;
+  reproducibly from the generator, restoring the model's mode, reporting its progress to
+  the callback; cached == naive in float64 where a cached form exists;
+* each capability the model has (`tractable.models.capabilities`), selected with
+  `isinstance`: `Invertible` decodes its encodings exactly and interpolates between two
+  images from one to the other; `Completable` keeps the known pixels; `PixelScorable`'s
+  per-pixel log-probabilities sum to `log_prob`;
 * clear errors for wrong shape, dtype and labels, bad sample arguments and corrupt configs;
 * presets name real fields, every settable field has help text.
 """
@@ -20,7 +24,6 @@ family. What is checked:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 
@@ -29,9 +32,16 @@ import torch
 
 import tractable
 from tractable.errors import ConfigError, ShapeError, TractableError
-from tractable.models import known_families, model_class
+from tractable.models import (
+    Completable,
+    Invertible,
+    PixelScorable,
+    known_families,
+    model_class,
+)
 from tractable.models.base import TractableModel
-from tractable.sampling import get_sampler, sample_with, samplers_for
+from tractable.models.latents import interpolate
+from tractable.sampling import AutoregressiveSampleable, get_sampler, sample_with, samplers_for
 from tractable.training.factory import settable_fields
 
 FAMILIES = known_families()
@@ -65,14 +75,15 @@ def batch(model: TractableModel, n: int = N, seed: int = 0) -> tuple[torch.Tenso
 
 
 def log_prob(model: TractableModel, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    """`model.log_prob`, with a fixed dequantization noise where the family draws one."""
-    if "generator" in inspect.signature(model.log_prob).parameters:
-        return model.log_prob(x, y, generator=torch.Generator().manual_seed(11))  # type: ignore[call-arg]
-    return model.log_prob(x, y)
+    """`model.log_prob` with the random generators seeded: a fixed dequantization noise
+    where the family draws one (an exact discrete likelihood draws nothing)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(11)
+        return model.log_prob(x, y)
 
 
 def test_every_family_declares_a_tiny_config_and_a_default_sampler():
-    assert {"pixelcnn++", "gated-pixelcnn", "glow"} <= set(FAMILIES)
+    assert len(FAMILIES) >= 3  # the built-in ones (tests/test_foundation.py names them)
     for family in FAMILIES:
         cls = model_class(family)
         assert cls.tiny_settings, f"{family} declares no tiny_settings"
@@ -177,10 +188,15 @@ def test_every_sampler_returns_reproducible_images_in_the_models_support(
         with torch.no_grad():
             assert torch.isfinite(log_prob(model.eval(), a, y)).all(), name
         model.train()
-    default = model.sample(N, y=y, temperature=0.9, generator=torch.Generator().manual_seed(1))
+    heard: list = []
+    default = model.sample(N, y=y, temperature=0.9, generator=torch.Generator().manual_seed(1),
+                           callback=heard.append)
     assert torch.equal(default, sample_with(model, N, sampler=model.default_sampler, y=y,
                                             temperature=0.9,
                                             generator=torch.Generator().manual_seed(1)))
+    assert heard, "the sampler reported no progress"
+    steps = [p.step for p in heard]
+    assert steps == sorted(steps) and heard[-1].step == heard[-1].total >= 1
 
 
 @pytest.mark.parametrize("family,channels,num_classes", CASES)
@@ -188,14 +204,58 @@ def test_cached_equals_naive_in_float64_where_a_cached_form_exists(
         family, channels, num_classes):
     model = make(family, channels, num_classes).double().eval()
     y = _labels(model, False)
-    cached_network = getattr(model, "cached_network", None)
-    if cached_network is None or cached_network(N, y) is None:
+    if not isinstance(model, AutoregressiveSampleable) or model.cached_network(N, y) is None:
         pytest.skip(f"{family} has no cached form")
     # float64: the two paths' params differ by ~1e-16, too little to flip a draw
     naive = sample_with(model, N, sampler="naive", y=y, generator=torch.Generator().manual_seed(2))
     cached = sample_with(model, N, sampler="cached", y=y,
                          generator=torch.Generator().manual_seed(2))
     assert torch.equal(naive, cached)
+
+
+# ---- capabilities, selected by what a model can do ----------------------------------------
+@pytest.mark.parametrize("family,channels,num_classes", CASES)
+def test_an_invertible_model_decodes_its_encodings_and_interpolates_exactly(
+        family, channels, num_classes):
+    model = make(family, channels, num_classes).eval()
+    if not isinstance(model, Invertible):
+        pytest.skip(f"{family} is not Invertible")
+    y = _labels(model, False)
+    x = model.sample(N, y=y, temperature=0.5, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        z = model.encode(x)  # raises if an image would not come back exactly
+        assert torch.equal(model.decode(z), x)
+        strip = model.decode(interpolate(model.encode(x[:1]), model.encode(x[1:2]), 4))
+    assert strip.shape == (4, *x.shape[1:])
+    assert torch.equal(strip[0], x[0]) and torch.equal(strip[-1], x[1])
+
+
+@pytest.mark.parametrize("family,channels,num_classes", CASES)
+def test_a_completable_model_keeps_the_known_pixels(family, channels, num_classes):
+    model = make(family, channels, num_classes).eval()
+    if not isinstance(model, Completable):
+        pytest.skip(f"{family} is not Completable")
+    x, y = batch(model, 2)
+    done = model.complete(x, rows=3, cols=2, n=2, y=y, generator=torch.Generator().manual_seed(7))
+    assert done.dtype == torch.uint8 and done.shape == (4, *x.shape[1:])
+    seen = model.as_seen(x).repeat_interleave(2, dim=0)
+    width = x.shape[-1]
+    kept = torch.zeros(x.shape[-2:], dtype=torch.bool)
+    kept.view(-1)[: 3 * width + 2] = True
+    assert torch.equal(done[:, :, kept], seen[:, :, kept])
+
+
+@pytest.mark.parametrize("family,channels,num_classes", CASES)
+def test_per_pixel_log_probs_sum_to_log_prob(family, channels, num_classes):
+    model = make(family, channels, num_classes).eval()
+    if not isinstance(model, PixelScorable):
+        pytest.skip(f"{family} is not PixelScorable")
+    x, y = batch(model)
+    with torch.no_grad():
+        pixels = model.log_prob_pixels(x, y)
+        total = log_prob(model, x, y)
+    assert pixels.shape == (N, *x.shape[-2:])
+    torch.testing.assert_close(pixels.sum(dim=(1, 2)), total)
 
 
 # ---- errors --------------------------------------------------------------------------------

@@ -75,3 +75,14 @@ def test_bundled_mnist_mini_matches_shared_copy(shared_data):
     assert train.labels[:8].tolist() == [5, 0, 4, 1, 9, 2, 1, 3]
     with pytest.raises(DataError, match="unknown dataset 'nope'.*mnist-mini"):
         load_dataset("nope")
+
+
+def test_the_built_in_families_are_registered_with_their_capabilities():
+    """The family contract names no family; here the built-in ones and what they can do."""
+    from tractable.models import Completable, Invertible, PixelScorable, known_families
+    from tractable.models.capabilities import families_with
+
+    assert {"pixelcnn++", "gated-pixelcnn", "glow"} <= set(known_families())
+    assert families_with(Invertible) == ["glow"]
+    assert set(families_with(Completable)) == {"pixelcnn++", "gated-pixelcnn"}
+    assert set(families_with(PixelScorable)) == {"pixelcnn++", "gated-pixelcnn"}

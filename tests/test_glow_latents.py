@@ -133,9 +133,9 @@ def test_cli_interpolate_strip_ends_at_the_two_images(run_dir, digits, tmp_path,
 def test_cli_manipulate_writes_rows_of_alphas_with_the_original_at_zero(run_dir, digits,
                                                                         tmp_path):
     out = tmp_path / "grid.png"
-    rc = main(["glow", "manipulate", str(run_dir), "--data", "mnist-mini", "--attribute", "1",
-               "--alpha", "-1..1", "--columns", "3", "-n", "1", "--attr-images", "300",
-               "--out", str(out)])
+    rc = main(["latent", "manipulate", str(run_dir), "--data", "mnist-mini", "--attribute",
+               "1", "--alpha", "-1..1", "--columns", "3", "-n", "1", "--attr-images", "300",
+               "--out", str(out)])  # `latent` is the generic name of `glow`
     assert rc == 0
     # columns α=-1, α=0 (original), α=+1 under a title; the original column framed
     layout = grid_layout(3, 3, (28, 28), col_labels=["α=0 (original)"], title="attribute")
@@ -156,3 +156,14 @@ def test_cli_errors_are_one_line_messages(run_dir, tmp_path, capsys):
     assert "takes 28x28" in capsys.readouterr().err
     assert main(["glow", "interpolate", str(run_dir), "--a", "3", "--b", "4"]) == 2
     assert "pass --data" in capsys.readouterr().err
+
+
+def test_latent_tools_refuse_a_model_that_is_not_invertible(tmp_path, capsys):
+    from tractable.models import PixelCNNPlusPlus, PixelCNNPlusPlusConfig
+
+    PixelCNNPlusPlus(PixelCNNPlusPlusConfig(image_shape=(1, 28, 28), nr_resnet=0, nr_filters=4,
+                                            nr_logistic_mix=2)).save_pretrained(tmp_path / "m")
+    assert main(["latent", "interpolate", str(tmp_path / "m"), "--a", "1", "--b", "2",
+                 "--data", "mnist-mini"]) == 2
+    err = capsys.readouterr().err
+    assert "needs an invertible model" in err and "glow" in err and "pixelcnn++ model" in err

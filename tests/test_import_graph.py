@@ -174,6 +174,8 @@ def _package(module: str) -> str:
     ("tractable.run_folder", "tractable.models"),
     ("tractable.config", "tractable.models"),
     ("tractable.checks", "tractable.sampling"),
+    ("tractable.limits", "tractable.config"),
+    ("tractable.folder_lock", "tractable.models"),
     ("tractable.evaluation", "tractable.cli"),
 ])
 def test_lower_floors_never_reach_higher_ones(lower, higher):

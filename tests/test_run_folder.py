@@ -115,6 +115,41 @@ def test_an_old_run_with_relative_paths_evaluates_from_any_working_directory(
     assert out["data"] == folder.data and out["num_images"] == len(train)
     expected = -model.eval().log_prob(train).double().mean().item() / (784 * np.log(2))
     assert out["bits_per_dim"] == pytest.approx(expected, rel=1e-5)  # other batch sizes
+    # the app reads the run through the same opener: its test images are found too
+    from tractable.app.session import load_app_model
+
+    app = load_app_model(run_dir, device="cpu")
+    assert app.test is not None
+    assert torch.equal(app.test.images, load_dataset(folder.data, "test", prepared=False).images)
+
+
+def test_load_takes_weights_device_and_dtype_and_an_opened_folder(tmp_path):
+    """`tractable.load` is the one loader: a Folder opened once loads like its path, dtype
+    converts the weights (log_prob agrees with float32's), raw weights are the raw file,
+    and `from_pretrained` is the same path with a family check."""
+    model = tiny_mnist_model().eval()
+    raw = {k: v + 0.01 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.save_pretrained(tmp_path / "m", raw_state=raw)
+    x = load_dataset("mnist-mini", "test").images[:3]
+    by_path = tractable.load(tmp_path / "m")
+    by_folder = tractable.load(open_folder(tmp_path / "m"), device="cpu")
+    assert torch.equal(by_path.log_prob(x), by_folder.log_prob(x))
+    wide = tractable.load(tmp_path / "m", dtype="float64")
+    assert all(p.dtype == torch.float64 for p in wide.parameters())
+    assert torch.allclose(wide.log_prob(x).float(), by_path.log_prob(x), rtol=1e-4)
+    loaded_raw = tractable.load(tmp_path / "m", weights="raw")
+    assert all(torch.equal(loaded_raw.state_dict()[k], v) for k, v in raw.items())
+    same = PixelCNNPlusPlus.from_pretrained(tmp_path / "m", torch_dtype=torch.float64,
+                                            device="cpu")
+    assert torch.equal(same.log_prob(x), wide.log_prob(x))
+    from tractable.models import Glow
+
+    with pytest.raises(ConfigError, match="not a 'glow' one"):
+        Glow.from_pretrained(tmp_path / "m")
+    with pytest.raises(ConfigError, match="unknown device"):
+        tractable.load(tmp_path / "m", device="tpu")
+    with pytest.raises(ConfigError, match="unknown dtype"):
+        tractable.load(tmp_path / "m", dtype="float7")
 
 
 def test_run_json_is_one_typed_record_that_reads_back_as_written(tmp_path):
@@ -188,9 +223,13 @@ def test_an_absurdly_large_config_is_refused_with_a_memory_estimate(tmp_path):
     tiny_mnist_model().save_pretrained(tmp_path)
     path = tmp_path / "config.json"
     payload = json.loads(path.read_text())
-    payload["config"]["nr_filters"] = 10**5
+    payload["config"]["nr_filters"] = 60_000  # within the field's bound, not in memory
     path.write_text(json.dumps(payload))
     with pytest.raises(ConfigError, match=r"~[0-9.e+]+ parameters \([0-9,.]+ GiB of float32\)"):
+        tractable.load(tmp_path)
+    payload["config"]["nr_filters"] = 10**12  # past the bound: refused before any estimate
+    path.write_text(json.dumps(payload))
+    with pytest.raises(ConfigError, match="nr_filters must be <= 65536"):
         tractable.load(tmp_path)
     payload["config"]["nr_filters"] = 1e9  # JSON number with an exponent: not an int
     path.write_text(json.dumps(payload))

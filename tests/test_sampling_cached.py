@@ -20,7 +20,7 @@ from tractable.models import GatedPixelCNN, PixelCNNPlusPlus, PixelCNNPlusPlusCo
 from tractable.models.gated_pixelcnn import GatedPixelCNNConfig
 from tractable.models.pixelcnn_pp import NUM_LEVELS
 from tractable.models.pixelcnn_pp_cached import CachedPixelCNNPlusPlus
-from tractable.sampling import sample_autoregressive, sample_naive
+from tractable.sampling import Progress, sample_naive, sample_with
 from tractable.sampling.cached import sample_cached, sample_cached_with_params
 
 
@@ -186,17 +186,23 @@ def test_cached_is_the_default_sampler():
     model = pixelcnn(1).double()
     reference = sample_naive(model, 1, generator=torch.Generator().manual_seed(1))
     default = model.sample(1, generator=torch.Generator().manual_seed(1))
-    explicit = sample_autoregressive(model, 1, generator=torch.Generator().manual_seed(1),
-                                     sampler="cached")
+    explicit = sample_with(model, 1, sampler="cached",
+                           generator=torch.Generator().manual_seed(1))
     assert torch.equal(default, reference) and torch.equal(explicit, reference)
 
 
 def test_eval_mode_sampling_ignores_dropout_and_keeps_the_training_flag():
     model = pixelcnn(1, dropout=0.5).double().train()
-    cached = model.sample(2, generator=torch.Generator().manual_seed(2), progress=True)
+    heard: dict[str, list[Progress]] = {"cached": [], "naive": []}
+    cached = model.sample(2, generator=torch.Generator().manual_seed(2),
+                          callback=heard["cached"].append)
     assert model.training
-    naive = model.sample(2, generator=torch.Generator().manual_seed(2), sampler="naive")
+    naive = model.sample(2, generator=torch.Generator().manual_seed(2), sampler="naive",
+                         callback=heard["naive"].append)
     assert torch.equal(cached, naive)
+    h = model.config.image_shape[1]
+    rows = [Progress(r, h, "row") for r in range(1, h + 1)]  # one report per finished row
+    assert heard["cached"] == rows and heard["naive"] == rows
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from tractable.config import ModelConfig
 from tractable.errors import ShapeError, TractableError
 from tractable.models import AutoregressiveModel, PixelCNNPlusPlus, PixelCNNPlusPlusConfig
-from tractable.sampling import sample_autoregressive
+from tractable.sampling import sample_with
 from tractable.sampling.cached import sample_cached_with_params
 
 
@@ -75,8 +75,7 @@ def test_float32_cached_sampler_draws_from_the_naive_params_on_a_tiny_model():
     (float64 equality: test_sampling_cached); what must hold is that each pixel is drawn
     from the params the naive sampler computes for it, to rounding."""
     model = tiny(1).eval()
-    cached = sample_autoregressive(model, 2, generator=torch.Generator().manual_seed(3),
-                                   sampler="cached")
+    cached = sample_with(model, 2, sampler="cached", generator=torch.Generator().manual_seed(3))
     images, params = sample_cached_with_params(model, 2,
                                                generator=torch.Generator().manual_seed(3))
     assert torch.equal(images, cached)  # the same sampling loop, the same draws

@@ -11,7 +11,6 @@ from tractable import viz
 from tractable.cli import main as cli_main
 from tractable.data import load_dataset
 from tractable.errors import ShapeError
-from tractable.training.pictures import plot_curves
 from tractable.viz import (
     MARK_COLOR,
     PAD_VALUE,
@@ -19,6 +18,7 @@ from tractable.viz import (
     grid_layout,
     heat_colors,
     make_grid,
+    plot_curves,
     save_gif,
     save_grid,
     save_nll_heatmaps,
@@ -156,18 +156,27 @@ def test_heatmaps_get_a_colour_bar_of_the_shared_scale(tmp_path):
     assert _ink(arr, layout.top, layout.left + gw + 30, layout.top + gh, arr.shape[1]) > 50
 
 
-def test_labelled_pictures_are_deterministic_and_plain_without_matplotlib(tmp_path,
-                                                                          monkeypatch):
+def test_labelled_pictures_are_deterministic_and_labelled_by_pillow_without_matplotlib(
+        tmp_path, monkeypatch):
     digits = load_dataset("mnist-mini", "test").images[:6]
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     save_grid(digits, a, nrow=3, row_labels=["x", "y"], title="t")
     save_grid(digits, b, nrow=3, row_labels=["x", "y"], title="t")
     assert a.read_bytes() == b.read_bytes()
-    monkeypatch.setattr(viz, "have_matplotlib", lambda: False)
-    with pytest.warns(UserWarning, match=r"tractable\[plots\]"):
-        layout = save_grid(digits, a, nrow=3, row_labels=["x", "y"], title="t")
-    assert (layout.left, layout.top, layout.right) == (0, 0, 0)
-    assert Image.open(a).size == layout.size == (3 * 116 + 4, 2 * 116 + 4)
+    monkeypatch.setattr(viz.canvas, "have_matplotlib", lambda: False)
+    # without matplotlib the one Pillow fallback draws the same labels in the same layout
+    layout = save_grid(digits, a, nrow=3, row_labels=["xx", "yy"], title="t")
+    assert layout == grid_layout(6, 3, (28, 28), row_labels=["xx", "yy"], title="t")
+    assert layout.left > 0 and layout.top > 0
+    arr = np.asarray(Image.open(a).convert("RGB"))
+    assert (arr.shape[1], arr.shape[0]) == layout.size
+    for i, tile in enumerate(tiles_of(a, layout, 4)):
+        assert np.array_equal(tile[..., 0], digits[i, 0].numpy())
+    for r in range(2):
+        top, _, h, _ = layout.tile_box(r * 3)
+        assert _ink(arr, top, 0, top + h, layout.left) > 5, r  # the row label
+    save_grid(digits, b, nrow=3, row_labels=["xx", "yy"], title="t")
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_the_bits_per_dim_curve_shows_train_and_test(tmp_path):
@@ -185,3 +194,26 @@ def test_the_bits_per_dim_curve_shows_train_and_test(tmp_path):
     plot_curves({"train": ([10, 20, 30], [2.6, 2.1, 1.8]), "test": ([15, 30], [2.0, 1.7])},
                 again, title="run", ylabel="bits/dim")
     assert again.read_bytes() == path.read_bytes()
+
+
+def test_charts_without_matplotlib_are_drawn_by_the_one_pillow_fallback(tmp_path, monkeypatch):
+    """The same chart calls draw with Pillow where matplotlib is missing: same size, both
+    series of a curve in their colours, both sets of a histogram, the marker line."""
+    monkeypatch.setattr(viz.canvas, "have_matplotlib", lambda: False)
+    path = tmp_path / "bpd.png"
+    plot_curves({"train": ([10, 20, 30], [2.6, 2.1, 1.8]), "test": ([15, 30], [2.0, 1.7])},
+                path, title="run", ylabel="bits/dim")
+    arr = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert arr.shape == (420, 720, 3)
+    assert (np.abs(arr - [31, 119, 180]).sum(axis=2) < 40).sum() > 100
+    assert (np.abs(arr - [214, 39, 40]).sum(axis=2) < 40).sum() > 100
+    hist = tmp_path / "h.png"
+    viz.save_histograms({"a": (np.linspace(0, 1, 50), np.linspace(2, 3, 40))}, hist)
+    arr = np.asarray(Image.open(hist).convert("RGB")).astype(int)
+    assert arr.shape == (230, 420, 3)
+    left, right = arr[:, :210], arr[:, 210:]  # "in" (blue) low, "out" (orange) high
+    assert (np.abs(left - [142, 185, 216]).sum(axis=2) < 60).sum() > 100
+    assert (np.abs(right - [255, 190, 134]).sum(axis=2) < 60).sum() > 100
+    marked = np.asarray(viz.histogram_with_marker(np.linspace(0, 1, 30), 0.5, "t")).astype(int)
+    assert marked.shape == (220, 420, 3)
+    assert (np.abs(marked - [214, 39, 40]).sum(axis=2) < 40).sum() > 100  # the marker

@@ -124,3 +124,58 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], 
     """Call `write(fileobj)` on a temporary file, then move it onto `path`."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
+
+
+# ---- reading JSON written by tractable (or by anyone) ----------------------------------------
+MAX_JSON_DEPTH = 100  # tractable's own files nest 4 deep
+MAX_JSON_BYTES = 256 * 2**20  # run.json with a long history is a few MB
+
+
+def json_depth(value: Any) -> int:
+    """How deep the lists and dicts of a parsed JSON value nest (iterative: any depth)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (list, dict)):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def read_json_file(path: str | os.PathLike[str], error: type[Exception] = ConfigError,
+                   what: str = "") -> Any:
+    """Parse the JSON file `path`, with one `error(message)` for every way it can be bad:
+    unreadable, not UTF-8, not JSON, larger than `MAX_JSON_BYTES` or nested deeper than
+    `MAX_JSON_DEPTH` (the standard parser stops at Python's recursion limit with a
+    `RecursionError`, and code walking a deep value would too). `what` names the file in
+    the message (default: its path)."""
+    path = Path(path)
+    name = what or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise error(f"{name} is {size:,} bytes, more than any file tractable writes "
+                        f"({MAX_JSON_BYTES:,}); it is corrupt or not tractable's")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{name} is corrupt (not UTF-8 text: {e.reason})") from None
+    except OSError as e:
+        raise error(f"cannot read {name} ({e.strerror or e})") from None
+    return parse_json_text(text, error, name)
+
+
+def parse_json_text(text: str, error: type[Exception] = ConfigError, name: str = "the JSON"
+                    ) -> Any:
+    """`json.loads(text)` refusing values nested deeper than `MAX_JSON_DEPTH`, with one
+    error type for every problem."""
+    too_deep = (f"{name} is corrupt (nested deeper than the {MAX_JSON_DEPTH} levels "
+                "tractable reads; its own files nest a few levels)")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise error(too_deep) from None
+    except ValueError as e:
+        raise error(f"{name} is corrupt (not valid JSON: {e})") from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise error(too_deep)
+    return value

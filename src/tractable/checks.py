@@ -15,8 +15,12 @@ from tractable.errors import ShapeError
 def check_temperature(temperature: object, allow_zero: bool = False) -> float:
     """`temperature` as a float: finite and > 0 (>= 0 with `allow_zero`), else `ShapeError`.
 
-    Zero is the deterministic limit, defined only where a sampler says so (a flow decodes
-    its prior's mean); a likelihood's per-pixel draw has no T -> 0 limit it could return.
+    The one temperature rule: every sampler checks here (so the command line's
+    `--temperature` and the app's slider reach it through `model.sample`), and the
+    likelihoods' own `sample` methods too; the app's slider range is a choice of the page,
+    not a second rule. Zero is the deterministic limit, defined only where a
+    sampler says so (a flow decodes its prior's mean); a likelihood's per-pixel draw has
+    no T -> 0 limit it could return.
     """
     ok = (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
           and math.isfinite(temperature)

@@ -26,7 +26,6 @@ every family into a flag.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import types
@@ -36,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tractable._io import atomic_write_json
+from tractable._io import atomic_write_json, read_json_file
 from tractable.errors import ConfigError
+from tractable.limits import MAX_BATCH, MAX_CHANNELS, MAX_CLASSES, MAX_SIDE, MAX_STEPS
 
 __version__ = "0.1.0"
 FORMAT_VERSION = 2
@@ -130,14 +130,23 @@ class ModelConfig(JsonConfig):
     """Fields every model family shares: the data it models and its labels."""
 
     image_shape: tuple[int, int, int] = setting((1, 28, 28), "(C, H, W) of the images",
-                                                minimum=1)
+                                                minimum=1, maximum=MAX_SIDE)
     num_classes: int = setting(0, "classes the model is conditioned on (0: unconditional)",
-                               minimum=0)
+                               minimum=0, maximum=MAX_CLASSES)
     class_names: list[str] = setting(default_factory=list, help="a name per class")
 
     def validate(self) -> None:
-        """Raise `ConfigError` if fields are inconsistent. Subclasses extend this."""
+        """Raise `ConfigError` if a field is out of its type or declared range (`setting`:
+        non-finite numbers included) or fields are inconsistent. Subclasses extend this."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            check_field_value(type(self).__name__, f, hints[f.name],
+                              list(value) if isinstance(value, tuple) else value, note="")
         c, h, w = self.image_shape
+        if c > MAX_CHANNELS:
+            raise ConfigError(f"image_shape has {c} channels; at most {MAX_CHANNELS} are "
+                              "supported")
         if c < 1 or h < 1 or w < 1:
             raise ConfigError(f"image_shape must be positive (C, H, W), got {self.image_shape}")
         if self.num_classes < 0:
@@ -244,13 +253,15 @@ class TrainingDefaults:
                                          minimum=0.0, maximum=1.0)
     lr_decay: float = setting(1.0, "multiplicative lr decay per step", minimum=0.0,
                               metavar="FACTOR")
-    warmup_steps: int = setting(0, "linear lr warm-up, in steps", minimum=0, metavar="STEPS")
+    warmup_steps: int = setting(0, "linear lr warm-up, in steps", minimum=0,
+                                maximum=MAX_STEPS, metavar="STEPS")
     weight_decay: float = setting(0.0, "L2 coefficient", minimum=0.0)
     ema_decay: float = setting(0.9995, "Polyak averaging decay per step", minimum=0.0,
                                maximum=1.0)
     grad_clip: float | None = setting(None, "max global gradient norm, 0: none",
                                       minimum=0.0, metavar="NORM")
     batch_size: int = setting(16, "global batch, split over processes", minimum=1,
+                                maximum=MAX_BATCH,
                               metavar="IMAGES")
     ema_warmup: bool = setting(True, "cap the EMA decay at (1+t)/(10+t) early on (off: "
                                      "constant decay from the first step, as openai; "
@@ -275,12 +286,12 @@ def read_config_json(directory: str | os.PathLike[str]) -> tuple[str, dict[str, 
         raise ConfigError(f"{directory} is not a directory (expected a saved model folder)")
     if not path.is_file():
         raise ConfigError(f"no {CONFIG_NAME} in {directory}: not a saved tractable model/run")
-    try:
-        payload = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is not valid JSON ({e}); the file is corrupt") from None
+    payload = read_json_file(path, ConfigError)
     if not isinstance(payload, dict) or "family" not in payload or "config" not in payload:
         raise ConfigError(f"{path} lacks 'family'/'config': not a tractable config")
+    if not isinstance(payload["family"], str):
+        raise ConfigError(f"{path}: 'family' must be a family name, got "
+                          f"{type(payload['family']).__name__}; the config is corrupt")
     version = payload.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or not (
             1 <= version <= FORMAT_VERSION):

@@ -12,8 +12,11 @@ folder in the same layout.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,15 +70,62 @@ def _hub() -> Any:
     return huggingface_hub
 
 
+HUB_TIMEOUT_S = 10  # seconds to wait for the Hub's answer before saying it is unreachable
+
+
+def _reachable(endpoint: str) -> bool:
+    """Whether the Hub answers at all within `HUB_TIMEOUT_S` (any HTTP status counts).
+
+    `huggingface_hub` retries a failed connection five times with back-off, each attempt
+    waiting for its own timeout: minutes before it falls back to the cache. One probe
+    first lets an unreachable Hub fail (or use the cache) within seconds.
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"),
+                               timeout=HUB_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (OSError, ValueError):
+        return False  # refused, unresolvable, timed out, a redirect loop's end, ...
+    return True
+
+
+@contextlib.contextmanager
+def _quiet_hub_logs() -> Iterator[None]:
+    """huggingface_hub logs each retry as a warning line; tractable reports one line."""
+    log = logging.getLogger("huggingface_hub")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def download(repo_id: str, revision: str | None, files: list[str]) -> Path:
     """Fetch `files` of model repo `repo_id` at `revision` into the Hub cache; their folder."""
     hub = _hub()
+    from huggingface_hub import constants
     from huggingface_hub.utils import HfHubHTTPError
 
+    endpoint = str(constants.ENDPOINT)
+    if not endpoint.startswith(("http://", "https://")):
+        raise HubError(f"the Hub endpoint {endpoint!r} (HF_ENDPOINT) is not an http(s):// URL")
+    offline = bool(constants.HF_HUB_OFFLINE) or not _reachable(endpoint)
     folder: Path | None = None
     for name in files:
         try:
-            path = hub.hf_hub_download(repo_id, name, revision=revision)
+            with _quiet_hub_logs():
+                path = hub.hf_hub_download(repo_id, name, revision=revision,
+                                           etag_timeout=HUB_TIMEOUT_S,
+                                           local_files_only=offline)
+        except hub.errors.LocalEntryNotFoundError:  # before EntryNotFoundError: a subclass
+            raise HubError(f"could not reach the Hub at {endpoint} to fetch hf:{repo_id}, and "
+                           f"its {name} is not in the local cache; check the network (or "
+                           "HF_ENDPOINT), or load a local folder") from None
         except hub.errors.EntryNotFoundError:
             raise HubError(f"hf:{repo_id} has no {name} (a tractable model repo holds "
                            f"{' and '.join(MODEL_FILES)})") from None
@@ -87,6 +137,10 @@ def download(repo_id: str, revision: str | None, files: list[str]) -> Path:
         except (HfHubHTTPError, OSError, ValueError) as e:
             raise HubError(f"could not fetch {name} of hf:{repo_id}: "
                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        except Exception as e:  # the HTTP client's own errors: redirect loops, bad URLs, ...
+            raise HubError(f"could not reach the Hub at {endpoint} to fetch hf:{repo_id} "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                           ) from None
         here = Path(path).parent
         if folder is not None and here != folder:
             raise HubError(f"hf:{repo_id}: files resolved to different revisions")

@@ -8,6 +8,9 @@ and written by the trainer through `RunRecord.write`, `write_summary` and `prepa
       state.pt         the checkpoint a resume continues from (`tractable.training.checkpoint`)
       summary.json     step, best and last test bits/dim
       metrics.jsonl, metrics.csv, samples/, samples.gif, bpd.png
+      state.good.pt    the last checkpoint the next step proved good (`training/last_good.py`)
+      .tractable-files the manifest: the names of the files tractable writes here
+      .lock            held by the run or resume working here (`tractable.folder_lock`)
 
 `open_folder(path)` accepts either a run folder or a model folder (including `RUN/model`)
 and returns a `Folder`: the model folder, the run folder it belongs to (if any), its
@@ -27,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
+import fnmatch
 import os
 import typing
 from collections.abc import Callable
@@ -35,22 +38,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tractable._io import atomic_write_json, remove_stale_temp_files
+from tractable._io import atomic_write_json, read_json_file, remove_stale_temp_files
 from tractable.config import CONFIG_NAME, __version__, check_field_value
 from tractable.errors import CheckpointError, ConfigError
+from tractable.folder_lock import LOCK_NAME
 
 MODEL_DIR = "model"
 RUN_NAME = "run.json"
 SUMMARY_NAME = "summary.json"
 STATE_NAME = "state.pt"
+WEIGHTS_NAME = "model.safetensors"  # EMA (Polyak) weights when saved by the trainer
+RAW_WEIGHTS_NAME = "raw.safetensors"  # the optimizer's current weights
+WEIGHT_FILES = {"ema": WEIGHTS_NAME, "raw": RAW_WEIGHTS_NAME}
 RUN_FORMAT = 2  # 2: dataset paths absolute; 1 (no format_version): as given
 FOLDER_PREFIX = "folder:"  # the data name of an image folder (`tractable.data.registry`)
 SAMPLES_DIR = "samples"
 # What a run writes at its top level and in model/ (never anything else: a new run with
 # `overwrite` removes only these, plus samples/step_*.png).
-RUN_FILES = frozenset({STATE_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl", "metrics.csv",
-                       "samples.gif", "bpd.png"})
-MODEL_FILES = frozenset({CONFIG_NAME, "model.safetensors", "raw.safetensors"})
+GOOD_NAME = "state.good.pt"  # the last checkpoint proved good (`training/last_good.py`)
+RUN_FILES = frozenset({STATE_NAME, GOOD_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl",
+                       "metrics.csv", "samples.gif", "bpd.png"})
+MODEL_FILES = frozenset({CONFIG_NAME, WEIGHTS_NAME, RAW_WEIGHTS_NAME})
 # The value of a run.json field that an older or hand-written run.json lacks (else None)
 _ABSENT: dict[str, Any] = {"optimizer": {}, "model_config": {}, "world_size": 1}
 
@@ -132,9 +140,18 @@ class RunRecord:
         return cls(**values)
 
 
-def open_folder(path: str | os.PathLike[str]) -> Folder:
-    """Open a run folder or a saved-model folder, with one clear error if it is neither."""
-    model_dir = model_dir_of(path)
+def weights_file(weights: str) -> str:
+    """The file of a model folder that `weights` names: "ema" (the Polyak-averaged weights,
+    `model.safetensors`), "raw" (the optimizer's, `raw.safetensors`) or a file name."""
+    return WEIGHT_FILES.get(weights, weights)
+
+
+def open_folder(path: str | os.PathLike[str], *, weights: str = "ema") -> Folder:
+    """Open a run folder or a saved-model folder, with one clear error if it is neither.
+
+    `weights` ("ema", "raw" or a file name): the weights a Hub reference must fetch.
+    """
+    model_dir = model_dir_of(path, weights=weights)
     run_dir = run_dir_of(model_dir)
     run = read_run(run_dir) if run_dir else {}
     summary = read_json(run_dir / SUMMARY_NAME) if run_dir else {}
@@ -146,14 +163,15 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return migrate_run(read_json(run_dir / RUN_NAME), run_dir)
 
 
-def model_dir_of(path: str | os.PathLike[str]) -> Path:
+def model_dir_of(path: str | os.PathLike[str], *, weights: str = "ema") -> Path:
     """The saved-model folder of a run folder, or `path` itself if it is a model folder.
 
-    `pretrained:NAME` and `hf:ORG/NAME[@REV]` resolve to their local folders (`tractable.hub`).
+    `pretrained:NAME` and `hf:ORG/NAME[@REV]` resolve to their local folders (`tractable.hub`),
+    a Hub repo fetching the `weights` file too.
     """
     from tractable.hub import resolve
 
-    path = resolve(path)
+    path = resolve(path, weights_file(weights))
     if (path / CONFIG_NAME).is_file():
         return path
     if (path / MODEL_DIR / CONFIG_NAME).is_file():
@@ -179,10 +197,7 @@ def read_json(path: Path) -> dict[str, Any]:
     """Read a run's JSON file (run.json, summary.json); {} if absent, error if corrupt."""
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt ({e})") from None
+    data = read_json_file(path, CheckpointError)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is corrupt (expected a JSON object)")
     return data
@@ -255,35 +270,100 @@ def remove_interrupted_writes(run_dir: Path) -> list[Path]:
             *remove_stale_temp_files(run_dir / SAMPLES_DIR)]
 
 
-def prepare_new_run(run_dir: Path, overwrite: bool) -> None:
-    """A new run writes only into a missing or empty folder; with `overwrite`, what an
-    earlier run wrote there is deleted first (files tractable did not write are kept)."""
-    if not run_dir.exists():
-        return
-    if not run_dir.is_dir():
+# ---- which files are tractable's, and a folder made ready for a new run ---------------------
+MANIFEST_NAME = ".tractable-files"
+GENERATED = (f"{SAMPLES_DIR}/step_*.png", "tensorboard/events.out.tfevents.*")
+_BOOKKEEPING = {LOCK_NAME, MANIFEST_NAME, f".{GOOD_NAME}.link"}
+_RUN_DIRS = {MODEL_DIR, SAMPLES_DIR, "tensorboard"}
+
+
+def written_names() -> list[str]:
+    """Paths (relative, POSIX) and patterns of every file a run writes."""
+    return sorted([*RUN_FILES, *(f"{MODEL_DIR}/{n}" for n in MODEL_FILES), *GENERATED])
+
+
+def is_run_file(relative: str) -> bool:
+    """Whether the relative path `relative` is a name a run writes."""
+    return any(fnmatch.fnmatchcase(relative, p) for p in written_names())
+
+
+def files_in(run_dir: Path) -> list[str]:
+    """What `run_dir` holds (relative POSIX paths), bookkeeping files aside: the files at its
+    top and in the sub-folders a run writes to; any other sub-folder as one entry `NAME/`
+    (never walked: `--out` may name a large folder by mistake)."""
+    out = []
+    for entry in sorted(os.scandir(run_dir), key=lambda e: e.name):
+        if entry.name in _BOOKKEEPING:
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            out.append(entry.name)
+        elif entry.name in _RUN_DIRS:
+            out += [f"{entry.name}/{sub.name}" for sub in
+                    sorted(os.scandir(entry.path), key=lambda e: e.name)]
+        else:
+            out.append(entry.name + "/")
+    return out
+
+
+def tractable_files(run_dir: Path, present: list[str]) -> set[str]:
+    """Which of the files `present` in `run_dir` an earlier run wrote: those of a run's
+    names in a folder with a manifest, or (written before manifests) a tractable run.json."""
+    if not (run_dir / MANIFEST_NAME).is_file():
+        try:
+            run = read_json(run_dir / RUN_NAME)
+        except CheckpointError:
+            return set()
+        if not (isinstance(run.get("family"), str) and isinstance(run.get("train"), dict)):
+            return set()
+    return {rel for rel in present if is_run_file(rel)}
+
+
+def prepare_new_run(run_dir: Path, overwrite: bool) -> list[str]:
+    """Make `run_dir` ready for a new run (call it holding the folder's lock); returns the
+    earlier run's files it deleted.
+
+    A new run records in `.tractable-files` (its manifest) that it writes the names of
+    `written_names()`; it starts only where none of them is someone else's file, so in a
+    folder with a manifest every file of those names is tractable's. Missing or empty
+    (bookkeeping aside): start. Holding only the files of a run that saved neither a
+    checkpoint nor weights (its first checkpoint failed on a full disk, say): they are
+    replaced, since nothing in them can be resumed or used. A checkpoint, weights or any
+    other file: refused unless `overwrite`, which deletes the earlier run's files, keeps
+    every other file, and refuses if another file holds a name the new run writes.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file, not a folder")
-    if (run_dir / STATE_NAME).exists() and not overwrite:
-        raise ConfigError(f"{run_dir} already holds a training run; pass --resume to "
-                          "continue it, --overwrite to replace it, or choose another --out")
-    entries = sorted(p.name for p in run_dir.iterdir())
-    if not entries:
-        return
-    if not overwrite:
-        shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
+    present = files_in(run_dir) if run_dir.is_dir() else []
+    ours = tractable_files(run_dir, present)
+    theirs = [rel for rel in present if rel not in ours]
+    if not present:
+        _write_manifest(run_dir)
+        return []
+    has_checkpoint = STATE_NAME in ours
+    has_weights = any(rel.endswith(".safetensors") for rel in ours)
+    if not overwrite and (has_checkpoint or has_weights or theirs):
+        if has_checkpoint:
+            raise ConfigError(f"{run_dir} already holds a training run; pass --resume to "
+                              "continue it, --overwrite to replace it, or choose another --out")
+        shown = ", ".join(theirs[:5] or sorted(ours)[:5]) + (" ..." if len(present) > 5 else "")
         raise ConfigError(f"{run_dir} is not empty ({shown}); a new run needs an empty "
                           "or new folder: choose another --out, or pass --overwrite to "
                           "write into it (files tractable did not write are kept)")
-    _remove_previous_run_files(run_dir)
-
-
-def _remove_previous_run_files(run_dir: Path) -> None:
-    model_dir, samples = run_dir / MODEL_DIR, run_dir / SAMPLES_DIR
-    doomed = [run_dir / n for n in RUN_FILES] + [model_dir / n for n in MODEL_FILES]
-    if samples.is_dir():
-        doomed += list(samples.glob("step_*.png"))
-    for p in doomed:
-        if p.is_file():
-            p.unlink()
-    for d in (model_dir, samples):
+    clash = [rel for rel in theirs if is_run_file(rel)]
+    if clash:
+        shown = ", ".join(clash[:5]) + (" ..." if len(clash) > 5 else "")
+        raise ConfigError(f"{run_dir} holds files tractable did not write under names a run "
+                          f"writes ({shown}); --overwrite keeps such files, so move them "
+                          "away or choose another --out")
+    for rel in sorted(ours):
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / rel).unlink()
+    for sub in sorted({str(Path(rel).parent) for rel in ours} - {"."}, key=len, reverse=True):
         with contextlib.suppress(OSError):
-            d.rmdir()  # only if now empty
+            (run_dir / sub).rmdir()  # only if now empty
+    _write_manifest(run_dir)
+    return sorted(ours)
+
+
+def _write_manifest(run_dir: Path) -> None:
+    atomic_write_json(run_dir / MANIFEST_NAME, {"format_version": 1, "files": written_names()})

@@ -1,7 +1,8 @@
 """What the app does with one model, independent of the web page.
 
 `AppModel` wraps a loaded model and, when its run recorded one, the test split of its
-dataset (for picking images, the test-set bits/dim histogram and Glow's attribute vectors).
+dataset (for picking images, the test-set bits/dim histogram and an invertible model's
+attribute vectors).
 Every interaction is one method returning uint8 images or numbers; the page
 (`tractable.app.ui`) only turns them into pictures. All work runs in eval mode without
 gradients; results are reproducible from the seed.
@@ -20,7 +21,9 @@ from torch import Tensor
 
 from tractable.data import ImageDataset
 from tractable.errors import ConfigError, DataError, ShapeError
-from tractable.models import AutoregressiveModel, Glow, TractableModel
+from tractable.models import Completable, Invertible, PixelScorable, TractableModel
+from tractable.models.capabilities import missing
+from tractable.sampling import Callback
 
 MAX_BATCH = 64
 MAX_COMPLETIONS = 16
@@ -74,11 +77,11 @@ class AppModel:
 
     @property
     def can_complete(self) -> bool:
-        return isinstance(self.model, AutoregressiveModel)
+        return isinstance(self.model, Completable)
 
     @property
     def can_edit(self) -> bool:
-        return isinstance(self.model, Glow)
+        return isinstance(self.model, Invertible)
 
     @property
     def test_size(self) -> int:
@@ -128,35 +131,31 @@ class AppModel:
     @torch.no_grad()
     def sample(self, n: int, temperature: float, seed: int, class_a: int | None = None,
                class_b: int | None = None, weight_b: float = 0.0,
-               progress: bool = False) -> Tensor:
+               callback: Callback | None = None) -> Tensor:
+        """`n` samples `uint8 [n, C, H, W]` of class a or a blend (`model.sample`, whose
+        sampler checks the temperature; `callback` hears its progress)."""
         _check_count(n, MAX_BATCH, "batch")
-        _check_temperature(temperature)
         y = self.labels(class_a, class_b, weight_b, n)
         g = torch.Generator(device=self.device).manual_seed(int(seed))
-        opts: dict[str, Any] = {"progress": progress} if self.can_complete else {}
-        return self.model.eval().sample(n, y=y, temperature=temperature, generator=g,
-                                        **opts).cpu()
+        return self.model.sample(n, y=y, temperature=temperature, generator=g,
+                                 callback=callback).cpu()
 
     # ---- Complete ---------------------------------------------------------------------------
     def complete(self, image: Tensor, rows: int, n: int, seed: int, temperature: float = 1.0,
-                 label: int | None = None, progress: bool = False) -> Tensor:
+                 label: int | None = None, callback: Callback | None = None) -> Tensor:
         """n completions `uint8 [n, C, H, W]` of `image` keeping its first `rows` rows."""
-        if not isinstance(self.model, AutoregressiveModel):
-            raise ConfigError(f"{self.name} is a {self.family} model: completion needs an "
-                              "autoregressive one (pixelcnn++ or gated-pixelcnn)")
+        if not isinstance(self.model, Completable):
+            raise ConfigError(f"{self.name}: " + missing(Completable, "completion", self.family))
         _check_count(n, MAX_COMPLETIONS, "completions")
-        _check_temperature(temperature)
         y = self.labels(label if label is not None else 0, None, 0.0, 1)
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         x = image[None].to(self.device)
         return self.model.eval().complete(x, rows=rows, n=n, y=y, temperature=temperature,
-                                          generator=g, progress=progress).cpu()
+                                          generator=g, callback=callback).cpu()
 
     def seen(self, image: Tensor) -> Tensor:
         """The image as the model sees it (quantized for N-level models), uint8 [C, H, W]."""
-        if isinstance(self.model, AutoregressiveModel):
-            return self.model.from_targets(self.model.targets(image[None]))[0]
-        return image
+        return self.model.as_seen(image[None])[0]
 
     # ---- Likelihood -------------------------------------------------------------------------
     @torch.no_grad()
@@ -176,13 +175,13 @@ class AppModel:
         """Bits/dim `[B]` (marginal over classes for a conditional model, uniform prior),
         and the most likely class `[B]` (None if unconditional)."""
         model = self.model.eval()
-        g = torch.Generator(device=self.device).manual_seed(0)  # Glow's dequantization
-        kw: dict[str, Any] = {"generator": g} if isinstance(model, Glow) else {}
         if not self.conditional:
-            return model.log_prob(x, **kw).double().neg() / (model.num_dims * math.log(2)), None
+            lp = _seeded_log_prob(model, x, None)
+            return lp.double().neg() / (model.num_dims * math.log(2)), None
         k = model.config.num_classes
         per_class = torch.stack([
-            model.log_prob(x, torch.full((len(x),), c, dtype=torch.long, device=x.device), **kw)
+            _seeded_log_prob(model, x, torch.full((len(x),), c, dtype=torch.long,
+                                                  device=x.device))
             for c in range(k)]).double()
         marginal = torch.logsumexp(per_class, dim=0) - math.log(k)
         return -marginal / (model.num_dims * math.log(2)), per_class.argmax(0)
@@ -194,9 +193,9 @@ class AppModel:
         bpd, best = self._bpd(x)
         scored_as = "marginal over classes (uniform prior)" if self.conditional else "p(x)"
         maps = None
-        if isinstance(self.model, AutoregressiveModel):
+        if isinstance(self.model, PixelScorable):
             y = None if best is None else best
-            maps = -self.model.eval().log_prob_pixels(x, y)[0].double().cpu()
+            maps = -self.model.log_prob_pixels(x, y)[0].double().cpu()
             if best is not None:
                 scored_as += f"; pixel map given the most likely class, " \
                              f"{self.class_names[int(best[0])]}"
@@ -205,20 +204,21 @@ class AppModel:
         pct = float((test < value).mean() * 100) if test.size else float("nan")
         return Likelihood(value, maps, test, pct, scored_as)
 
-    # ---- Edit (Glow) ------------------------------------------------------------------------
-    def _glow(self) -> Glow:
-        if not isinstance(self.model, Glow):
-            raise ConfigError(f"{self.name} is a {self.family} model: latent edits need Glow")
-        return self.model.eval()
+    # ---- Edit (invertible models) --------------------------------------------------------------
+    def _invertible(self) -> Invertible:
+        if not isinstance(self.model, Invertible):
+            raise ConfigError(f"{self.name}: " + missing(Invertible, "latent edits", self.family))
+        self.model.eval()
+        return self.model
 
     @torch.no_grad()
     def attribute_vectors(self) -> list[list[Tensor] | None]:
         """v_k = mean z of class-k test images − mean z of the others, per class (Glow §5.3);
         None for a class with no test image among those used (or only such images)."""
-        from tractable.models.glow.latents import attribute_vector, encode_batched
+        from tractable.models.latents import attribute_vector, encode_batched
 
         if self._attributes is None:
-            model = self._glow()
+            model = self._invertible()
             if self.test is None or not self.test.has_labels:
                 self._attributes = []
             else:
@@ -233,7 +233,7 @@ class AppModel:
     @torch.no_grad()
     def edit(self, image: Tensor, alphas: list[float]) -> Tensor:
         """decode(encode(x) + Σ_k α_k v_k), uint8 [C, H, W]."""
-        model = self._glow()
+        model = self._invertible()
         vectors = self.attribute_vectors()
         z = model.encode(image[None].to(self.device))
         if len(alphas) < len(vectors):
@@ -246,14 +246,24 @@ class AppModel:
     @torch.no_grad()
     def blend(self, a: Tensor, b: Tensor, t: float, steps: int = 8) -> tuple[Tensor, Tensor]:
         """decode((1 − t)·z_a + t·z_b) uint8 [C, H, W], and the strip t = 0..1 [steps, C, H, W]."""
-        from tractable.models.glow.latents import interpolate
+        from tractable.models.latents import interpolate
 
         if not 0 <= t <= 1:
             raise ShapeError(f"interpolation weight must be in 0..1, got {t}")
-        model = self._glow()
+        model = self._invertible()
         za, zb = model.encode(a[None].to(self.device)), model.encode(b[None].to(self.device))
         one = model.decode([(1 - t) * p + t * q for p, q in zip(za, zb, strict=True)])[0]
         return one.cpu(), model.decode(interpolate(za, zb, steps)).cpu()
+
+
+def _seeded_log_prob(model: TractableModel, x: Tensor, y: Tensor | None) -> Tensor:
+    """`model.log_prob(x, y)` with the random generators seeded 0 (and restored after): a
+    family that draws noise in `log_prob` (a flow's dequantization) scores an image the
+    same way each time; an exact discrete likelihood draws nothing."""
+    device = x.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        return model.log_prob(x, y)
 
 
 def _check_count(n: int, limit: int, what: str) -> None:
@@ -261,35 +271,28 @@ def _check_count(n: int, limit: int, what: str) -> None:
         raise ShapeError(f"{what} must be an integer in 1..{limit}, got {n!r}")
 
 
-def _check_temperature(t: float) -> None:
-    if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 < t <= 2):
-        raise ShapeError(f"temperature must be in (0, 2], got {t!r}")
-
-
 def load_app_model(path: str | Path, data: str | None = None, weights: str = "ema",
                    device: str = "auto", name: str | None = None,
                    options: dict[str, Any] | None = None) -> AppModel:
     """A run or model folder (and the test split of its run's dataset, or `data`);
-    `options` (`load_dataset`'s: root, size, ...) win over those the run trained with."""
-    from tractable.data import load_dataset
-    from tractable.models.base import RAW_WEIGHTS_NAME, WEIGHTS_NAME
-    from tractable.training.checkpoint import RUN_NAME, model_dir_of, read_json, run_dir_of
-    from tractable.training.distributed import pick_device
+    `options` (`load_dataset`'s: root, size, ...) win over those the run trained with.
 
-    model_dir = model_dir_of(path)
-    file = WEIGHTS_NAME if weights == "ema" else RAW_WEIGHTS_NAME
-    model = TractableModel.from_pretrained(model_dir, weights=file,
-                                           map_location=pick_device(device)).eval()
-    run = run_dir_of(model_dir)
-    info = read_json(run / RUN_NAME) if run else {}
-    train = info.get("train", {}) if isinstance(info.get("train"), dict) else {}
-    dataset = data or info.get("data") or train.get("data")
+    The folder is opened once (`open_folder`: its `run.json` migrated, dataset paths made
+    absolute) and the model loaded from it with `tractable.load`.
+    """
+    from tractable.data import load_dataset
+    from tractable.models import load
+    from tractable.run_folder import open_folder
+
+    folder = open_folder(path, weights=weights)
+    model = load(folder, weights=weights, device=device)
+    dataset = data or folder.data
     test = None
     if dataset:
-        opts = {**({} if data else dict(train.get("data_options", {}))), **(options or {})}
+        opts = {**({} if data else folder.data_options), **(options or {})}
         test = load_dataset(str(dataset), split="test", **opts)
         if tuple(test.shape) != tuple(model.config.image_shape):
             raise ShapeError(f"{dataset} images are {list(test.shape)}, the model in "
-                             f"{model_dir} takes {list(model.config.image_shape)}")
-    label = name or (run.name if run else Path(model_dir).name)
+                             f"{folder.model_dir} takes {list(model.config.image_shape)}")
+    label = name or (folder.run_dir.name if folder.run_dir else folder.model_dir.name)
     return AppModel(label, model, test)

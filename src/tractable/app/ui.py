@@ -22,6 +22,9 @@ from torch import Tensor
 from tractable.app.session import MAX_BATCH, MAX_COMPLETIONS, AppModel
 from tractable.app.uploads import read_upload
 from tractable.errors import TractableError
+from tractable.models import Completable, Invertible
+from tractable.models.capabilities import missing
+from tractable.sampling import Progress
 from tractable.viz import grid_image, heatmap_with_colorbar, histogram_with_marker, labelled_grid
 
 MAX_ATTRIBUTE_SLIDERS = 20
@@ -60,6 +63,14 @@ def _tensor(state: Any) -> Tensor | None:
     if state is None:
         return None
     return torch.from_numpy(np.asarray(state["image"], dtype=np.uint8))
+
+
+def progress_callback(progress: Any, desc: str) -> Callable[[Progress], None]:
+    """A `model.sample` callback moving the page's progress indicator (a `gr.Progress`)."""
+    def callback(p: Progress) -> None:
+        progress((p.step, p.total), desc=desc, unit=p.unit)
+
+    return callback
 
 
 def _picture(image: Tensor, scale: int = 8) -> Any:
@@ -169,13 +180,13 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                 @_errors_shown
                 def do_sample(name: str, t: float, a: int | None, b: int | None, w: float,
                               s: float | None, n: float,
-                              progress: Any = gr.Progress(track_tqdm=True),  # noqa: B008
+                              progress: Any = gr.Progress(),  # noqa: B008
                               ) -> tuple[Any, str]:
                     m = model_of(name)
                     start = time.perf_counter()
                     x = m.sample(int(n), float(t), int(s or 0), a,
                                  None if b in (None, NO_CLASS) else int(b), float(w),
-                                 progress=True)
+                                 callback=progress_callback(progress, "sampling"))
                     took = time.perf_counter() - start
                     return (grid_image(x, nrow=math.ceil(math.sqrt(len(x)))),
                             f"{len(x)} samples, temperature {float(t):g}, seed {int(s or 0)} "
@@ -206,7 +217,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                 @_errors_shown
                 def do_complete(name: str, state: Any, k: float, n: float, s: float | None,
                                 t: float,
-                                progress: Any = gr.Progress(track_tqdm=True),  # noqa: B008
+                                progress: Any = gr.Progress(),  # noqa: B008
                                 ) -> tuple[Any, str]:
                     from tractable.sampling.prefix import raster_prefix_length
                     from tractable.viz import occlude
@@ -214,7 +225,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                     m, image, label = need(state, name)
                     start = time.perf_counter()
                     done = m.complete(image, int(k), int(n), int(s or 0), float(t), label,
-                                      progress=True)
+                                      callback=progress_callback(progress, "completing"))
                     took = time.perf_counter() - start
                     seen = m.seen(image)
                     kept = occlude(seen[None], raster_prefix_length(m.shape, int(k)))[0]
@@ -259,7 +270,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
 
                 l_go.click(do_score, [model_box, l_state], [score, heat, hist])
 
-            # ---- Edit (Glow) --------------------------------------------------------------------
+            # ---- Edit (invertible models) ------------------------------------------------------
             with gr.Tab("Edit", id="edit"):
                 edit_note = gr.Markdown(_edit_note(first), elem_classes=["tractable-note"])
                 with gr.Row():
@@ -347,12 +358,12 @@ def _complete_note(m: AppModel) -> str:
     if m.can_complete:
         return ("The model keeps the first rows of the image (raster order) and samples the "
                 "rest, pixel by pixel.")
-    return f"Completion needs an autoregressive model; {m.name} is a {m.family} model."
+    return missing(Completable, "Completion", m.family) + "."
 
 
 def _edit_note(m: AppModel) -> str:
     if not m.can_edit:
-        return f"Latent edits need a Glow model; {m.name} is a {m.family} model."
+        return missing(Invertible, "Latent edits", m.family) + "."
     if not m.class_names:
         return "This model's test set has no labels: no attribute vectors, blending only."
     return ("Each slider adds α times the attribute vector of a class (mean latent of its "

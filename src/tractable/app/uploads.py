@@ -30,7 +30,6 @@ class UploadError(DataError):
 
 def read_upload(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, str]:
     """Upload bytes -> (uint8 `[C, H, W]` of the model's `shape`, a note on what was done)."""
-    c, h, w = shape
     if len(data) > MAX_BYTES:
         raise UploadError(f"the file is {len(data) / 2**20:.1f} MiB; uploads are limited to "
                           f"{MAX_BYTES // 2**20} MiB")
@@ -42,6 +41,19 @@ def read_upload(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, str]:
         raise UploadError(f"the image has far more than {MAX_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError):
         raise UploadError("the file is not an image (PNG, JPEG, GIF, BMP or WebP)") from None
+    except Exception as e:  # a crafted header: each decoder has its own exceptions
+        raise UploadError(f"the image is corrupt ({type(e).__name__}: {e})") from None
+    try:
+        return _decode(img, shape)
+    except UploadError:
+        raise
+    except Exception as e:  # a crafted body: SyntaxError, struct.error, EOFError, ...
+        raise UploadError(f"the image could not be decoded ({type(e).__name__}: {e})"
+                          ) from None
+
+
+def _decode(img: Image.Image, shape: tuple[int, int, int]) -> tuple[Tensor, str]:
+    c, h, w = shape
     with img:
         width, height = img.size
         if width * height > MAX_PIXELS:
@@ -49,10 +61,9 @@ def read_upload(data: bytes, shape: tuple[int, int, int]) -> tuple[Tensor, str]:
                               "are accepted")
         if getattr(img, "n_frames", 1) > 1:
             raise UploadError("animated images are not accepted: upload a single frame")
-        try:
-            img.load()
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise UploadError(f"the image could not be decoded ({e})") from None
+        if width < 1 or height < 1:
+            raise UploadError(f"the image is {width}x{height}: empty")
+        img.load()
         converted = _to_channels(img, c)
     note = "" if (width, height) == (w, h) else f"resized from {width}x{height} to {w}x{h}"
     if (width, height) != (w, h):

@@ -3,21 +3,23 @@
 Each sub-module of this package adds its sub-commands through `register(subparsers)` and
 sets `func` on them; parsers come from `common.TractableParser`, so every help shows each
 flag's default and ends with examples. Errors meant for the user (`TractableError`) are
-printed as one line, without a traceback, and exit with status 2.
+printed as one line, without a traceback, and exit with status 2 (`cli.failures`); every
+number given on the command line is bounded before anything is built (`cli.limits`).
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import sys
 
 from tractable.cli.common import TractableParser, examples
-from tractable.errors import TractableError
+from tractable.cli.failures import run_guarded
+from tractable.cli.limits import check_flag_values
 
 # Modules that contribute sub-commands; each defines register(subparsers).
-COMMAND_MODULES = ["tractable.cli.data", "tractable.cli.train", "tractable.cli.glow",
+COMMAND_MODULES = ["tractable.cli.data", "tractable.cli.train", "tractable.cli.eval",
+                   "tractable.cli.sample", "tractable.cli.info", "tractable.cli.latent",
                    "tractable.cli.ood", "tractable.cli.convert", "tractable.cli.models",
                    "tractable.cli.complete", "tractable.cli.app"]
 
@@ -50,17 +52,7 @@ def version_text() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except TractableError as e:
-        print(f"tractable: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        print(f"tractable: error: the disk is full ({e.filename or e}); free space and "
-              "run the command again", file=sys.stderr)
-        return 2
+    return run_guarded(check_flag_values, args) or run_guarded(args.func, args)
 
 
 if __name__ == "__main__":

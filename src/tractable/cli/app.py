@@ -3,15 +3,20 @@
     tractable app runs/demo runs/glow --port 7860
 
 Each RUN_OR_MODEL_DIR becomes a model to choose on the page; the test split of its run's
-dataset (or --data) supplies test images, the bits/dim histogram and Glow's attribute
-vectors. Needs the optional extra: pip install 'tractable[app]'.
+dataset (or --data) supplies test images, the bits/dim histogram and an invertible model's
+attribute vectors. Needs the optional extra: pip install 'tractable[app]'.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from tractable.cli.common import data_options, data_source_args, examples
+from tractable.cli.common import (
+    data_options,
+    data_source_args,
+    examples,
+    weights_and_device_args,
+)
 from tractable.errors import ConfigError
 
 
@@ -26,9 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="models to serve (none: the shipped pretrained models)")
     p.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1")
     p.add_argument("--data", help="dataset of the test images (unset: each run's own)")
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--histogram-images", type=int, default=200, metavar="IMAGES",
                    help="test images in the bits/dim histogram")
     data_source_args(p.add_argument_group("data"))

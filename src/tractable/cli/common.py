@@ -19,13 +19,17 @@ import copy
 import dataclasses
 import sys
 import typing
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Re-exported for older callers; the helpers live in the data layer.
 from tractable.data.subsets import load_images as load_images
 from tractable.data.subsets import subset_rows as subset_rows
 from tractable.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tractable.models.base import TractableModel
+    from tractable.run_folder import Folder
+    from tractable.sampling import Progress
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -224,23 +228,54 @@ def limit_arg(p: Any, what: str = "the split") -> None:
                    "--seed (default: every image)")
 
 
-def run_json_of(model_dir: Path) -> dict[str, Any]:
-    """The run.json of the run a model folder belongs to ({} for a bare model folder)."""
+def weights_and_device_args(p: Any) -> None:
+    """`--weights ema|raw` and `--device`: which saved weights `open_model` loads, where."""
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
+                   help="Polyak-averaged (ema) or the optimizer's raw weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def open_model(args: argparse.Namespace,
+               path: str | None = None) -> tuple[TractableModel, Folder]:
+    """The model of `path` (default `args.path`: a run or model folder, `pretrained:NAME` or
+    `hf:...`) with `--weights` on `--device` (and `--dtype` where the command has one), in
+    eval mode, and its opened folder: the reference is resolved once (`tractable.load`)."""
+    from tractable.models import load
     from tractable.run_folder import open_folder
 
-    return open_folder(model_dir).run  # migrated: dataset paths absolute
+    folder = open_folder(path or args.path, weights=args.weights)
+    model = load(folder, weights=args.weights, device=args.device,
+                 dtype=getattr(args, "dtype", None))
+    return model, folder
 
 
-def dataset_for(args: argparse.Namespace, model_dir: Path) -> tuple[str, dict[str, Any]]:
+class ProgressBar:
+    """A `model.sample` callback drawing a progress bar on stderr, if it is a terminal."""
+
+    def __init__(self, desc: str = "sampling") -> None:
+        self.desc = desc
+        self.bar: Any = None
+
+    def __call__(self, progress: Progress) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=progress.total, desc=self.desc, unit=progress.unit)
+        self.bar.update(progress.step - self.bar.n)
+        if progress.step >= progress.total:
+            self.bar.close()
+
+
+def dataset_for(args: argparse.Namespace, folder: Folder) -> tuple[str, dict[str, Any]]:
     """(name, load options): `--data` and the data flags, else the run's own dataset with
     the options it trained with (the data flags given still win)."""
-    run = run_json_of(model_dir)
     given = data_options(args)
     if getattr(args, "data", None):
-        if args.data == run.get("data"):
-            return str(args.data), {**run.get("train", {}).get("data_options", {}), **given}
+        if args.data == folder.data:
+            return str(args.data), {**folder.data_options, **given}
         return str(args.data), given
-    name = run.get("data")
-    if not name:
+    if not folder.data:
         raise ConfigError(f"{args.path} does not record its dataset: pass --data NAME")
-    return str(name), {**run.get("train", {}).get("data_options", {}), **given}
+    return folder.data, {**folder.data_options, **given}

@@ -16,13 +16,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tractable.cli.common import data_source_args, examples
+from tractable.cli.common import data_source_args, examples, weights_and_device_args
 from tractable.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "complete", help="complete occluded images (autoregressive models)",
+        "complete", help="complete occluded images (Completable models: the autoregressive "
+        "ones)",
         description="Keep the first rows of each image (raster order) and let the model draw "
         "the rest: a grid of original, occluded input and completions per image "
         "(PixelRNN Fig. 1).",
@@ -45,31 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--seed", type=int, default=0, help="of the sampler's generator")
     p.add_argument("--data", help="dataset of index images (unset: the run's dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--out", default="completions.png", metavar="PNG", help="the grid's file")
     data_source_args(p.add_argument_group("data"))
     p.set_defaults(func=cmd_complete)
 
 
-def image_and_label(spec: str, args: argparse.Namespace, shape: tuple[int, int, int]
-                    ) -> tuple[Tensor, int | None]:
-    """PATH_OR_INDEX -> (uint8 [C, H, W], its dataset label or None for a file)."""
-    from pathlib import Path
-
-    from tractable.cli.glow import load_data, pick_image
-
-    image = pick_image(spec, args, shape)  # a file, or a checked index into the split
-    if Path(spec).is_file():
-        return image, None
-    ds = load_data(args)
-    return image, (int(ds.labels[int(spec)]) if ds.has_labels else None)
-
-
 def labels_for(model: Any, args: argparse.Namespace, found: list[int | None]) -> Tensor | None:
     """The y of each row: --class for all, else each dataset image's own label."""
-    from tractable.cli.train import parse_class_spec
+    from tractable.cli.classes import parse_class_spec
 
     cfg = model.config
     if args.class_spec is not None:
@@ -84,29 +69,30 @@ def labels_for(model: Any, args: argparse.Namespace, found: list[int | None]) ->
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from tractable.cli.train import load_for_use
-    from tractable.models import AutoregressiveModel
+    from tractable.cli.common import open_model
+    from tractable.cli.images import ImageSource
+    from tractable.models.capabilities import Completable, missing
     from tractable.sampling.prefix import raster_prefix_length
     from tractable.viz import occlude, save_labelled_grid
 
     if args.n < 1:
         raise ConfigError(f"-n must be >= 1, got {args.n}")
-    model, model_dir = load_for_use(args.path, args.weights, args.device)
-    if not isinstance(model, AutoregressiveModel):
-        raise ConfigError(f"{model_dir} holds a {model.family} model; completion needs an "
-                          "autoregressive one (pixelcnn++ or gated-pixelcnn)")
+    model, folder = open_model(args)
+    model_dir = folder.model_dir
+    if not isinstance(model, Completable):
+        raise ConfigError(f"{model_dir}: " + missing(Completable, "completion", model.family))
     c, h, w = model.config.image_shape
     shape = (int(c), int(h), int(w))
     pixels = raster_prefix_length(shape, args.rows, args.cols)
-    picked = [image_and_label(spec, args, shape) for spec in args.image]
-    x = torch.stack([img for img, _ in picked])
-    y = labels_for(model, args, [k for _, k in picked])
+    images = ImageSource(args, folder, shape)
+    x = torch.stack([images.image(spec) for spec in args.image])
+    y = labels_for(model, args, [images.label(spec) for spec in args.image])
     device = next(model.parameters()).device
     done = model.complete(x.to(device), rows=args.rows, cols=args.cols, n=args.n,
                           y=None if y is None else y.to(device),
                           temperature=args.temperature,
                           generator=torch.Generator(device=device).manual_seed(args.seed))
-    seen = model.from_targets(model.targets(x))
+    seen = model.as_seen(x)
     rows = torch.cat([x[:, None], occlude(seen, pixels)[:, None],
                       done.cpu().view(len(x), args.n, *shape)], dim=1)
     labels = ["original", "occluded"] + [f"#{i + 1}" for i in range(args.n)]

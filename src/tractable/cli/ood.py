@@ -26,7 +26,8 @@ from tractable.cli.common import (
     dataset_for,
     examples,
     limit_arg,
-    run_json_of,
+    open_model,
+    weights_and_device_args,
 )
 from tractable.data import ImageDataset
 from tractable.data.subsets import heldout_train_images, load_images
@@ -42,24 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, metavar="IMAGES",
                    help="images per forward pass")
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--seed", type=int, default=0, help="for --limit subsets and bootstraps")
 
 
 def _progress() -> bool:
     return sys.stderr.isatty()
-
-
-def _run_json(model_dir: Path) -> dict[str, Any]:
-    return run_json_of(model_dir)
-
-
-def _load_model(path: str, args: argparse.Namespace) -> tuple[Any, Path]:
-    from tractable.cli.train import load_for_use
-
-    return load_for_use(path, args.weights, args.device)
 
 
 # ---- score -------------------------------------------------------------------------------
@@ -102,8 +91,8 @@ def scores_csv(columns: dict[str, Any]) -> str:
 def cmd_score(args: argparse.Namespace) -> int:
     from tractable.evaluation.scoring import score_dataset
 
-    model, model_dir = _load_model(args.path, args)
-    data, opts = dataset_for(args, model_dir)
+    model, folder = open_model(args)
+    data, opts = dataset_for(args, folder)
     ds, rows = load_images(data, args.split, opts, args.limit, args.seed)
     s = score_dataset(model, ds, batch_size=args.batch_size, progress=_progress())
     atomic_write_text(args.out, scores_csv({
@@ -248,8 +237,8 @@ def cmd_ood(args: argparse.Namespace) -> int:
     codecs = _codecs(args.codecs)
     if args.typicality_m < 1 or args.fit_limit < 0 or args.bootstrap < 1:
         raise ConfigError("--typicality-m and --bootstrap must be >= 1, --fit-limit >= 0")
-    model, model_dir = _load_model(args.model, args)
-    background = _load_model(args.background, args)[0] if args.background else None
+    model, folder = open_model(args, args.model)
+    background = open_model(args, args.background)[0] if args.background else None
     ood_data = ood_dataset_name(args)
     in_opts, ood_opts = ood_set_options(args, "in_"), ood_set_options(args, "ood_")
     ds_in, rows_in = load_images(args.in_data, args.in_split, in_opts, args.limit, args.seed)
@@ -259,7 +248,7 @@ def cmd_ood(args: argparse.Namespace) -> int:
     m_in, m_out = measure(model, ds_in, **kw), measure(model, ds_out, **kw)
     heldout, note = None, None
     if args.fit_limit:
-        fit, note = heldout_train_images(args.in_data, in_opts, _run_json(model_dir),
+        fit, note = heldout_train_images(args.in_data, in_opts, folder.run,
                                          args.fit_limit, args.seed)
         heldout = score_dataset(model, fit, args.batch_size, progress=_progress(),
                                 marginal=True).bits_per_dim
@@ -274,7 +263,7 @@ def cmd_ood(args: argparse.Namespace) -> int:
     if note:
         print(note)
     out = Path(args.out)
-    payload = {"model": str(model_dir), "background": args.background,
+    payload = {"model": str(folder.model_dir), "background": args.background,
                "in": {"data": args.in_data, "split": args.in_split, "num_images": len(ds_in)},
                "out": {"data": ood_data, "split": args.ood_split,
                        "num_images": len(ds_out)},

@@ -193,15 +193,16 @@ def mnist_mini_files(split: str, root: str | os.PathLike[str] | None = None) -> 
 
 
 def load_mnist_mini(split: str, root: str | os.PathLike[str] | None = None,
-                    download: bool = False, **_: object) -> ImageDataset:
+                    download: bool = False, progress: bool = True) -> ImageDataset:
     """The embedded 10,000-digit MNIST subset (train 9,000 / test 1,000), no network needed.
 
     Its "t10k" files are held-out digits of the official *training* set (see docs/data.md).
     `root` may point at another copy in the same layout; `download` has nothing to do.
+    Any other option is refused (`load_dataset` names the ones it takes), never ignored.
     """
     return read_idx_pair(*mnist_mini_files(split, root), MNIST_CLASSES, "mnist-mini")
 
 
 def mnist_mini_source(split: str, root: str | os.PathLike[str] | None = None,
-                      download: bool = False, **_: object) -> PreparedSource:
+                      download: bool = False, progress: bool = True) -> PreparedSource:
     return idx_source(*mnist_mini_files(split, root), MNIST_CLASSES, "mnist-mini", split)

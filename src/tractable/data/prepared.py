@@ -21,7 +21,9 @@ builds and the others wait, and no process reads a half-written copy. `<id>` has
 dataset's identity (name, split, options, source paths); `meta.json` records the full key
 (format version and each source file's size and mtime): a copy whose key differs (stale),
 whose files are missing or of the wrong size, or whose meta.json is unreadable (corrupt) is
-rebuilt. `verify_prepared` re-reads the pixels against their stored CRC-32.
+rebuilt. `verify_prepared` re-reads the pixels against their stored CRC-32, on every open
+for copies up to `VERIFY_ON_OPEN_BYTES` (so bit rot is rebuilt, never used silently); larger
+copies are checked by `tractable data info --verify` only.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tractable._io import atomic_write_json
+from tractable._io import atomic_write_json, read_json_file
 from tractable.data.base import ImageDataset
 from tractable.errors import DataError
 
@@ -53,6 +55,7 @@ FORMAT_VERSION = 1
 IMAGES_FILE = "images.u8"
 LABELS_FILE = "labels.i64"
 META_FILE = "meta.json"
+VERIFY_ON_OPEN_BYTES = 512 * 2**20  # CRC-32 runs at GB/s: well under a second per open
 
 Chunk = tuple[np.ndarray, np.ndarray]  # (uint8 [n, C, H, W], int64 [n])
 
@@ -142,8 +145,8 @@ def _locked(folder: Path, quiet: bool) -> Iterator[None]:
 def read_meta(folder: Path) -> dict[str, Any] | None:
     """meta.json of a prepared copy, or None if it is missing or unreadable."""
     try:
-        meta = json.loads((folder / META_FILE).read_text())
-    except (OSError, ValueError):
+        meta = read_json_file(folder / META_FILE, DataError)
+    except DataError:
         return None
     return meta if isinstance(meta, dict) else None
 
@@ -161,6 +164,8 @@ def problem_with(folder: Path, key: dict[str, Any] | None = None) -> str | None:
         return "stale: its source files or options changed"
     try:
         n, shape = int(meta["count"]), [int(s) for s in meta["shape"]]
+        if n < 1 or len(shape) != 3 or min(shape) < 1:
+            return f"{META_FILE} has an impossible count/shape ({n}, {shape})"
         want = {IMAGES_FILE: n * int(np.prod(shape)), LABELS_FILE: 8 * n}
         for name, size in want.items():
             have = (folder / name).stat().st_size
@@ -261,6 +266,12 @@ class MappedPixels:
 
     def __init__(self, path: Path, shape: Sequence[int]) -> None:
         self._fd = os.open(path, os.O_RDONLY)
+        need = int(np.prod(shape))
+        have = os.fstat(self._fd).st_size
+        if have != need:  # mapping past the end would crash the process (SIGBUS) on reading
+            os.close(self._fd)
+            raise DataError(f"{path} holds {have} bytes, expected {need} (truncated or "
+                            "corrupt); open the dataset again to rebuild its prepared copy")
         self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_COPY)
         self.shape = tuple(int(s) for s in shape)
         self.row = int(np.prod(self.shape[1:]))
@@ -320,18 +331,38 @@ def _open(folder: Path) -> ImageDataset:
 
 def open_prepared(source: PreparedSource, root: Path | None = None, progress: bool = True,
                   rebuild: bool = False, quiet: bool = False) -> ImageDataset:
-    """The memory-mapped `ImageDataset` of `source`, converting it first if needed (once)."""
+    """The memory-mapped `ImageDataset` of `source`, converting it first if needed (once).
+
+    A copy of at most `VERIFY_ON_OPEN_BYTES` is checked against its CRC-32s on every open
+    (bit rot is rebuilt, not used); larger copies only by `verify_prepared`
+    (`tractable data info --verify`), since reading them whole would slow every start.
+    """
     folder = folder_for(source, root)
     key = source.key()
-    with _locked(folder, quiet):
-        problem = "rebuild requested" if rebuild else problem_with(folder, key)
-        if problem is not None:
-            if folder.exists() and not quiet:
-                print(f"{folder}: {problem}; rebuilding", file=sys.stderr, flush=True)
-            _build(source, key, folder, progress and sys.stderr.isatty())
-        ds = _open(folder)
+    try:
+        with _locked(folder, quiet):
+            problem = "rebuild requested" if rebuild else problem_with(folder, key)
+            if problem is None and _images_bytes(folder) <= VERIFY_ON_OPEN_BYTES:
+                problem = verify_prepared(folder)
+            if problem is not None:
+                if folder.exists() and not quiet:
+                    print(f"{folder}: {problem}; rebuilding", file=sys.stderr, flush=True)
+                _build(source, key, folder, progress and sys.stderr.isatty())
+            ds = _open(folder)
+    except OSError as e:
+        raise DataError(
+            f"cannot use the prepared copy {folder} ({e.strerror or e}"
+            f"{f': {e.filename}' if e.filename else ''}); point $TRACTABLE_PREPARED at a "
+            "writable folder") from None
     ds.split_note = source.note
     return ds
+
+
+def _images_bytes(folder: Path) -> int:
+    try:
+        return (folder / IMAGES_FILE).stat().st_size
+    except OSError:
+        return 0
 
 
 def prepared_copies(root: Path | None = None) -> list[tuple[Path, dict[str, Any] | None, int]]:

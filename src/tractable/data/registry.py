@@ -46,6 +46,7 @@ from tractable.data.mnist import (
 from tractable.data.prepared import Chunk, PreparedSource, open_prepared
 from tractable.data.svhn import load_svhn, svhn_source
 from tractable.errors import DataError
+from tractable.limits import MAX_SIDE
 
 FOLDER_PREFIX = "folder:"
 
@@ -139,6 +140,11 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] |
     loader = dataset_loader(name)
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
+    size = options.get("size")
+    sides = size if isinstance(size, (tuple, list)) else [size]
+    if size is not None and not all(isinstance(v, int) and not isinstance(v, bool)
+                                    and 1 <= v <= MAX_SIDE for v in sides):
+        raise DataError(f"size must be whole numbers of pixels in 1..{MAX_SIDE}, got {size!r}")
     params = inspect.signature(loader).parameters
     reshape = {k: options.pop(k) for k in ("size", "channels")
                if k not in params and k in options}
@@ -150,10 +156,10 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] |
     try:
         inspect.signature(loader).bind(split, root=root, download=download, **options)
     except TypeError:
-        accepted = [p for p in inspect.signature(loader).parameters
-                    if p not in ("split", "root", "download", "_")]
-        raise DataError(f"{name} does not take option(s) {', '.join(sorted(options))}; it "
-                        f"takes {', '.join(accepted) or 'none'}") from None
+        accepted = [p for p in inspect.signature(loader).parameters if p not in ("split", "_")]
+        refused = sorted(k for k in options if k not in accepted) or sorted(options)
+        raise DataError(f"{name} does not take option(s) {', '.join(refused)}; it takes "
+                        f"{', '.join([*accepted, 'size', 'channels'])}") from None
     if not prepared:
         return loader(split, root=root, download=download, **options)
     source = dataset_source(name)(split, root=root, download=download, **options)

@@ -22,6 +22,7 @@ from tractable.data.streaming import stream_batches
 from tractable.errors import DataError, TractableError
 from tractable.models.base import TractableModel
 from tractable.models.bpd import autocast, check_data_fits_model, dataset_tensors, labels_for
+from tractable.models.capabilities import PixelScorable, missing
 
 
 @dataclass
@@ -100,8 +101,8 @@ def score_dataset(
 
 
 def has_pixel_nll(model: TractableModel) -> bool:
-    """Whether `model` gives per-pixel log-probabilities (autoregressive models do)."""
-    return callable(getattr(model, "log_prob_pixels", None))
+    """Whether `model` gives per-pixel log-probabilities (`PixelScorable`)."""
+    return isinstance(model, PixelScorable)
 
 
 @torch.no_grad()
@@ -112,11 +113,9 @@ def pixel_nll(
     batch_size: int = 64,
 ) -> Tensor:
     """−log p(x_i | x_<i) in nats for each pixel of `uint8 [N, C, H, W]` images: `[N, H, W]`."""
-    if not has_pixel_nll(model):
-        raise TractableError(
-            f"per-pixel NLL maps need an autoregressive model (PixelCNN++, Gated PixelCNN); "
-            f"a {model.family} model only gives whole-image likelihoods"
-        )
+    if not isinstance(model, PixelScorable):
+        raise TractableError(missing(PixelScorable, "per-pixel NLL maps", model.family)
+                             + ", which gives whole-image likelihoods only")
     model.check_images(images)
     device = next(model.parameters()).device
     was_training = model.training
@@ -126,8 +125,7 @@ def pixel_nll(
         for start in _batches(len(images), batch_size, False, "pixel nll"):
             x = images[start:start + batch_size].to(device)
             y = None if labels is None else labels[start:start + batch_size].to(device)
-            lp = model.log_prob_pixels(  # type: ignore[operator]  # checked above
-                x, labels_for(model, y) if y is not None else None)
+            lp = model.log_prob_pixels(x, labels_for(model, y) if y is not None else None)
             maps.append(-lp.float().cpu())
     finally:
         model.train(was_training)

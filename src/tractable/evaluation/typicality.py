@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tractable.errors import ShapeError
+from tractable.limits import MAX_BOOTSTRAP_VALUES
 
 
 def _nll(values: Any, what: str, at_least: int = 1) -> np.ndarray:
@@ -90,6 +91,9 @@ def fit_typicality(
         raise ShapeError(f"alpha must be in (0, 1), got {alpha}")
     if num_bootstrap < 1:
         raise ShapeError(f"num_bootstrap must be >= 1, got {num_bootstrap}")
+    if num_bootstrap * batch_size > MAX_BOOTSTRAP_VALUES:  # drawn at once: bound the memory
+        raise ShapeError(f"{num_bootstrap:,} bootstrap batches of {batch_size:,} NLLs is more "
+                         f"than the {MAX_BOOTSTRAP_VALUES:,} values drawn at once; use fewer")
     entropy = float(_nll(nll_entropy, "nll_entropy").mean())
     pool = _nll(nll_bootstrap, "nll_bootstrap")
     rng = np.random.default_rng(seed)

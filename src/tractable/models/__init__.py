@@ -2,6 +2,7 @@
 
 from tractable.models.autoregressive import AutoregressiveModel
 from tractable.models.base import TractableModel, load
+from tractable.models.capabilities import Completable, Invertible, PixelScorable
 from tractable.models.gated_pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
 from tractable.models.glow import Glow, GlowConfig
 from tractable.models.pixelcnn_pp import PixelCNNPlusPlus, PixelCNNPlusPlusConfig
@@ -9,10 +10,13 @@ from tractable.models.registry import known_families, model_class, register_mode
 
 __all__ = [
     "AutoregressiveModel",
+    "Completable",
     "GatedPixelCNN",
     "GatedPixelCNNConfig",
     "Glow",
     "GlowConfig",
+    "Invertible",
+    "PixelScorable",
     "PixelCNNPlusPlus",
     "PixelCNNPlusPlusConfig",
     "TractableModel",

@@ -26,7 +26,13 @@ from torch import Tensor
 
 from tractable.errors import ShapeError
 from tractable.models.base import TractableModel
-from tractable.sampling import CachedNetwork, make_prefix, raster_prefix_length, sample_with
+from tractable.sampling import (
+    CachedNetwork,
+    Callback,
+    make_prefix,
+    raster_prefix_length,
+    sample_with,
+)
 
 
 class AutoregressiveModel(TractableModel):
@@ -48,6 +54,10 @@ class AutoregressiveModel(TractableModel):
     def from_targets(self, t: Tensor) -> Tensor:
         """Inverse of `targets`: likelihood values -> uint8 images."""
         return t.to(torch.uint8)
+
+    def as_seen(self, x: Tensor) -> Tensor:
+        """The images through `targets` and back: the values the likelihood scores."""
+        return self.from_targets(self.targets(x))
 
     def log_prob_pixels(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Per-pixel log-probabilities in nats, `[B, H, W]` (for NLL heatmaps); no dropout."""
@@ -84,20 +94,6 @@ class AutoregressiveModel(TractableModel):
         cached`), or None: the family has no incremental form and samples naively."""
         return None
 
-    def sample(
-        self,
-        n: int,
-        y: Tensor | None = None,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        sampler: str = "cached",
-        progress: bool = False,
-    ) -> Tensor:
-        """Draw `n` images pixel by pixel with the registered `sampler` (see
-        `tractable.sampling`), in eval mode; the model's mode is restored afterwards."""
-        return sample_with(self, n, sampler=sampler, y=y, temperature=temperature,
-                           generator=generator, progress=progress)
-
     def complete(
         self,
         x: Tensor,
@@ -107,8 +103,8 @@ class AutoregressiveModel(TractableModel):
         y: Tensor | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
-        sampler: str = "cached",
-        progress: bool = False,
+        sampler: str | None = None,
+        callback: Callback | None = None,
     ) -> Tensor:
         """Image completion (van den Oord et al., 2016, PixelRNN Fig. 1): keep each image's
         first `rows` rows and `cols` pixels of the next row (raster order), sample the rest.
@@ -130,6 +126,6 @@ class AutoregressiveModel(TractableModel):
             y = y.repeat_interleave(n, dim=0)
         device = next(self.parameters()).device
         targets = self.targets(x.to(device)).repeat_interleave(n, dim=0)
-        return sample_with(self, len(targets), sampler=sampler, y=y, temperature=temperature,
-                           generator=generator, progress=progress,
+        return sample_with(self, len(targets), sampler=sampler or self.default_sampler, y=y,
+                           temperature=temperature, generator=generator, callback=callback,
                            prefix=make_prefix(targets, pixels))

@@ -26,13 +26,19 @@ from tractable.config import (
     read_config_json,
     save_config,
 )
+from tractable.devices import pick_device, pick_dtype
 from tractable.errors import CheckpointError, ConfigError, ShapeError
-from tractable.run_folder import model_dir_of
-from tractable.sampling import sample_with
+from tractable.run_folder import (
+    RAW_WEIGHTS_NAME,
+    WEIGHT_FILES,
+    WEIGHTS_NAME,
+    Folder,
+    model_dir_of,
+    weights_file,
+)
+from tractable.sampling import Callback, sample_with
 
-WEIGHTS_NAME = "model.safetensors"  # EMA (Polyak) weights when saved by the trainer
-RAW_WEIGHTS_NAME = "raw.safetensors"  # the optimizer's current weights
-WEIGHT_FILES = {"ema": WEIGHTS_NAME, "raw": RAW_WEIGHTS_NAME}
+__all__ = ["RAW_WEIGHTS_NAME", "WEIGHTS_NAME", "WEIGHT_FILES", "TractableModel", "load"]
 
 
 class TractableModel(nn.Module):
@@ -51,8 +57,12 @@ class TractableModel(nn.Module):
     prefers_channels_last: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig) -> None:
+        """Validate `config` and check that its parameters fit this machine's memory
+        (estimated on the meta device) before a subclass allocates any."""
         super().__init__()
         config.validate()
+        if torch.get_default_device().type != "meta":  # not the estimate's own build
+            check_parameter_memory(type(self), config)
         self.config = config
 
     def compile_after_steps(self, device: torch.device) -> int | None:
@@ -74,15 +84,26 @@ class TractableModel(nn.Module):
     def sample(
         self,
         n: int,
+        *,
         y: Tensor | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        sampler: str | None = None,
+        callback: Callback | None = None,
     ) -> Tensor:
-        """Draw `n` images, `uint8 [n, C, H, W]`, with the family's `default_sampler` (in
-        eval mode; `tractable.sampling` checks the arguments the same way for every family).
+        """Draw `n` images, `uint8 [n, C, H, W]`: the one sampling surface of every family.
+
+        `y`: class indices `[n]` or class weights `[n, K]` (conditional models);
+        `temperature` scales the sampling distributions (1 = the model itself; 0 only where
+        the sampler defines the limit); `generator` makes the draw reproducible; `sampler`:
+        a registered sampler's name (default: the family's `default_sampler`; the ones a
+        model admits: `tractable.sampling.samplers_for(model)`); `callback` receives a
+        `tractable.sampling.Progress(step, total, unit)` as the draw advances. Runs in
+        eval mode (the model's mode is restored); every argument is checked by the sampler
+        registry, the same way for every family.
         """
-        return sample_with(self, n, sampler=self.default_sampler, y=y,
-                           temperature=temperature, generator=generator)
+        return sample_with(self, n, sampler=sampler or self.default_sampler, y=y,
+                           temperature=temperature, generator=generator, callback=callback)
 
     def data_dependent_init(self, x: Tensor, y: Tensor | None = None) -> None:  # noqa: B027
         """Initialize from a data batch before training (weight norm, ActNorm). Default: none."""
@@ -106,6 +127,11 @@ class TractableModel(nn.Module):
     def bits_per_dim_label(self) -> str:
         """How logs and tables name this model's bits/dim (families override, e.g. N-level)."""
         return "bits/dim"
+
+    def as_seen(self, x: Tensor) -> Tensor:
+        """uint8 images as this model sees them (what it scores and completes): unchanged by
+        default; a family with coarser levels quantizes (e.g. an N-level Gated PixelCNN)."""
+        return x
 
     def check_images(self, x: Tensor) -> None:
         """Raise `ShapeError` unless `x` is a `uint8 [B, C, H, W]` batch this model fits."""
@@ -136,33 +162,18 @@ class TractableModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        directory: str | os.PathLike[str],
-        weights: str = WEIGHTS_NAME,
-        map_location: str | torch.device = "cpu",
+        directory: str | os.PathLike[str] | Folder,
+        weights: str = "ema",
+        map_location: str | torch.device | None = None,
+        *,
+        device: str | torch.device | None = None,
+        torch_dtype: str | torch.dtype | None = None,
     ) -> TractableModel:
-        """Rebuild a model from its folder (or a training run's folder), in eval mode.
-
-        Eval mode is how a saved model is used (no dropout; call `.train()` to fine-tune),
-        as with Hugging Face's `from_pretrained`. `weights`: "ema" (the Polyak-averaged
-        weights, default), "raw" (the optimizer's), or a file name in the model folder.
-        The config is type- and range-checked, and its size estimated, before anything is
-        allocated. Called on the base class, it picks the family from `config.json`.
-        `directory` may also be `pretrained:NAME` or `hf:ORG/NAME[@REV]` (`tractable.hub`).
+        """`tractable.load` (the one loader), also checking the folder holds this class's
+        family; `map_location` is the older name of `device`. On the base class, any family.
         """
-        from tractable.hub import resolve
-        from tractable.models.registry import model_class
-
-        model_dir = model_dir_of(resolve(directory, WEIGHT_FILES.get(weights, weights)))
-        family, cfg_dict = read_config_json(model_dir)
-        klass = model_class(family)
-        if cls is not TractableModel and not issubclass(klass, cls):
-            raise ConfigError(f"{directory} holds a {family!r} model, not a {cls.family!r} one")
-        config = klass.config_class.from_dict(cfg_dict)
-        check_parameter_memory(klass, config, model_dir / CONFIG_NAME)
-        model = klass(config)
-        file = WEIGHT_FILES.get(weights, weights)
-        model.load_state_dict(_load_weights(model_dir / file), strict=True)
-        return model.to(map_location).eval()
+        return _load(cls, directory, weights, device if device is not None else map_location,
+                     torch_dtype)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Publish this model to the Hugging Face Hub repo `repo_id` (`tractable.hub`).
@@ -195,19 +206,58 @@ def _load_weights(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(f"missing weights file {path}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+    bad = [k for k, v in state.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # it would score every image NaN and draw black images
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN/inf in {len(bad)} tensor(s), e.g. "
+            f"{bad[0]}); it cannot give likelihoods or samples. Use a run's earlier "
+            "checkpoint, or train again")
+    return state
 
 
-def load(directory: str | os.PathLike[str], weights: str = WEIGHTS_NAME,
-         map_location: str | torch.device = "cpu") -> TractableModel:
-    """Load any saved model, from its folder or a training run's folder, in eval mode;
-    also `pretrained:NAME` (`tractable models` lists them) or `hf:ORG/NAME[@REV]` (the Hub).
+def load(source: str | os.PathLike[str] | Folder, *, weights: str = "ema",
+         device: str | torch.device | None = None,
+         dtype: str | torch.dtype | None = None) -> TractableModel:
+    """Load any saved model, in eval mode: the one way in for the library, every command and
+    the app.
 
-    `weights`: "ema" (default), "raw", or a weights file name (`from_pretrained`).
+    `source`: a saved-model folder, a training run's folder, `pretrained:NAME` (`tractable
+    models` lists them), `hf:ORG/NAME[@REV]` (the Hub, `tractable.hub`), or a `Folder`
+    already opened with `tractable.run_folder.open_folder` (nothing is resolved twice).
+    `weights`: "ema" (the Polyak-averaged weights, default), "raw" (the optimizer's) or a
+    weights file name in the model folder. `device`: None (the CPU), "auto" (a GPU if there
+    is one), "cpu", "cuda", "cuda:N" or a `torch.device` (`tractable.devices`). `dtype`:
+    None (float32 as saved) or a float type, e.g. torch.float64 / "float64".
+
+    Eval mode is how a saved model is used (no dropout; call `.train()` to fine-tune), as
+    with Hugging Face's `from_pretrained`. The config is type- and range-checked, and its
+    size estimated, before anything is allocated.
     """
-    return TractableModel.from_pretrained(directory, weights=weights, map_location=map_location)
+    return _load(TractableModel, source, weights, device, dtype)
+
+
+def _load(cls: type[TractableModel], source: str | os.PathLike[str] | Folder, weights: str,
+          device: str | torch.device | None, dtype: str | torch.dtype | None
+          ) -> TractableModel:
+    from tractable.models.registry import model_class
+
+    model_dir = (source.model_dir if isinstance(source, Folder)
+                 else model_dir_of(source, weights=weights))
+    family, cfg_dict = read_config_json(model_dir)
+    klass = model_class(family)
+    if cls is not TractableModel and not issubclass(klass, cls):
+        where_from = model_dir if isinstance(source, Folder) else source
+        raise ConfigError(f"{where_from} holds a {family!r} model, not a {cls.family!r} one")
+    config = klass.config_class.from_dict(cfg_dict)
+    check_parameter_memory(klass, config, model_dir / CONFIG_NAME)
+    where, float_type = pick_device(device), pick_dtype(dtype)
+    model = klass(config)
+    model.load_state_dict(_load_weights(model_dir / weights_file(weights)), strict=True)
+    return model.to(device=where, dtype=float_type).eval()
 
 
 def parameter_count(klass: type[TractableModel], config: ModelConfig) -> int | None:

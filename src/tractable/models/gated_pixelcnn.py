@@ -35,6 +35,7 @@ from tractable.config import ModelConfig, TrainingDefaults, setting
 from tractable.errors import ConfigError, ShapeError
 from tractable.likelihoods.categorical import Categorical
 from tractable.likelihoods.focal import focal_nll
+from tractable.limits import MAX_KERNEL, MAX_LAYERS, MAX_WIDTH
 from tractable.models.autoregressive import AutoregressiveModel
 from tractable.models.gated_pixelcnn_cached import CachedGatedPixelCNN
 from tractable.models.registry import register_model
@@ -56,13 +57,16 @@ COORD_CHANNELS = 2  # rows and columns, each in [-1, 1]
 class GatedPixelCNNConfig(ModelConfig):
     """Gated PixelCNN hyperparameters (each becomes a `--flag` of `tractable train`)."""
 
-    n_layers: int = setting(12, "gated layers (the first uses mask A)", minimum=1)
+    n_layers: int = setting(12, "gated layers (the first uses mask A)", minimum=1,
+                            maximum=MAX_LAYERS)
     n_filters: int = setting(64, "feature maps per stack, split into C channel groups",
-                             minimum=1)
-    kernel_size: int = setting(3, "odd kernel size of layers 1..n_layers-1", minimum=3)
-    first_kernel_size: int = setting(7, "odd kernel size of layer 0", minimum=3)
+                             minimum=1, maximum=MAX_WIDTH)
+    kernel_size: int = setting(3, "odd kernel size of layers 1..n_layers-1", minimum=3,
+                              maximum=MAX_KERNEL)
+    first_kernel_size: int = setting(7, "odd kernel size of layer 0", minimum=3,
+                                    maximum=MAX_KERNEL)
     head_filters: int = setting(128, "hidden feature maps of the ReLU-1x1 output head",
-                                minimum=1)
+                                minimum=1, maximum=MAX_WIDTH)
     n_levels: int = setting(256, "levels per sub-pixel (2..256; e.g. 4 grey levels for "
                                  "MNIST); bits/dim are those of the N-level data",
                             minimum=2, maximum=256)

@@ -38,6 +38,7 @@ from tractable.config import ModelConfig, TrainingDefaults, setting
 from tractable.errors import ConfigError, ShapeError
 from tractable.likelihoods.focal import focal_nll
 from tractable.likelihoods.logistic_mixture import DiscretizedLogisticMixture
+from tractable.limits import MAX_BLOCKS, MAX_MIXTURE, MAX_WIDTH
 from tractable.models.autoregressive import AutoregressiveModel
 from tractable.models.pixelcnn_pp_cached import CachedPixelCNNPlusPlus
 from tractable.models.registry import register_model
@@ -69,9 +70,11 @@ class PixelCNNPlusPlusConfig(ModelConfig):
     image_shape: tuple[int, int, int] = setting((3, 32, 32), "(C, H, W) of the images",
                                                 minimum=1)
     nr_resnet: int = setting(5, "gated blocks per stream and stage (the down pass adds one "
-                                "at H/2 and H)", minimum=0)
-    nr_filters: int = setting(160, "channels of every stream", minimum=1)
-    nr_logistic_mix: int = setting(10, "logistic mixture components per pixel", minimum=1)
+                                "at H/2 and H)", minimum=0, maximum=MAX_BLOCKS)
+    nr_filters: int = setting(160, "channels of every stream", minimum=1,
+                             maximum=MAX_WIDTH)
+    nr_logistic_mix: int = setting(10, "logistic mixture components per pixel", minimum=1,
+                                   maximum=MAX_MIXTURE)
     dropout: float = setting(0.5, "dropout rate inside the gated blocks (training only)",
                              minimum=0.0, maximum=0.999)
     coord_conv: bool = setting(False, "concatenate row/col coordinate channels to the input")

@@ -9,11 +9,11 @@ papers' GPU-days: they load and sample instantly, they are not state of the art.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tractable._io import read_json_file
 from tractable.errors import ConfigError
 
 PREFIX = "pretrained:"
@@ -32,6 +32,9 @@ def available() -> list[str]:
 def path_of(name: str) -> Path:
     """The folder of shipped model `name` (with or without the `pretrained:` prefix)."""
     name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    if name not in available():  # a name, never a path (`pretrained:../x`)
+        raise ConfigError(f"no shipped model {name!r}; available: {', '.join(available())} "
+                          "(see `tractable models`)")
     folder = _root() / name
     if not (folder / INFO_NAME).is_file():
         raise ConfigError(f"no shipped model {name!r}; available: {', '.join(available())} "
@@ -41,4 +44,4 @@ def path_of(name: str) -> Path:
 
 def info(name: str) -> dict[str, Any]:
     """The `pretrained.json` record of shipped model `name`."""
-    return dict(json.loads((path_of(name) / INFO_NAME).read_text()))
+    return dict(read_json_file(path_of(name) / INFO_NAME, ConfigError))

@@ -13,9 +13,10 @@ autoregressive form builds its cached network from `tractable.sampling.planes`.
   Both give the same samples from the same generator (exactly in float64).
 * "prior": latents drawn from a flow's prior and decoded (`tractable.sampling.prior`).
 
-Every sampler has one signature, `(model, n, *, y, temperature, generator, progress)`
-(the autoregressive ones also take `prefix=`, the known pixels of an image completion:
-`tractable.sampling.prefix`),
+Every sampler has one signature, `(model, n, *, y, temperature, generator, callback)`
+(`callback` hears a `Progress(step, total, unit)` as the draw advances:
+`tractable.sampling.progress`; the autoregressive ones also take `prefix=`, the known
+pixels of an image completion: `tractable.sampling.prefix`),
 passes the one argument check (`registry.check_sample_args`) and runs the model in eval
 mode without gradients, restoring its mode afterwards. Autoregressive samplers consume
 `generator` pixel by pixel (see `tractable.sampling.naive`), so a fixed generator gives
@@ -24,12 +25,10 @@ reproducible samples.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
 from tractable.sampling import cached, naive, prior  # noqa: F401  (registers the samplers)
 from tractable.sampling.naive import sample_naive
 from tractable.sampling.prefix import Prefix, make_prefix, raster_prefix_length
+from tractable.sampling.progress import Callback, Progress
 from tractable.sampling.protocol import (
     AutoregressiveSampleable,
     CachedNetwork,
@@ -47,31 +46,10 @@ from tractable.sampling.registry import (
 )
 
 __all__ = [
-    "SAMPLERS", "AutoregressiveSampleable", "CachedNetwork", "LatentSampleable", "Prefix",
-    "make_prefix", "raster_prefix_length",
+    "SAMPLERS", "AutoregressiveSampleable", "CachedNetwork", "Callback", "LatentSampleable",
+    "Prefix", "Progress", "make_prefix", "raster_prefix_length",
     "SampleableModel", "check_sample_args", "get_sampler", "register_sampler",
-    "sample_autoregressive", "sample_naive", "sample_with", "sampler_help", "sampler_names",
-    "samplers_for",
+    "sample_naive", "sample_with", "sampler_help", "sampler_names", "samplers_for",
 ]
 
 SAMPLERS = tuple(sampler_names())  # the built-in samplers' names
-
-
-def sample_autoregressive(
-    model: AutoregressiveSampleable,
-    n: int,
-    y: Tensor | None = None,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-    sampler: str = "cached",
-    progress: bool = False,
-    prefix: Prefix | None = None,
-) -> Tensor:
-    """Draw `n` images `uint8 [n, C, H, W]` from an autoregressive model (`sample_with`).
-
-    `y`: class indices `[n]` or class weights `[n, K]` for conditional models;
-    `temperature` > 0 is passed to the model's likelihood (1.0 = the model itself);
-    `prefix`: known leading pixels to keep (image completion).
-    """
-    return sample_with(model, n, sampler=sampler, y=y, temperature=temperature,
-                       generator=generator, progress=progress, prefix=prefix)

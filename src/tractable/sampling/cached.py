@@ -19,14 +19,12 @@ params (< 1e-4) in float32, which may rarely flip a sampled value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from tractable.sampling.naive import sample_naive
 from tractable.sampling.prefix import Prefix, start_values
+from tractable.sampling.progress import Callback, report
 from tractable.sampling.protocol import AutoregressiveSampleable, CachedNetwork
 from tractable.sampling.registry import check_sample_args, register_sampler
 
@@ -41,7 +39,7 @@ def sample_cached(
     y: Tensor | None = None,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
-    progress: bool = False,
+    callback: Callback | None = None,
     prefix: Prefix | None = None,
 ) -> Tensor:
     """Draw `n` images `uint8 [n, C, H, W]`; same arguments and samples as `sample_naive`.
@@ -51,11 +49,11 @@ def sample_cached(
     with torch.inference_mode():  # cheaper per op than no_grad; see `run_cached`
         net = model.cached_network(n, y)
         if net is not None:
-            images, _ = run_cached(model, net, n, temperature, generator, progress,
+            images, _ = run_cached(model, net, n, temperature, generator, callback,
                                    prefix=prefix)
     if net is None:
         return sample_naive(model, n, y=y, temperature=temperature, generator=generator,
-                            progress=progress, prefix=prefix)
+                            callback=callback, prefix=prefix)
     return images.clone()  # a normal tensor: callers may modify it in place
 
 
@@ -74,7 +72,7 @@ def sample_cached_with_params(
         net = model.cached_network(n, y)
         if net is None:
             raise TypeError(f"{type(model).__name__} has no cached form")
-        images, params = run_cached(model, net, n, temperature, generator, progress=False,
+        images, params = run_cached(model, net, n, temperature, generator, None,
                                     keep_params=True)
     assert params is not None
     return images.clone(), params.clone()
@@ -87,7 +85,7 @@ def run_cached(
     n: int,
     temperature: float,
     generator: torch.Generator | None,
-    progress: bool,
+    callback: Callback | None,
     keep_params: bool = False,
     prefix: Prefix | None = None,
 ) -> tuple[Tensor, Tensor | None]:
@@ -111,7 +109,7 @@ def run_cached(
         return model.scale(model.from_targets(values[:, :, row, col]))
 
     unset = model.scale(model.from_targets(torch.zeros_like(values[:, :, 0, 0])))
-    for row in _rows(h, progress):
+    for row in range(h):
         net.start_row(row)
         for col in range(w):
             known = row * w + col < first
@@ -134,8 +132,5 @@ def run_cached(
                 if kept is None:
                     kept = params.new_zeros(n, params.shape[1], h, w)
                 kept[:, :, row, col] = params
+        report(callback, row + 1, h)
     return model.from_targets(values), kept
-
-
-def _rows(height: int, progress: bool) -> Iterable[int]:
-    return tqdm(range(height), desc="sampling rows", unit="row") if progress else range(height)

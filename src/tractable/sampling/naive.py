@@ -18,13 +18,11 @@ channel, draws the whole pixel from the likelihood and keeps channel k.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from tractable.sampling.prefix import Prefix, start_values
+from tractable.sampling.progress import Callback, report
 from tractable.sampling.protocol import AutoregressiveSampleable
 from tractable.sampling.registry import register_sampler
 
@@ -39,17 +37,18 @@ def sample_naive(
     y: Tensor | None = None,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
-    progress: bool = False,
+    callback: Callback | None = None,
     prefix: Prefix | None = None,
 ) -> Tensor:
     """Draw `n` images `uint8 [n, C, H, W]` from an autoregressive model, in eval mode;
-    with `prefix`, its known pixels are kept and only the rest is drawn."""
+    with `prefix`, its known pixels are kept and only the rest is drawn. `callback` hears
+    of each finished row."""
     c, h, w = model.config.image_shape
     device = next(model.parameters()).device
     values = start_values((c, h, w), n, prefix, device)
     first = prefix.pixels if prefix is not None else 0
     channel_steps: list[int | None] = list(range(c)) if model.channel_sequential else [None]
-    for row in _rows(h, progress, first // w):
+    for row in range(first // w, h):
         for col in range(first % w if row == first // w else 0, w):
             for channel in channel_steps:
                 params = model(model.scale(model.from_targets(values)), y)
@@ -59,9 +58,5 @@ def sample_naive(
                     values[:, :, row, col] = draw
                 else:
                     values[:, channel, row, col] = draw[:, channel]
+        report(callback, row + 1, h)
     return model.from_targets(values)
-
-
-def _rows(height: int, progress: bool, first: int = 0) -> Iterable[int]:
-    rows = range(first, height)
-    return tqdm(rows, desc="sampling rows", unit="row") if progress else rows

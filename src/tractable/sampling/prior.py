@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from tractable.errors import NonFiniteDecodeError
+from tractable.sampling.progress import Callback, report
 from tractable.sampling.protocol import LatentSampleable
 from tractable.sampling.registry import register_sampler
 
@@ -25,13 +26,14 @@ def sample_prior(
     y: Tensor | None = None,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
-    progress: bool = False,
+    callback: Callback | None = None,
 ) -> Tensor:
-    """Draw `n` images `uint8 [n, C, H, W]` by decoding latents from the prior."""
-    del progress  # one decode pass: nothing to report
+    """Draw `n` images `uint8 [n, C, H, W]` by decoding latents from the prior (one step)."""
     try:
-        return model.decode(model.prior_latents(n, y, temperature, generator), y)
+        images = model.decode(model.prior_latents(n, y, temperature, generator), y)
     except NonFiniteDecodeError as e:
         raise e.with_remedy(f"when sampling, lower the temperature (it was {temperature:g}) "
                             "or use a model trained longer or at a lower learning "
                             "rate") from None
+    report(callback, 1, 1, "decode")
+    return images

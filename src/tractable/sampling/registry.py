@@ -2,9 +2,11 @@
 
 Every sampler is a function
 
-    sampler(model, n, *, y, temperature, generator, progress) -> uint8 [n, C, H, W]
+    sampler(model, n, *, y, temperature, generator, callback) -> uint8 [n, C, H, W]
 
-registered with `register_sampler(name, needs=Protocol, help=...)`. `needs` is the typed
+registered with `register_sampler(name, needs=Protocol, help=...)`; `callback`, if not
+None, receives a `Progress(step, total, unit)` as the draw advances
+(`tractable.sampling.progress`). `needs` is the typed
 surface it draws through (`tractable.sampling.protocol`); a model that lacks it is refused
 with a clear error. A sampler registered with `takes_prefix=True` also takes `prefix=`,
 known leading pixels to keep (image completion, `tractable.sampling.prefix`); asking
@@ -28,9 +30,10 @@ from tractable.checks import check_sample_count, check_temperature
 from tractable.errors import ShapeError, TractableError
 from tractable.nn.conditioning import class_weights
 from tractable.sampling.prefix import Prefix, check_prefix
+from tractable.sampling.progress import Callback
 from tractable.sampling.protocol import SampleableModel
 
-SamplerFn = Callable[..., Tensor]  # (model, n, *, y, temperature, generator, progress)
+SamplerFn = Callable[..., Tensor]  # (model, n, *, y, temperature, generator, callback)
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def register_sampler(name: str, *, needs: type, help: str, zero_temperature: boo
         @functools.wraps(fn)
         def checked(model: SampleableModel, n: int, *, y: Tensor | None = None,
                     temperature: float = 1.0, generator: torch.Generator | None = None,
-                    progress: bool = False, prefix: Prefix | None = None) -> Tensor:
+                    callback: Callback | None = None, prefix: Prefix | None = None) -> Tensor:
             if not isinstance(model, needs):
                 raise TractableError(
                     f"the {name!r} sampler draws from models with the {needs.__name__} "
@@ -69,7 +72,7 @@ def register_sampler(name: str, *, needs: type, help: str, zero_temperature: boo
             model.train(False)
             try:
                 return fn(model, n, y=y, temperature=temperature, generator=generator,
-                          progress=progress, **extra)
+                          callback=callback, **extra)
             finally:
                 model.train(was_training)
 
@@ -144,8 +147,8 @@ def sampler_help() -> str:
 
 def sample_with(model: SampleableModel, n: int, *, sampler: str, y: Tensor | None = None,
                 temperature: float = 1.0, generator: torch.Generator | None = None,
-                progress: bool = False, prefix: Prefix | None = None) -> Tensor:
+                callback: Callback | None = None, prefix: Prefix | None = None) -> Tensor:
     """Draw `n` images `uint8 [n, C, H, W]` from `model` with the sampler named `sampler`
     (keeping `prefix`'s known pixels, if given)."""
     return get_sampler(sampler).draw(model, n, y=y, temperature=temperature,
-                                     generator=generator, progress=progress, prefix=prefix)
+                                     generator=generator, callback=callback, prefix=prefix)

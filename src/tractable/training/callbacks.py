@@ -158,10 +158,17 @@ class Evaluation(Periodic):
 
 
 class Checkpointing(Periodic):
-    """A checkpoint every `checkpoint_every` steps and at the end (`Trainer.save_checkpoint`)."""
+    """A checkpoint every `checkpoint_every` steps and at the end (`Trainer.save_checkpoint`);
+    none at its steps while the NaN/inf guard counts bad steps (their weights just gave a
+    non-finite loss: `last_good`)."""
 
     def due(self, trainer: Trainer) -> bool:
         return trainer.step % trainer.cfg.checkpoint_every == 0
+
+    def __call__(self, trainer: Trainer) -> None:
+        if trainer.consecutive_bad and self.due(trainer):
+            return
+        super().__call__(trainer)
 
     def act(self, trainer: Trainer) -> None:
         trainer.save_checkpoint()

@@ -39,6 +39,7 @@ from tractable.run_folder import (
     write_summary,
 )
 from tractable.training.ema import EMA
+from tractable.training.last_good import LastGood
 
 if TYPE_CHECKING:
     from tractable.training.trainer import Trainer
@@ -59,6 +60,8 @@ class Checkpoints:
         self.run_dir, self.device = run_dir, device
         self.writes = writes and run_dir is not None
         self.last: tuple[int, Path] | None = None  # (step, state.pt) of the last one saved
+        # which checkpoint proved good (the next step finite), kept by the writer
+        self.good = LastGood(run_dir / STATE_NAME) if self.writes and run_dir else None
 
     def load(self) -> dict[str, Any]:
         """The run's `state.pt` (see `load_state`)."""
@@ -91,6 +94,8 @@ class Checkpoints:
                 **_progress(trainer),
             })
         self.last = (step, self.run_dir / STATE_NAME)
+        assert self.good is not None
+        self.good.saved(step)
         with self.failures_named(step):
             trainer.log.write()
             write_summary(self.run_dir, _summary(trainer))
@@ -114,6 +119,8 @@ class Checkpoints:
         trainer.log.rows = list(state.get("history", []))
         self._restore_rng(state.get("rng", {}))
         self.last = (trainer.step, self.run_dir / STATE_NAME)  # type: ignore[operator]
+        if self.good is not None:
+            self.good.saved(trainer.step)
         if self.writes:  # a kill between a checkpoint's last renames leaves model/ ahead
             with self.failures_named(trainer.step), atomic_group():
                 trainer.ema.model.save_pretrained(self.run_dir / MODEL_DIR,  # type: ignore[operator]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tractable.config import JsonConfig, TrainingDefaults, check_field_value, setting
+from tractable.errors import ConfigError
+from tractable.limits import MAX_BATCH, MAX_DATASET_IMAGES, MAX_IMAGES, MAX_SEED, MAX_STEPS
 
 # Optimizer fields that default to the model family's paper settings when left None.
 OPTIMIZER_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingDefaults))
@@ -59,13 +61,14 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
         default_factory=dict, help="load_dataset options (root, download, batches, size)")
     out: str | None = setting(None, "run folder; None: write nothing (API use, tests)")
     epochs: int | None = setting(None, "passes over the training images (default: 1, "
-                                       "unless --max-steps)", minimum=1, group="length",
-                                 metavar="N")
+                                       "unless --max-steps)", minimum=1, maximum=MAX_STEPS,
+                                 group="length", metavar="N")
     max_steps: int | None = setting(None, "optimizer steps; wins over --epochs (default: "
-                                          "unset)", minimum=1, group="length",
+                                          "unset)", minimum=1, maximum=MAX_STEPS, group="length",
                                     metavar="STEPS")
     grad_accum: int = setting(1, "split each process's batch into K micro-batches (same "
-                                 "global batch, less memory)", minimum=1, group="optimizer",
+                                 "global batch, less memory)", minimum=1, maximum=MAX_BATCH,
+                            group="optimizer",
                             metavar="K")
     recipe: str | None = setting(None, "the `tractable.training.recipes` recipe these "
                                        "settings came from")
@@ -85,17 +88,21 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
                                     "fused kernel (same algorithm, for comparison)",
                                     group="numerics", flag="--no-fused-optimizer")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N", group="numerics")
-    seed: int = setting(0, "seed of initialization, batches, subsets",
+    seed: int = setting(0, "seed of initialization, batches, subsets", minimum=-MAX_SEED,
+                        maximum=MAX_SEED,
                         group="numerics")
     # data
     limit_train: int | None = setting(None, "train on a fixed random subset of N images "
                                       "(default: every image)",
-                                      minimum=1, group="data", metavar="N")
+                                      minimum=1, maximum=MAX_DATASET_IMAGES, group="data",
+                                      metavar="N")
     limit_test: int | None = setting(None, "evaluate on a fixed random subset of N "
                                       "images (default: every image)",
-                                     minimum=1, group="data", metavar="N")
+                                     minimum=1, maximum=MAX_DATASET_IMAGES, group="data",
+                                     metavar="N")
     init_batch_size: int | None = setting(None, "images for the data-dependent init (default: "
-                                                "--batch-size)", minimum=1, group="data",
+                                                "--batch-size)", minimum=1, maximum=MAX_BATCH,
+                                          group="data",
                                           metavar="IMAGES")
     augment: str | None = setting(None, "comma-separated batch augmentations: flip, "
                                   "shift (default: none)",
@@ -105,21 +112,26 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
              "for `tractable ood` (Ren et al. 2019; with --weight-decay)",
         minimum=0.0, maximum=1.0, group="data", metavar="MU")
     # reporting and safety
-    log_every: int = setting(50, "steps between log lines", minimum=1, group="reporting",
+    log_every: int = setting(50, "steps between log lines", minimum=1, maximum=MAX_STEPS,
+                             group="reporting",
                              metavar="STEPS")
     checkpoint_every: int = setting(1000, "steps between checkpoints", minimum=1,
+                                    maximum=MAX_STEPS,
                                     group="reporting", metavar="STEPS")
     eval_every: int | None = setting(None, "steps between evals (default: each epoch)",
-                                     minimum=1, group="reporting", metavar="STEPS")
+                                     minimum=1, maximum=MAX_STEPS, group="reporting",
+                                     metavar="STEPS")
     eval_batch_size: int | None = setting(None, "batch of the evaluations (default: "
-                                                "--batch-size)", minimum=1,
+                                                "--batch-size)", minimum=1, maximum=MAX_BATCH,
                                           group="reporting", metavar="IMAGES")
     samples_per_eval: int = setting(16, "images in each evaluation's sample grid, "
-                                        "0: none", minimum=0, group="reporting",
+                                        "0: none", minimum=0, maximum=MAX_IMAGES,
+                                    group="reporting",
                                     metavar="N")
     sampler: str | None = setting(None, "sampler for the grids (default: the family's)",
                                   group="reporting")
     max_bad_steps: int = setting(20, "consecutive NaN/inf steps tolerated", minimum=1,
+                                 maximum=MAX_STEPS,
                                  group="reporting", metavar="STEPS")
     tensorboard: bool = setting(False, "also log to TensorBoard", group="reporting")
     progress: bool = setting(True, "no progress bar (default: a bar on a "
@@ -137,6 +149,9 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
             if isinstance(value, tuple):
                 value = list(value)
             check_field_value("", f, hints[f.name], value, note="")
+        if self.out is not None and not str(self.out).strip():
+            raise ConfigError("out (--out) is empty; name the run folder to write (None, in "
+                              "the API: write nothing)")
 
     def optimizer_overrides(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in OPTIMIZER_FIELDS}

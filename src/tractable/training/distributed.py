@@ -14,7 +14,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tractable.errors import ConfigError
+from tractable.devices import pick_device
+
+__all__ = ["DistEnv", "all_reduce_sum", "barrier", "broadcast_module", "pick_device", "setup",
+           "teardown"]
 
 
 @dataclass(frozen=True)
@@ -31,19 +34,6 @@ class DistEnv:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """"auto" → this rank's GPU if there is one, else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for but no CUDA GPU is available")
-        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    if name != "cpu":
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device("cpu")
 
 
 def setup(device: str = "auto") -> DistEnv:

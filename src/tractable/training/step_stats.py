@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from tractable.errors import TrainingError
 from tractable.training import distributed
+from tractable.training.last_good import LastGood
 from tractable.training.metrics import MetricsLog
 
 
@@ -30,11 +31,14 @@ class StepStats:
     """The unread step statistics and what reading them found."""
 
     def __init__(self, env: distributed.DistEnv, max_bad_steps: int, log: MetricsLog,
-                 verbose: bool, last_checkpoint: Callable[[], tuple[int, Path] | None]) -> None:
+                 verbose: bool, last_checkpoint: Callable[[], tuple[int, Path] | None],
+                 good: LastGood | None = None) -> None:
         """`verbose`: print each skipped step; `last_checkpoint()`: (step, state.pt) of the
-        last checkpoint saved, named by the guard's error."""
+        last checkpoint saved, named by the guard's error; `good`: which checkpoint proved
+        good, told of every step and rolled back to by the guard (`last_good`)."""
         self.env, self.max_bad_steps, self.log, self.verbose = env, max_bad_steps, log, verbose
         self.last_checkpoint = last_checkpoint
+        self.good = good
         self.consecutive_bad = 0
         self.unread: list[Tensor] = []  # per step [loss, bpd, grad norm, stop]
         self.window: list[tuple[float, float]] = []  # (loss, bpd) of good steps since a log
@@ -86,6 +90,8 @@ class StepStats:
         for i, (loss, bpd, grad_norm, stop) in enumerate(rows):
             self.last_grad_norm = grad_norm
             self.stop_seen = self.stop_seen or stop > 0
+            if self.good is not None:
+                self.good.observed(first + i, math.isfinite(loss) and math.isfinite(grad_norm))
             if math.isfinite(loss) and math.isfinite(grad_norm):
                 self.consecutive_bad = 0
                 self.window.append((loss, bpd))
@@ -108,10 +114,16 @@ class StepStats:
             return
         self.log.write()
         last = self.last_checkpoint()
-        if last is not None:
-            where = (f"the last good checkpoint is {last[1]} (step {last[0]}); continue from "
-                     "it with --resume plus a lower --lr, more --warmup-steps or a "
-                     "--grad-clip (a resumed run may change these)")
+        good, good_step = self.good.roll_back() if self.good is not None else (True, None)
+        if last is not None and good:
+            at = f" (step {good_step if good_step is not None else last[0]})"
+            where = (f"the last good checkpoint is {last[1]}{at}; continue from it with "
+                     "--resume plus a lower --lr, more --warmup-steps or a --grad-clip (a "
+                     "resumed run may change these)")
+        elif last is not None:
+            where = (f"the checkpoint in {last[1]} (step {last[0]}) gave a non-finite loss "
+                     "at once, so resuming it cannot help; start again with a lower --lr, "
+                     "more --warmup-steps or a --grad-clip")
         else:
             where = ("no checkpoint was saved yet; start again with a lower --lr, more "
                      "--warmup-steps or a --grad-clip")

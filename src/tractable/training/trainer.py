@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from tractable.errors import ConfigError
+from tractable.folder_lock import FolderLock
 from tractable.models.base import TractableModel
 from tractable.models.bpd import autocast, check_data_fits_model, labels_for
 from tractable.run_folder import (
@@ -53,7 +55,7 @@ from tractable.training.checkpoint import Checkpoints
 from tractable.training.compilation import should_compile
 from tractable.training.config import TrainConfig
 from tractable.training.ema import EMA
-from tractable.training.interrupt import Interrupt, TrainingInterrupted
+from tractable.training.interrupt import Interrupt, TrainingInterrupted, signal_name
 from tractable.training.metrics import MetricsLog
 from tractable.training.optim import (
     build_optimizer,
@@ -84,9 +86,26 @@ def step_runs_on_device(device: torch.device, optimizer: torch.optim.Optimizer) 
     return device.type == "cuda" and skips_on_device(optimizer)
 
 
+def _release_lock_on_failure(init: Callable[..., None]) -> Callable[..., None]:
+    """A `Trainer.__init__` that fails after taking the run folder's lock releases it at
+    once (not when the half-built trainer is garbage-collected)."""
+    @functools.wraps(init)
+    def wrapper(self: Trainer, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            lock = getattr(self, "lock", None)
+            if lock is not None:
+                lock.release()
+            raise
+
+    return wrapper
+
+
 class Trainer:
     """Trains `model` on `train_set`, evaluating on `test_set` (may be None)."""
 
+    @_release_lock_on_failure
     def __init__(
         self,
         model: TractableModel,
@@ -127,7 +146,8 @@ class Trainer:
                               tensorboard=config.tensorboard and self.env.is_main)
         self.stats = StepStats(self.env, config.max_bad_steps, self.log,
                                verbose=self.env.is_main and not config.quiet,
-                               last_checkpoint=lambda: self.checkpoints.last)
+                               last_checkpoint=lambda: self.checkpoints.last,
+                               good=self.checkpoints.good)
         self.interrupt = Interrupt(announce=self.env.is_main)
         self._start_or_restore(state)
         self.wrapped, self._ddp = wrap_loss(self.model, self.env, self.compiled)
@@ -165,6 +185,8 @@ class Trainer:
         """The checkpoint to resume from, or None for a new run (rank 0 checks the folder:
         other ranks could already see its first files)."""
         folder = self.run_dir if self.env.is_main else None
+        # one process per run folder, from before the first read to the end of `fit`
+        self.lock = FolderLock(folder).acquire() if folder is not None else None
         if folder is not None:
             removed = remove_interrupted_writes(folder)
             if removed and not self.cfg.quiet:
@@ -172,8 +194,10 @@ class Trainer:
                       "interrupted write", file=sys.stderr)
         if resume:
             return self.checkpoints.load()
-        if folder is not None:
-            prepare_new_run(folder, overwrite)
+        if folder is not None and prepare_new_run(folder, overwrite) and not overwrite \
+                and not self.cfg.quiet:
+            print(f"{folder}: replacing the files of an earlier run that saved no checkpoint",
+                  file=sys.stderr)
         return None
 
     def _start_or_restore(self, state: dict[str, Any] | None) -> None:
@@ -218,6 +242,8 @@ class Trainer:
         periodic = [cb for cb in self.callbacks if isinstance(cb, Periodic)]
         self.stats.unread.clear()
         self.stats.window.clear()
+        if self.lock is not None:
+            self.lock.acquire()  # again, if an earlier `fit` released it
         try:
             with self.interrupt:
                 for hooks in periodic:
@@ -240,6 +266,8 @@ class Trainer:
             for hooks in periodic:
                 hooks.close()
             self.log.close()
+            if self.lock is not None:
+                self.lock.release()
         return {"step": self.step, "best_test_bpd": self.best_bpd, "rank": self.env.rank,
                 "run_dir": str(self.run_dir) if self.run_dir else None}
 
@@ -318,10 +346,11 @@ class Trainer:
     def _stop_interrupted(self) -> None:
         path = self.save_checkpoint()
         self.log.write()
+        what = f"{signal_name(self.interrupt.signum)}: interrupted at step {self.step}/" \
+               f"{self.total_steps}"
         raise TrainingInterrupted(
-            f"interrupted at step {self.step}/{self.total_steps}; checkpoint saved to {path}. "
-            "Continue with the same command plus --resume"
-            if path else f"interrupted at step {self.step}/{self.total_steps}")
+            f"{what}; checkpoint saved to {path}. Continue with the same command plus --resume"
+            if path else what, exit_status=self.interrupt.exit_status)
 
     # ---- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from tractable.config import ModelConfig, setting
 from tractable.errors import ConfigError
+from tractable.limits import MAX_FLOW_STEPS, MAX_LAYERS, MAX_LEVELS, MAX_WIDTH
 from tractable.models.glow.coupling import COUPLINGS
 
 
@@ -27,10 +28,12 @@ from tractable.models.glow.coupling import COUPLINGS
 class GlowConfig(ModelConfig):
     n_bits: int = setting(8, "keep the top n_bits of each 8-bit value (paper: 5 for "
                              "CelebA-HQ)", minimum=1, maximum=8)
-    K: int = setting(8, "flow steps per level (paper: 32)", minimum=1)
-    L: int = setting(2, "levels of the multi-scale architecture (paper: 3)", minimum=1)
+    K: int = setting(8, "flow steps per level (paper: 32)", minimum=1,
+                     maximum=MAX_LAYERS)
+    L: int = setting(2, "levels of the multi-scale architecture (paper: 3)", minimum=1,
+                     maximum=MAX_LEVELS)
     width: int = setting(128, "hidden channels of each coupling network (paper: 512)",
-                         minimum=1)
+                         minimum=1, maximum=MAX_WIDTH)
     coupling: str = setting("affine", "affine or additive coupling", choices=COUPLINGS)
     lu: bool = setting(True, "LU-decomposed 1x1 convolutions (else plain, float64 log-det)")
     learn_top: bool = setting(True, "learned mean/log-std of the top prior (else N(0, I))")
@@ -61,6 +64,9 @@ class GlowConfig(ModelConfig):
         for name in ("K", "L", "width"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.K * self.L > MAX_FLOW_STEPS:
+            raise ConfigError(f"K x L = {self.K} x {self.L} flow steps; at most "
+                              f"{MAX_FLOW_STEPS} are supported")
         if self.coupling not in COUPLINGS:
             raise ConfigError(f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
         if self.border_top_prior and not (self.learn_top and self.edge_bias):

@@ -1,13 +1,14 @@
-"""`tractable glow interpolate | manipulate`: walks in a Glow model's latent space (Glow §5.2–5.3).
+"""`tractable latent interpolate | manipulate`: walks in the latent space of any invertible
+model (`Invertible`: Glow, or any flow with exact encode/decode; Glow §5.2–5.3).
 
-    tractable glow interpolate RUN --a 3 --b 17 --steps 8 --out strip.png [--data NAME]
-    tractable glow interpolate RUN --a face1.png --b face2.png
-    tractable glow manipulate RUN --data fashion-mnist --attribute Sneaker --alpha -1..1
+    tractable latent interpolate RUN --a 3 --b 17 --steps 8 --out strip.png [--data NAME]
+    tractable latent interpolate RUN --a face1.png --b face2.png
+    tractable latent manipulate RUN --data fashion-mnist --attribute Sneaker --alpha -1..1
 
-RUN is a training run folder or a saved-model folder. Integer --a/--b pick images of the
-dataset (default: the one the run was trained on); anything else is read as an image file
-of the model's size. Both commands use the model's exact encode/decode
-(`tractable.models.glow.latents`).
+`tractable glow ...` is the same command under its first name. RUN is a training run
+folder or a saved-model folder. Integer --a/--b pick images of the dataset (default: the
+one the run was trained on); anything else is read as an image file of the model's size.
+Both commands use the model's exact encode/decode (`tractable.models.latents`).
 """
 
 from __future__ import annotations
@@ -15,31 +16,35 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch import Tensor
 
-from tractable.cli.common import data_source_args, dataset_for, examples
+from tractable.cli.common import (
+    data_source_args,
+    examples,
+    open_model,
+    weights_and_device_args,
+)
+from tractable.cli.images import ImageSource
 from tractable.cli.output import output_path
 from tractable.errors import ConfigError, DataError, ShapeError
-from tractable.run_folder import model_dir_of
+from tractable.models.capabilities import Invertible, missing
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("glow", help="Glow latent-space tools: interpolate, manipulate")
-    gsub = p.add_subparsers(dest="glow_command", required=True)
+    p = sub.add_parser("latent", aliases=["glow"],
+                       help="latent-space tools of invertible models (Glow): interpolate, "
+                       "manipulate (also: tractable glow ...)")
+    gsub = p.add_subparsers(dest="latent_command", required=True)
 
     q = gsub.add_parser(
         "interpolate", help="decode a straight line between two images' latents",
         description="Decode z = (1 - t)·z_a + t·z_b for t from 0 to 1: a strip whose ends "
         "(marked) are the two images, exactly (Glow §5.2).",
-        epilog=examples("tractable glow interpolate runs/glow --a 3 --b 17 --steps 8 "
+        epilog=examples("tractable latent interpolate runs/glow --a 3 --b 17 --steps 8 "
                         "--out strip.png",
-                        "tractable glow interpolate runs/glow --a me.png --b you.png"))
+                        "tractable latent interpolate runs/glow --a me.png --b you.png"))
     _common(q)
     q.add_argument("--a", required=True, metavar="IMG_OR_INDEX",
                    help="first image: an image file or an index into the dataset")
@@ -56,9 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Estimate an attribute vector (mean latent of images of a class minus "
         "that of the others) and decode z + α·v for each α: one row per image, one column "
         "per α, the original (α = 0) marked (Glow §5.3).",
-        epilog=examples("tractable glow manipulate runs/glow --attribute 1 --alpha=-1..1 "
+        epilog=examples("tractable latent manipulate runs/glow --attribute 1 --alpha=-1..1 "
                         "--out grid.png",
-                        "tractable glow manipulate runs/fglow --data fashion-mnist --attribute "
+                        "tractable latent manipulate runs/fglow --data fashion-mnist --attribute "
                         "Sneaker --alpha -2,-1,0,1,2 -n 4"))
     _common(m)
     m.add_argument("--attribute", required=True, metavar="CLASS",
@@ -83,63 +88,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
     p.add_argument("--data", help="dataset name (default: the run's dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--weights", default="ema", choices=["ema", "raw"],
-                   help="Polyak-averaged (ema) or the optimizer's raw weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    weights_and_device_args(p)
     p.add_argument("--batch-size", type=int, default=256, metavar="IMAGES",
                    help="images per encode batch")
     data_source_args(p.add_argument_group("data"))
 
 
 # ---- loading ----------------------------------------------------------------------------
-def load_glow(path: str, weights: str = "ema", device: str = "auto"):  # type: ignore[no-untyped-def]
-    """The Glow model saved in a run or model folder, in eval mode."""
-    from tractable.models import Glow, load
-    from tractable.training.distributed import pick_device
-
-    model = load(path, weights=weights, map_location=pick_device(device))
-    if not isinstance(model, Glow):
-        raise ConfigError(f"{model_dir_of(path)} holds a {model.family!r} model; `tractable "
-                          "glow` commands need a Glow model (train one with --model glow)")
-    return model
-
-
-def load_data(args: argparse.Namespace) -> Any:
-    """The split of --data (else the run's own dataset, with its options) to pick from."""
-    from tractable.data import load_dataset
-
-    name, options = dataset_for(args, model_dir_of(args.path))
-    return load_dataset(name, split=args.split, **options)
-
-
-def read_image(path: Path, shape: tuple[int, int, int]) -> Tensor:
-    """An image file as uint8 [C, H, W] with the model's channels; its size must match."""
-    c, h, w = shape
-    try:
-        with Image.open(path) as file:
-            img = file.convert("L" if c == 1 else "RGB")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
-            Image.DecompressionBombError) as e:
-        raise DataError(f"{path} is not a readable image: {e}") from None
-    if img.size != (w, h):
-        raise ShapeError(f"{path} is {img.size[0]}x{img.size[1]}; the model takes {w}x{h} "
-                         "images: resize it first")
-    arr = np.asarray(img, dtype=np.uint8).reshape(h, w, c)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
-
-
-def pick_image(spec: str, args: argparse.Namespace, shape: tuple[int, int, int]) -> Tensor:
-    """IMG_OR_INDEX -> uint8 [C, H, W]: an existing file, else an index into the dataset."""
-    if Path(spec).is_file():
-        return read_image(Path(spec), shape)
-    try:
-        index = int(spec)
-    except ValueError:
-        raise DataError(f"{spec!r} is neither an image file nor a dataset index") from None
-    ds = load_data(args)
-    if not 0 <= index < len(ds):
-        raise DataError(f"index {index} out of range: {ds.name} {args.split} has {len(ds)} images")
-    return ds.images[index]
+def open_invertible(args: argparse.Namespace) -> tuple[Any, ImageSource]:
+    """The invertible model of a run or model folder (eval mode), and its image source."""
+    model, folder = open_model(args)
+    if not isinstance(model, Invertible):
+        raise ConfigError(f"{folder.model_dir}: " + missing(
+            Invertible, "`tractable latent` (latent interpolation and attribute edits)",
+            model.family))
+    c, h, w = model.config.image_shape
+    return model, ImageSource(args, folder, (int(c), int(h), int(w)))
 
 
 def parse_alphas(text: str, columns: int) -> list[float]:
@@ -158,28 +122,24 @@ def parse_alphas(text: str, columns: int) -> list[float]:
 
 # ---- commands ---------------------------------------------------------------------------
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    from tractable.models.glow.latents import interpolate
+    from tractable.models.latents import interpolate
     from tractable.viz import save_grid
 
     if args.steps < 2:
         raise ConfigError(f"--steps must be >= 2, got {args.steps}")
     out = output_path(args.out, "interpolation.png")
-    model = load_glow(args.path, args.weights, args.device)
-    shape = tuple(model.config.image_shape)
-    pair = torch.stack([pick_image(args.a, args, shape), pick_image(args.b, args, shape)])
+    model, images = open_invertible(args)
+    pair = torch.stack([images.image(args.a), images.image(args.b)])
+    device = next(model.parameters()).device
     with torch.no_grad():
-        za, zb = (model.encode(x.to(model.top_prior.learned.device)) for x in pair.split(1))
+        za, zb = (model.encode(x.to(device)) for x in pair.split(1))
         strip = model.decode(interpolate(za, zb, args.steps)).cpu()
     ts = torch.linspace(0, 1, args.steps).tolist()
-    names = [f"a: {_short(args.a)}", *(f"t={t:.2f}" for t in ts[1:-1]), f"b: {_short(args.b)}"]
+    names = [f"a: {images.short(args.a)}", *(f"t={t:.2f}" for t in ts[1:-1]),
+             f"b: {images.short(args.b)}"]
     save_grid(strip, out, nrow=args.steps, col_labels=names, marks=[0, args.steps - 1])
     print(f"wrote a {args.steps}-image interpolation from {args.a} to {args.b} to {out}")
     return 0
-
-
-def _short(spec: str) -> str:
-    """An endpoint's name for its label: a file's name, or the dataset index."""
-    return Path(spec).name if Path(spec).is_file() else f"#{spec}"
 
 
 def class_index(attribute: str, class_names: list[str]) -> int:
@@ -195,7 +155,7 @@ def class_index(attribute: str, class_names: list[str]) -> int:
 
 
 def cmd_manipulate(args: argparse.Namespace) -> int:
-    from tractable.models.glow.latents import attribute_vector, encode_batched, manipulate
+    from tractable.models.latents import attribute_vector, encode_batched, manipulate
     from tractable.viz import save_grid
 
     alphas = parse_alphas(args.alpha, args.columns)
@@ -205,15 +165,15 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     if not all(math.isfinite(a) for a in alphas):
         raise ConfigError(f"--alpha values must be finite, got {args.alpha!r}")
     out = output_path(args.out, "manipulate.png")
-    model = load_glow(args.path, args.weights, args.device)
-    ds = load_data(args)
+    model, images = open_invertible(args)
+    ds = images.dataset
     if not ds.has_labels:
         raise DataError(f"{ds.name} has no class labels: attribute vectors need labelled data")
     if tuple(ds.shape) != tuple(model.config.image_shape):
         raise ShapeError(f"{ds.name} images are {list(ds.shape)}, the model takes "
                          f"{list(model.config.image_shape)}")
     k = class_index(args.attribute, ds.class_names)
-    device = model.top_prior.learned.device
+    device = next(model.parameters()).device
     n = min(args.attr_images, len(ds))
     latents = encode_batched(model, ds.images[:n].to(device), args.batch_size, check=False)
     vector = attribute_vector(latents, ds.labels[:n] == k)

@@ -1,0 +1,65 @@
+"""Which classes a command draws: the `--class` argument of `tractable sample` and
+`tractable complete`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from tractable.errors import ConfigError
+
+
+def parse_class_spec(spec: str, n: int, num_classes: int,
+                     class_names: list[str]) -> tuple[torch.Tensor, int, int | None]:
+    """`--class` text -> (y, n, grid row length): LongTensor [n] or soft FloatTensor [n, K].
+
+    "3" or a class name: every sample of that class; "4:0.5,9:0.5": class weights
+    (normalized to sum 1); "all": one grid row per class, n // K samples each.
+    """
+    if num_classes == 0:
+        raise ConfigError("this model is unconditional (trained without class labels): "
+                          "drop --class")
+
+    def index(token: str) -> int:
+        token = token.strip()
+        if token in class_names:
+            return class_names.index(token)
+        try:
+            k = int(token)
+        except ValueError:
+            raise ConfigError(f"unknown class {token!r}; classes: "
+                              f"{', '.join(class_names) or f'0..{num_classes - 1}'}") from None
+        if not 0 <= k < num_classes:
+            raise ConfigError(f"class {k} out of range 0..{num_classes - 1}")
+        return k
+
+    spec = spec.strip()
+    if spec == "all":
+        per = max(1, n // num_classes)
+        y = torch.arange(num_classes).repeat_interleave(per)
+        return y, len(y), per
+    if ":" in spec:
+        w = torch.zeros(num_classes)
+        for part in spec.split(","):
+            name, _, weight = part.rpartition(":")
+            try:
+                value = float(weight)
+            except ValueError:
+                raise ConfigError(f"bad class weight {part!r}; use e.g. 4:0.5,9:0.5") from None
+            if value < 0 or not math.isfinite(value):
+                raise ConfigError(f"class weights must be >= 0, got {part!r}")
+            w[index(name)] += value
+        if w.sum() <= 0:
+            raise ConfigError("class weights sum to 0")
+        return (w / w.sum()).expand(n, num_classes).clone(), n, None
+    return torch.full((n,), index(spec), dtype=torch.long), n, None
+
+
+def class_labels(cfg: Any) -> list[str]:
+    """A conditional model's class names, or its class indices when it has none."""
+    names = list(cfg.class_names)
+    return names if len(names) == cfg.num_classes else [str(k) for k in range(cfg.num_classes)]
+
+

@@ -1,0 +1,89 @@
+"""The images a command is pointed at: `IMG_OR_INDEX` arguments.
+
+An existing file is read as an image of the model's size; anything else is an index into
+the `--split` of `--data` (else the dataset the run trained on, with its options), which is
+loaded once, when first needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from tractable.cli.common import dataset_for
+from tractable.errors import DataError, ShapeError
+
+if TYPE_CHECKING:
+    from tractable.data import ImageDataset
+    from tractable.run_folder import Folder
+
+
+def read_image(path: Path, shape: tuple[int, int, int]) -> Tensor:
+    """An image file as uint8 [C, H, W] with the model's channels; its size must match."""
+    c, h, w = shape
+    try:
+        with Image.open(path) as file:
+            if file.size != (w, h):  # from the header, before decoding any pixel
+                raise ShapeError(f"{path} is {file.size[0]}x{file.size[1]}; the model takes "
+                                 f"{w}x{h} images: resize it first")
+            img = file.convert("L" if c == 1 else "RGB")
+    except ShapeError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as e:
+        raise DataError(f"{path} is not a readable image: {e}") from None
+    except Exception as e:  # a crafted file: each decoder has its own exceptions
+        raise DataError(f"{path} is not a readable image ({type(e).__name__}: {e})") from None
+    arr = np.asarray(img, dtype=np.uint8).reshape(h, w, c)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+class ImageSource:
+    """Images by file or dataset index for the model in `folder` (see the module doc)."""
+
+    def __init__(self, args: argparse.Namespace, folder: Folder,
+                 shape: tuple[int, int, int]) -> None:
+        self.args, self.folder, self.shape = args, folder, shape
+
+    @cached_property
+    def dataset(self) -> ImageDataset:
+        """The split of --data (else the run's own dataset, with its options)."""
+        from tractable.data import load_dataset
+
+        name, options = dataset_for(self.args, self.folder)
+        return load_dataset(name, split=self.args.split, **options)
+
+    def image(self, spec: str) -> Tensor:
+        """IMG_OR_INDEX -> uint8 [C, H, W]: an existing file, else a checked dataset index."""
+        if Path(spec).is_file():
+            return read_image(Path(spec), self.shape)
+        return self.dataset.images[self._index(spec)]
+
+    def label(self, spec: str) -> int | None:
+        """The dataset label of IMG_OR_INDEX (None for a file or an unlabelled dataset)."""
+        if Path(spec).is_file() or not self.dataset.has_labels:
+            return None
+        return int(self.dataset.labels[self._index(spec)])
+
+    def _index(self, spec: str) -> int:
+        try:
+            index = int(spec)
+        except ValueError:
+            raise DataError(f"{spec!r} is neither an image file nor a dataset index") from None
+        ds = self.dataset
+        if not 0 <= index < len(ds):
+            raise DataError(f"index {index} out of range: {ds.name} {self.args.split} has "
+                            f"{len(ds)} images")
+        return index
+
+    @staticmethod
+    def short(spec: str) -> str:
+        """An endpoint's name for a label: a file's name, or the dataset index."""
+        return Path(spec).name if Path(spec).is_file() else f"#{spec}"
