@@ -53,7 +53,7 @@ import tractable
 from tractable.app.uploads import read_upload
 from tractable.data import load_dataset
 from tractable.models import Glow
-from tractable.models.glow.latents import attribute_vector, encode_batched
+from tractable.models.latents import attribute_vector, encode_batched
 from tractable.models.glow.quantize import to_uint8
 
 ALPHAS = (-2.0, -1.0, 1.0, 2.0)
