@@ -263,12 +263,13 @@ class Glow(TractableModel):
 
         Raises `NonFiniteDecodeError` (a `NumericalError`) if an image decodes to non-finite
         values (there is no bin to put them in), unless `check_finite=False` (those
-        sub-pixels then become 0). With a coupling scale floor (the default) the couplings'
-        inverse cannot overflow; the ActNorms and 1×1 convolutions still multiply by their
-        learned (finite) inverse scales."""
+        sub-pixels then become 0). With the default bounds (a coupling scale floor, a cap
+        on the split priors' log-std) no step of the inverse is an exponential of the
+        latent, so only gains beyond float range can overflow (docs/glow.md)."""
         x_c = self.decode_continuous(latents, y)
         if check_finite:
-            _check_finite(x_c, self.config.coupling_scale_floor)
+            _check_finite(x_c, bounded=self.config.coupling_scale_floor > 0
+                          and self.config.split_max_log_std is not None)
         return to_uint8(x_c, self.config.n_bits)
 
     # ---- likelihood ------------------------------------------------------------------
@@ -394,7 +395,7 @@ class _Call(nn.Module):
         return self.fn(*args)
 
 
-def _check_finite(x_c: Tensor, scale_floor: float) -> None:
+def _check_finite(x_c: Tensor, bounded: bool) -> None:
     """Raise `NonFiniteDecodeError` with the count of images holding a NaN or ±inf.
 
     The remedy named is for latents a user moved (edits, blends); the prior sampler
@@ -403,8 +404,8 @@ def _check_finite(x_c: Tensor, scale_floor: float) -> None:
     if bool(bad.any()):
         remedy = ("move the latents less far from encoded images: a smaller attribute "
                   "strength |alpha|, or a blend of more alike images")
-        if scale_floor == 0.0:
-            remedy += (", or use a model trained with a coupling scale floor "
-                       "(coupling_scale_floor > 0, the default for new models; this one has "
-                       "none, as models saved before the floor existed)")
+        if not bounded:
+            remedy += (", or use a model trained with a bounded inverse (coupling_scale_floor "
+                       "> 0 and split_max_log_std set, the defaults for new models; this one "
+                       "lacks them, as models saved before they existed)")
         raise NonFiniteDecodeError(int(bad.sum()), len(x_c), remedy)
