@@ -53,8 +53,8 @@ import tractable
 from tractable.app.uploads import read_upload
 from tractable.data import load_dataset
 from tractable.models import Glow
-from tractable.models.latents import attribute_vector, encode_batched
 from tractable.models.glow.quantize import to_uint8
+from tractable.models.latents import attribute_vector, encode_batched
 
 ALPHAS = (-2.0, -1.0, 1.0, 2.0)
 BLEND_POINTS = (0.0, 0.25, 0.5, 0.75, 1.0)
