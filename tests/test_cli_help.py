@@ -108,7 +108,7 @@ def test_a_flag_name_means_one_thing_on_every_command():
             a.option_strings}
     assert {"train", "sample", "score", "ood", "data show", "glow manipulate"} <= set(outs)
     for name, action in outs.items():
-        assert action.dest == "out" and action.metavar in ("DIR", "PNG", "CSV"), name
+        assert action.dest == "out" and action.metavar in ("DIR", "PNG", "CSV", "FILE"), name
     # --limit is the same fixed random subset everywhere
     limits = {name: a.help for name, p in LEAVES.items() for a in options(p)
               if "--limit" in a.option_strings}

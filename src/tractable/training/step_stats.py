@@ -114,9 +114,10 @@ class StepStats:
             return
         self.log.write()
         last = self.last_checkpoint()
-        good, good_step = self.good.roll_back() if self.good is not None else (True, None)
+        good, good_step = (self.good.roll_back() if self.good is not None
+                           else (True, last[0] if last is not None else None))
         if last is not None and good:
-            at = f" (step {good_step if good_step is not None else last[0]})"
+            at = f" (step {good_step})" if good_step is not None else ""  # from an earlier session
             where = (f"the last good checkpoint is {last[1]}{at}; continue from it with "
                      "--resume plus a lower --lr, more --warmup-steps or a --grad-clip (a "
                      "resumed run may change these)")
