@@ -4,7 +4,13 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+TORCH   := $(VENV)/.torch
+# Two installs: `make demo` gets the package and what its pictures need (the plots extra);
+# test, bench and lint get the development stack (the dev extra: pytest, gradio, selenium,
+# mypy, ...). Each has its own stamp, redone when pyproject.toml changes.
+DEMO_STAMP := $(VENV)/.installed-demo
+DEV_STAMP  := $(VENV)/.installed-dev
+DEMO_EXTRAS := plots
 DEMO    ?= runs/demo
 
 .PHONY: install demo test bench lint clean browser
@@ -15,25 +21,32 @@ browser:
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
 	  echo "could not install chromium: the browser test will be skipped"
 
-$(STAMP): pyproject.toml
+$(TORCH):
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
+	touch $(TORCH)
+
+$(DEMO_STAMP): pyproject.toml $(TORCH)
+	$(BIN)/pip install -q -e '.[$(DEMO_EXTRAS)]'
+	touch $(DEMO_STAMP)
+
+$(DEV_STAMP): pyproject.toml $(TORCH)
 	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m tractable.demo --out $(DEMO)
 
-test: $(STAMP) browser
+test: $(DEV_STAMP) browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 

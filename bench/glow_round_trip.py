@@ -1,6 +1,6 @@
 """Glow's round trip decode(encode(x)) == x in float32 and in float64, and what float64 costs.
 
-    .venv/bin/python bench/glow_round_trip.py [--steps 150] [--lr 1e-2] [--n 256]
+    .venv/bin/python bench/glow_round_trip.py [--steps 150] [--lr 1e-2] [--n 256] [--floor F]
 
 Trains a small Glow (28×28×1, K=4, L=2, width 32, batch 32, Adamax, 10 warm-up steps) on
 mnist-mini at a high learning rate, then for real test digits and for uniform-noise images
@@ -28,9 +28,10 @@ from tractable.models.glow.quantize import to_continuous, to_uint8
 from tractable.training import TrainConfig, Trainer
 
 
-def trained_glow(steps: int, lr: float) -> Glow:
+def trained_glow(steps: int, lr: float, floor: float) -> Glow:
     torch.manual_seed(0)
-    model = Glow(GlowConfig(image_shape=(1, 28, 28), K=4, L=2, width=32))
+    model = Glow(GlowConfig(image_shape=(1, 28, 28), K=4, L=2, width=32,
+                            coupling_scale_floor=floor))
     cfg = TrainConfig(max_steps=steps, lr=lr, warmup_steps=10, batch_size=32,
                       samples_per_eval=0, eval_every=10**9, progress=False, quiet=True)
     Trainer(model, load_dataset("mnist-mini", "train"), None, cfg).fit()
@@ -80,8 +81,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--floor", type=float, default=GlowConfig().coupling_scale_floor,
+                    help="coupling_scale_floor (0: openai's unbounded scale, as the table "
+                    "in docs/glow.md)")
     args = ap.parse_args()
-    model = trained_glow(args.steps, args.lr)
+    model = trained_glow(args.steps, args.lr, args.floor)
     g = torch.Generator().manual_seed(0)
     sets = {"test digits": load_dataset("mnist-mini", "test").images[: args.n],
             "uniform noise": torch.randint(0, 256, (args.n, 1, 28, 28), generator=g,

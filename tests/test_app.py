@@ -38,12 +38,19 @@ def test_an_image_of_the_right_size_is_taken_as_it_is(digits):
     assert torch.equal(x[0], digits.images[0, 0]) and note == ""
 
 
-def test_other_sizes_and_modes_are_cropped_resized_and_converted():
+def test_other_sizes_and_modes_are_padded_resized_and_converted():
     wide = Image.new("RGB", (90, 30), (255, 0, 0))
-    wide.paste((0, 0, 255), (30, 0, 60, 30))  # a blue centre square
-    x, note = read_upload(png(wide, "JPEG", quality=95), (3, 8, 8))
-    assert x.shape == (3, 8, 8) and note == "resized from 90x30 to 8x8"
-    assert x[2].float().mean() > 200 and x[0].float().mean() < 60  # the centre crop: blue
+    wide.paste((0, 0, 255), (30, 0, 60, 30))  # a blue centre square on a red background
+    x, note = read_upload(png(wide, "JPEG", quality=95), (3, 9, 9))
+    assert x.shape == (3, 9, 9)
+    assert note == "padded from 90x30 to 90x90 with its background colour; resized from " \
+        "90x90 to 9x9"
+    # padded with the background (red), not grey bars: the blue square is the middle third
+    assert x[0, 0].float().mean() > 200 and x[2, 0].float().mean() < 60  # top row: red
+    assert x[2, 4, 4] > 200 and x[0, 4, 4] < 60  # centre: blue
+    grey_levels = x.permute(1, 2, 0).reshape(-1, 3).float()
+    assert not ((grey_levels - grey_levels.mean(1, keepdim=True)).abs().max(1).values
+                < 20).any()  # no grey pixel anywhere
     grey, _ = read_upload(png(wide), (1, 8, 8))
     assert grey.shape == (1, 8, 8)
     clear = Image.new("RGBA", (8, 8), (255, 255, 255, 0))  # transparent white: over black

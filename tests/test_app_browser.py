@@ -219,13 +219,15 @@ def test_sample_tab_slider_and_button_return_new_pngs(browser):
 def test_complete_tab_with_an_uploaded_image(browser, app, tmp_path):
     digit = load_dataset("mnist-mini", "test").images[3, 0].numpy()
     upload = tmp_path / "my-digit.png"
-    Image.fromarray(digit).resize((56, 70)).save(upload)  # wrong size: resized on upload
+    Image.fromarray(digit).resize((56, 70)).save(upload)  # wrong size: padded, resized
     open_tab(browser, "Complete")
     field = browser.find_element(By.CSS_SELECTOR, "#complete-upload input[type=file]")
     field.send_keys(str(upload))
     preview = new_image(browser, "complete-preview", None)
     assert preview.width > 0
-    assert "resized from 56x70 to 28x28" in browser.page_source
+    # padded with its own (black) background to a square, not cropped, then resized
+    assert "padded from 56x70 to 70x70 with its background colour" in browser.page_source
+    assert "resized from 70x70 to 28x28" in browser.page_source
     # read, validated, and deleted: nothing of it is left in the app's folder
     assert not [p for p in app["temp"].rglob("*") if p.name == upload.name]
     nudge(browser, "completions", Keys.ARROW_LEFT, 4)  # 8 -> 4 completions
@@ -260,6 +262,8 @@ def test_a_non_image_upload_is_refused_with_a_message(browser, tmp_path):
     field = browser.find_element(By.CSS_SELECTOR, "#likelihood-upload input[type=file]")
     field.send_keys(str(fake))
     wait(browser, 60).until(lambda d: "the file is not an image" in d.page_source)
+    # the score of the test image picked before is gone with it: nothing stale stays
+    wait(browser, 30).until(lambda d: d.find_element(By.ID, "score").text.strip() == "")
 
 
 def choose_model(driver, family_hint: str) -> None:

@@ -108,7 +108,7 @@ def test_a_flag_name_means_one_thing_on_every_command():
             a.option_strings}
     assert {"train", "sample", "score", "ood", "data show", "glow manipulate"} <= set(outs)
     for name, action in outs.items():
-        assert action.dest == "out" and action.metavar in ("DIR", "PNG", "CSV"), name
+        assert action.dest == "out" and action.metavar in ("DIR", "PNG", "CSV", "FILE"), name
     # --limit is the same fixed random subset everywhere
     limits = {name: a.help for name, p in LEAVES.items() for a in options(p)
               if "--limit" in a.option_strings}
@@ -181,25 +181,9 @@ def test_a_far_too_large_model_gets_a_warning_naming_the_preset():
     assert startup.size_warning(tiny, small, torch.device("cpu"), mnist.shape, 16) is None
 
 
-def test_the_eta_comes_once_after_the_first_steps(monkeypatch):
-    now = [0.0]
-    monkeypatch.setattr(startup.time, "perf_counter", lambda: now[0])
-    clock = startup.EtaClock(first_step=100, total_steps=400)
-    lines = []
-    for step in range(101, 131):
-        clock.start_step()
-        now[0] += 0.25  # each step takes 0.25 s; the time between steps is not counted
-        lines.append(clock.end_step(step))
-        now[0] += 5.0
-    said = [(i, s) for i, s in enumerate(lines) if s]
-    assert len(said) == 1 and said[0][0] == startup.ETA_AFTER_STEPS - 1
-    assert said[0][1] == ("eta: 0.25 s/step over the first 20 steps: about 1 min 10 s for "
-                          "the remaining 280 steps (evaluations not included)")
-    slow = startup.EtaClock(0, 10)
-    slow.start_step()
-    now[0] += 30.0
-    assert "over the first step: about 4 min 30 s" in slow.end_step(1)
+def test_duration_text():
     assert startup.duration_text(3 * 3600 + 5 * 60) == "3 h 05 min"
+    assert startup.duration_text(384) == "6 min 24 s" and startup.duration_text(41) == "41 s"
 
 
 def test_presets_fit_every_family():

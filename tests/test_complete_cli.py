@@ -72,3 +72,17 @@ def test_an_image_file_on_a_conditional_model_needs_a_class(run, tmp_path, capsy
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(own)
     assert main(["complete", str(run), "--image", str(own), "--rows", "3"]) == 2
     assert "pass --class" in capsys.readouterr().err
+
+
+def test_a_class_that_overrides_dataset_labels_says_so(run, tmp_path, capsys):
+    test = load_dataset("mnist-mini", "test")
+    own = int(test.labels[3])
+    other = (own + 1) % 10
+    out = tmp_path / "grid.png"
+    assert main(["complete", str(run), "--image", "3", "--class", str(other), "--rows", "27",
+                 "-n", "1", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"--class {other} conditions every row" in err and f"({own})" in err
+    assert main(["complete", str(run), "--image", "3", "--class", str(own), "--rows", "27",
+                 "-n", "1", "--out", str(out)]) == 0
+    assert "overriding" not in capsys.readouterr().err  # nothing overridden: no note

@@ -69,7 +69,7 @@ def test_unlabelled_grey_folder_is_split_by_a_held_out_fraction(tmp_path):
     # deterministic, and changeable
     assert torch.equal(load_image_folder(tmp_path, "test").images, test.images)
     assert len(load_image_folder(tmp_path, "test", holdout=0.25)) == 5
-    with pytest.raises(DataError, match=r"holdout must be a fraction in \[0, 1\)"):
+    with pytest.raises(DataError, match=r"holdout must be a fraction in \[0, 1\]"):
         load_image_folder(tmp_path, holdout=1.5)
 
 

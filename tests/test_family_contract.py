@@ -34,6 +34,7 @@ import tractable
 from tractable.errors import ConfigError, ShapeError, TractableError
 from tractable.models import (
     Completable,
+    Compressible,
     Invertible,
     PixelScorable,
     known_families,
@@ -211,6 +212,34 @@ def test_cached_equals_naive_in_float64_where_a_cached_form_exists(
     cached = sample_with(model, N, sampler="cached", y=y,
                          generator=torch.Generator().manual_seed(2))
     assert torch.equal(naive, cached)
+
+
+@pytest.mark.parametrize("family,channels,num_classes", CASES)
+def test_compression_round_trips_at_the_models_code_length_or_is_refused(
+        family, channels, num_classes):
+    """Every family either codes images losslessly within −log₂ p(x) (the autoregressive
+    ones, RGB channel dependence included) or refuses with one clear error (flows).
+
+    Random pixels under a random model: some bins are far below 2^-24, where the coder
+    pays its floor of 24 bits and `log_prob` more, so only the upper bound holds here
+    (tests/test_compression.py checks both sides on real images)."""
+    model = make(family, channels, num_classes)
+    x, y = batch(model, 4, seed=5)
+    if not isinstance(model, Compressible):
+        with pytest.raises(ConfigError, match="not supported"):
+            tractable.compression.compress_images(model, x, y)
+        return
+    x = model.from_targets(model.targets(x))  # onto an N-level model's levels
+    data = model.compress(x, y, batch=3)  # two chunks, the second smaller
+    back, labels = tractable.decompress(data, model)
+    assert torch.equal(back, x) and back.dtype == torch.uint8
+    assert (labels is None) == (y is None) and (y is None or torch.equal(labels, y))
+    header = tractable.compression.read_header(data)
+    payload_bits = 8.0 * sum(header.chunks)
+    label_bits = len(x) * math.log2(num_classes) if num_classes else 0.0
+    with torch.no_grad():
+        model_bits = float(-log_prob(model, x, y).sum()) / math.log(2.0) + label_bits
+    assert payload_bits <= 1.01 * model_bits + 2 * 32  # + a word per chunk
 
 
 # ---- capabilities, selected by what a model can do ----------------------------------------

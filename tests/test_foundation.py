@@ -79,10 +79,17 @@ def test_bundled_mnist_mini_matches_shared_copy(shared_data):
 
 def test_the_built_in_families_are_registered_with_their_capabilities():
     """The family contract names no family; here the built-in ones and what they can do."""
-    from tractable.models import Completable, Invertible, PixelScorable, known_families
+    from tractable.models import (
+        Completable,
+        Compressible,
+        Invertible,
+        PixelScorable,
+        known_families,
+    )
     from tractable.models.capabilities import families_with
 
     assert {"pixelcnn++", "gated-pixelcnn", "glow", "tarflow"} <= set(known_families())
     assert families_with(Invertible) == ["glow", "tarflow"]
     assert set(families_with(Completable)) == {"pixelcnn++", "gated-pixelcnn"}
     assert set(families_with(PixelScorable)) == {"pixelcnn++", "gated-pixelcnn"}
+    assert set(families_with(Compressible)) == {"pixelcnn++", "gated-pixelcnn"}

@@ -8,6 +8,7 @@ error must be a `TractableError` with a one-line message. A new format is one mo
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -28,7 +29,7 @@ from tractable.config import read_config_json
 from tractable.convert.tf_bundle import TFCheckpoint
 from tractable.data.idx import read_idx
 from tractable.data.prepared import IMAGES_FILE, LABELS_FILE, META_FILE, _open, problem_with
-from tractable.errors import TractableError
+from tractable.errors import CompressedFileError, TractableError
 from tractable.models.registry import model_class
 from tractable.run_folder import open_folder
 from tractable.training.api import saved_train_config
@@ -110,6 +111,26 @@ VALID_META = json.dumps({"format_version": 1, "count": 1, "shape": [1, 4, 4],
 VALID_IDX = bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2]) + bytes(range(8))
 
 
+def _compressed(_: Path, data: bytes) -> None:
+    """As read, and re-signed so the mutations also reach the header behind the trailer."""
+    from tractable.compression.container import unpack
+
+    for candidate in (data, data[:-32] + hashlib.sha256(data[:-32]).digest()):
+        try:
+            unpack(candidate)
+        except CompressedFileError as e:
+            assert str(e) and "\n" not in str(e).strip(), str(e)
+
+
+def _valid_compressed() -> bytes:
+    from tractable.compression.container import Header, pack
+
+    header = Header(model="ab" * 32, family="pixelcnn++", shape=[1, 4, 4], count=3, batch=2,
+                    num_classes=0, chunks=[8, 4], pixels_sha256="cd" * 32, coder="c",
+                    numerics="n", torch="t", extra={"names": ["a.png", "b.png", "c.png"]})
+    return pack(header, [bytes(range(8)), bytes(4)])
+
+
 @dataclass(frozen=True)
 class Parser:
     name: str
@@ -126,6 +147,7 @@ PARSERS = [
     Parser("IDX", _idx, lambda: VALID_IDX),
     Parser("uploaded image", _upload, _png),
     Parser("image file (complete, latent)", _image_file, _png),
+    Parser("compressed images (tractable compress)", _compressed, _valid_compressed),
 ]
 
 

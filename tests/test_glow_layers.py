@@ -6,12 +6,15 @@ Jacobian (torch.autograd.functional.jacobian) of the layer's map on one example.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tractable.models.glow.actnorm import ActNorm
-from tractable.models.glow.coupling import Coupling
+from tractable.models.glow.coupling import Coupling, bounded_log_scale
 from tractable.models.glow.invconv import InvConv2d, InvConv2dLU
 from tractable.models.glow.multiscale import Split, squeeze2d, unsqueeze2d
 from tractable.models.glow.step import FlowStep
@@ -39,8 +42,10 @@ def layers(c: int) -> dict[str, nn.Module]:
         "invconv_plain": InvConv2d(c),
         "invconv_lu": InvConv2dLU(c),
         "coupling_affine": Coupling(c, width=8, affine=True),
+        "coupling_affine_floor": Coupling(c, width=8, affine=True, scale_floor=0.05),
         "coupling_additive": Coupling(c, width=8, affine=False),
         "flowstep_affine_lu": FlowStep(c, width=8, affine=True, lu=True),
+        "flowstep_affine_floor": FlowStep(c, width=8, affine=True, lu=True, scale_floor=0.3),
         "flowstep_additive_plain": FlowStep(c, width=8, affine=False, lu=False),
     }
 
@@ -127,3 +132,57 @@ def test_split_prior_is_standard_normal_at_init_and_join_inverts_divide():
     mean, logs = split.prior_params(kept)
     assert mean.abs().max() == 0 and logs.abs().max() == 0  # zero-initialized conv
     assert torch.equal(split.join(kept, out), z)
+
+
+EXTREMES = [-3.0e38, -1e30, -1e4, -50.0, -2.0, 0.0, 2.0, 50.0, 1e4, 1e30, 3.0e38]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("floor", [0.05, 0.3])
+def test_bounded_log_scale_stays_in_its_bounds_for_extreme_inputs(dtype, floor):
+    h = torch.tensor(EXTREMES, dtype=dtype)
+    log_scale = bounded_log_scale(h, floor)
+    assert torch.isfinite(log_scale).all()
+    eps = 4 * torch.finfo(dtype).eps
+    assert (log_scale >= math.log(floor) - eps).all() and (log_scale <= eps).all()
+    # it is the formula log(f + (1 - f)·sigmoid(h + 2)), saturating at both ends
+    direct = torch.log(floor + (1 - floor) * torch.sigmoid(h.double() + 2.0))
+    torch.testing.assert_close(log_scale.double(), direct, atol=eps, rtol=0)
+    assert math.isclose(log_scale[0].item(), math.log(floor), abs_tol=eps)
+    assert abs(log_scale[-1].item()) <= eps
+
+
+def test_floor_zero_is_openais_unbounded_scale():
+    h = torch.tensor(EXTREMES[1:-1], dtype=torch.float64)
+    assert torch.equal(bounded_log_scale(h, 0.0), F.logsigmoid(h + 2.0))
+    assert bounded_log_scale(h, 0.0)[0] < -1e29  # unbounded: the inverse divides by e^1e30
+
+
+def extreme_coupling(floor: float) -> Coupling:
+    """An affine coupling whose scale outputs h reach ±1e4: far outside any data's."""
+    layer = randomize_(Coupling(4, width=8, affine=True, scale_floor=floor)).double()
+    with torch.no_grad():
+        layer.net.out.logs[:, 1::2] = 3.0  # the zero conv's h channels × e^9
+    return layer
+
+
+def test_floored_coupling_inverts_exactly_where_the_unbounded_one_overflows():
+    x = 10 * torch.randn(3, 4, 5, 5, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(2))
+    floored = extreme_coupling(0.05)
+    _, log_scale = floored._params(x[:, :2])
+    assert log_scale.min() < math.log(0.05) + 1e-6  # the network's h saturates the floor
+    y, logdet = floored(x)
+    n_scaled = 2 * 5 * 5
+    assert torch.isfinite(y).all() and (logdet >= n_scaled * math.log(0.05) - 1e-9).all()
+    assert (logdet <= 1e-9).all()
+    back = floored.inverse(y)
+    torch.testing.assert_close(back, x, atol=1e-9, rtol=1e-12)
+    torch.testing.assert_close(logdet[0], jacobian_logdet(lambda v: floored(v)[0], x[:1]),
+                               atol=1e-6, rtol=0)
+    # the same weights with openai's unbounded scale lose x: the forward map scales some
+    # sub-pixels by ~e^-1e4 (to zero), so its inverse gives NaN/inf or other values
+    unbounded = extreme_coupling(0.0)
+    y0, _ = unbounded(x)
+    back0 = unbounded.inverse(y0)
+    assert not torch.isfinite(back0).all() or not torch.allclose(back0, x)

@@ -177,6 +177,11 @@ def _package(module: str) -> str:
     ("tractable.limits", "tractable.config"),
     ("tractable.folder_lock", "tractable.models"),
     ("tractable.evaluation", "tractable.cli"),
+    ("tractable.compression", "tractable.models"),
+    ("tractable.compression", "tractable.training"),
+    ("tractable.compression", "tractable.cli"),
+    ("tractable.likelihoods", "tractable.compression"),
+    ("tractable.sampling", "tractable.compression"),
 ])
 def test_lower_floors_never_reach_higher_ones(lower, higher):
     graph = import_graph()

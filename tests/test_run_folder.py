@@ -195,8 +195,8 @@ def test_a_run_json_from_a_newer_format_is_refused(tmp_path):
 
 # ---- config.json ---------------------------------------------------------------------------
 def test_config_json_of_an_older_format_is_migrated(tmp_path, monkeypatch):
-    """A format-1 folder keeps loading when the format moves on: each migration turns a
-    format-v payload into a format-(v+1) one (here: a renamed field)."""
+    """A folder of today's format keeps loading when the format moves on: each migration
+    turns a format-v payload into a format-(v+1) one (here: a renamed field)."""
     model = tiny_mnist_model()
     model.save_pretrained(tmp_path)
     payload = json.loads((tmp_path / "config.json").read_text())
@@ -205,13 +205,16 @@ def test_config_json_of_an_older_format_is_migrated(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="filters_old_name"):
         tractable.load(tmp_path)
 
+    current = config_module.FORMAT_VERSION
+    assert payload["format_version"] == current
+
     def rename(p):
         cfg = dict(p["config"])
         cfg["nr_filters"] = cfg.pop("filters_old_name")
-        return {**p, "config": cfg, "format_version": 2}
+        return {**p, "config": cfg, "format_version": current + 1}
 
-    monkeypatch.setattr(config_module, "FORMAT_VERSION", 2)
-    monkeypatch.setitem(config_module.MIGRATIONS, 1, rename)
+    monkeypatch.setattr(config_module, "FORMAT_VERSION", current + 1)
+    monkeypatch.setitem(config_module.MIGRATIONS, current, rename)
     loaded = tractable.load(tmp_path)
     assert loaded.config == model.config
 

@@ -2,7 +2,7 @@
 
 A saved model folder holds `config.json`:
 
-    {"family": "pixelcnn++", "format_version": 1, "tractable_version": "0.1.0",
+    {"family": "pixelcnn++", "format_version": 2, "tractable_version": "0.1.0",
      "config": {...the model's dataclass fields...}}
 
 `family` picks the model class (see `tractable.models.registry`), so a model reloads from
@@ -12,7 +12,11 @@ on loading (`from_dict`), before any model is built: a field declared with `sett
 minimum=1)` refuses `0`, an `int` field refuses `"160"` and `1e9` (a float).
 
 Older formats are migrated on reading: `MIGRATIONS[v]` turns a format-`v` payload into a
-format-`v + 1` one, applied in turn up to `FORMAT_VERSION` (format 1 is current).
+format-`v + 1` one, applied in turn up to `FORMAT_VERSION` (format 2 is current). Format 1
+to 2: a Glow config without `coupling_scale_floor` / `split_max_log_std` was saved when
+every affine coupling and split prior used openai's unbounded forms, so it reads as
+`coupling_scale_floor = 0`, `split_max_log_std = None` (new models default to bounds): the
+folder keeps its old behaviour exactly.
 
 `setting(default, help, ...)` is the one way to declare a config field with command-line
 help, extra flag names, choices and a range; `tractable train` turns every such field of
@@ -36,12 +40,27 @@ from tractable.errors import ConfigError
 from tractable.limits import MAX_BATCH, MAX_CHANNELS, MAX_CLASSES, MAX_SIDE, MAX_STEPS
 
 __version__ = "0.1.0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG_NAME = "config.json"
 
 J = TypeVar("J", bound="JsonConfig")
+
+
+# what a Glow saved before these fields existed computed: openai's unbounded forms
+_GLOW_FORMAT_1 = {"coupling_scale_floor": 0.0, "split_max_log_std": None}
+
+
+def _unbounded_glow_scale(payload: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2: a Glow saved before the coupling scale floor and the split-prior cap
+    existed had neither."""
+    config = payload.get("config")
+    if payload.get("family") != "glow" or not isinstance(config, dict):
+        return {**payload, "format_version": 2}
+    return {**payload, "format_version": 2, "config": {**_GLOW_FORMAT_1, **config}}
+
+
 # format v -> a function turning a format-v payload into a format-(v + 1) payload
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _unbounded_glow_scale}
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 
 class TractableError(Exception):
-    """Base class of every error whose message is meant for the user."""
+    """Base class of every error whose message is meant for the user.
+
+    `command_line`: the same message worded for `tractable ...` (flags such as `--root`
+    instead of Python's `root=`), which the command line prints instead.
+    """
+
+    def __init__(self, *args: object, command_line: str | None = None) -> None:
+        super().__init__(*args)
+        self.command_line = command_line
+
+    def for_command_line(self) -> str:
+        """The message as the command line prints it."""
+        return self.command_line or str(self)
 
 
 class DataError(TractableError):
@@ -39,3 +51,22 @@ class TrainingError(TractableError):
 class NumericalError(TractableError):
     """A computation left the range floating point can represent faithfully: non-finite
     samples, or an image a flow cannot invert back exactly at the working precision."""
+
+
+class CompressedFileError(TractableError):
+    """A compressed image file is empty, corrupt or truncated, was written for another
+    model, or does not decode to the pixels it was made from."""
+
+
+class NonFiniteDecodeError(NumericalError):
+    """Latents a flow's inverse turned into NaN/inf: `bad` of `total` images, with the
+    remedy that fits the caller (an edit has no temperature to lower, a sample has)."""
+
+    def __init__(self, bad: int, total: int, remedy: str) -> None:
+        self.bad, self.total = bad, total
+        super().__init__(f"{bad} of {total} decoded images came out of the flow's inverse as "
+                         f"NaN or inf, so they have no pixel values; {remedy}")
+
+    def with_remedy(self, remedy: str) -> NonFiniteDecodeError:
+        """The same failure, told with another remedy."""
+        return NonFiniteDecodeError(self.bad, self.total, remedy)

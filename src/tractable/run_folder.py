@@ -14,9 +14,11 @@ and written by the trainer through `RunRecord.write`, `write_summary` and `prepa
 
 `open_folder(path)` accepts either a run folder or a model folder (including `RUN/model`)
 and returns a `Folder`: the model folder, the run folder it belongs to (if any), its
-`run.json` migrated to the current format and its `summary.json`. `tractable.load`, every
-command of the command line and the bench scripts open folders through it; a resume reads
-the typed `RunRecord` (`RunRecord.read`) through the same reader, `read_run`.
+`run.json` migrated to the current format and its `summary.json`. A shipped model
+(`pretrained:NAME`) has no run folder; its `pretrained.json` record stands in for both
+(`shipped_run`): its dataset, optimizer, steps and measured test bits/dim. `tractable.load`,
+every command of the command line and the bench scripts open folders through it; a resume
+reads the typed `RunRecord` (`RunRecord.read`) through the same reader, `read_run`.
 
 Dataset paths (`folder:PATH` data and `data_options["root"]`) are stored absolute, so a run
 evaluates from any working directory. `run.json` files written before that (no
@@ -46,6 +48,7 @@ from tractable.folder_lock import LOCK_NAME
 MODEL_DIR = "model"
 RUN_NAME = "run.json"
 SUMMARY_NAME = "summary.json"
+SHIPPED_RECORD_NAME = "pretrained.json"  # a shipped model's record (`tractable.pretrained`)
 STATE_NAME = "state.pt"
 WEIGHTS_NAME = "model.safetensors"  # EMA (Polyak) weights when saved by the trainer
 RAW_WEIGHTS_NAME = "raw.safetensors"  # the optimizer's current weights
@@ -155,7 +158,26 @@ def open_folder(path: str | os.PathLike[str], *, weights: str = "ema") -> Folder
     run_dir = run_dir_of(model_dir)
     run = read_run(run_dir) if run_dir else {}
     summary = read_json(run_dir / SUMMARY_NAME) if run_dir else {}
+    if not run and (model_dir / SHIPPED_RECORD_NAME).is_file():
+        run, summary = shipped_run(read_json(model_dir / SHIPPED_RECORD_NAME))
     return Folder(model_dir, run_dir, run, summary)
+
+
+def shipped_run(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run.json, summary.json) as a shipped model's `pretrained.json` record tells them:
+    the dataset it trained on (by name, default options), its optimizer, its steps and the
+    test bits/dim measured for it."""
+    data = record.get("data")
+    if not isinstance(data, str) or not data:
+        return {}, {}
+    run = {"format_version": RUN_FORMAT, "data": data, "family": record.get("family"),
+           "train": {"data": data, "data_options": {}}}
+    if isinstance(record.get("optimizer"), dict):
+        run["optimizer"] = dict(record["optimizer"])
+    bpd = record.get("test_bits_per_dim")
+    summary = {"step": record.get("steps"), "best_test_bpd": bpd, "last_test_bpd": bpd,
+               "test_images": record.get("test_images")}
+    return run, {k: v for k, v in summary.items() if v is not None}
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:

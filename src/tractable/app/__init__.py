@@ -19,7 +19,7 @@ from typing import Any
 
 from tractable.app.session import AppModel, load_app_model
 from tractable.app.uploads import MAX_BYTES, UploadError, read_upload
-from tractable.errors import ConfigError, DataError
+from tractable.errors import ConfigError
 
 __all__ = ["AppModel", "UploadError", "load_app_model", "read_upload", "serve"]
 
@@ -102,25 +102,13 @@ def pretrained_models(data: str | None = None, **kwargs: Any) -> list[AppModel]:
         raise ConfigError(NO_MODELS)
     models = []
     for name in names:
-        record = pretrained.info(name)
-        dataset = data or _dataset_of(record)
-        try:
-            model = load_app_model(pretrained.path_of(name), data=dataset, name=name, **kwargs)
-        except DataError as e:  # its dataset is not on this machine: serve it without one
-            print(f"{name}: no test images ({e}); serving it without them", file=sys.stderr)
-            model = load_app_model(pretrained.path_of(name), name=name, **kwargs)
+        # the record names the dataset; one not on this machine is said on the page
+        model = load_app_model(pretrained.path_of(name), data=data, name=name, **kwargs)
+        if model.test is None:
+            print(f"{name}: {model.no_test_reason}; serving it without test images",
+                  file=sys.stderr)
         models.append(model)
     return models
-
-
-def _dataset_of(record: dict[str, Any]) -> str | None:
-    """The dataset a pretrained model's record names (top level or under "train")."""
-    train = record.get("train")
-    for where in (record, train if isinstance(train, dict) else {}):
-        for key in ("data", "dataset"):
-            if isinstance(where.get(key), str):
-                return str(where[key])
-    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

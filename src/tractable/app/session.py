@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tractable.app.cache import AppCache
 from tractable.data import ImageDataset
 from tractable.errors import ConfigError, DataError, ShapeError
 from tractable.models import Completable, Invertible, PixelScorable, TractableModel
@@ -27,6 +28,7 @@ from tractable.sampling import Callback
 
 MAX_BATCH = 64
 MAX_COMPLETIONS = 16
+HISTOGRAM_BATCH = 10  # test images per step of the start-up histogram (its progress bar)
 
 
 @dataclass
@@ -50,6 +52,11 @@ class AppModel:
     test: ImageDataset | None = None
     histogram_images: int = 200
     attribute_images: int = 1000
+    no_test_reason: str = ""  # why `test` is None, said on the page
+    cache: AppCache | None = None  # where start-up results are kept (None: not kept)
+    progress: bool = False  # progress bars (stderr) while computing them
+    cached: dict[str, str] = field(default_factory=dict)  # result -> read | saved | unsaved
+    cached_facts: dict[str, Any] = field(default_factory=dict, repr=False)
     _test_bpd: np.ndarray | None = field(default=None, repr=False)
     _attributes: list[list[Tensor] | None] | None = field(default=None, repr=False)
 
@@ -84,6 +91,18 @@ class AppModel:
         return isinstance(self.model, Invertible)
 
     @property
+    def dark_background(self) -> bool | None:
+        """Whether the model's data is light on dark (from its test images; None without
+        them), so uploads can be brought to the same polarity."""
+        from tractable.data.image_input import dataset_background
+
+        if self.test is None:
+            return None
+        if "dark_background" not in self.cached_facts:
+            self.cached_facts["dark_background"] = dataset_background(self.test.images[:256])
+        return self.cached_facts["dark_background"]
+
+    @property
     def test_size(self) -> int:
         return 0 if self.test is None else len(self.test)
 
@@ -94,14 +113,18 @@ class AppModel:
     def describe(self) -> str:
         c, h, w = self.shape
         kind = f"{self.model.config.num_classes} classes" if self.conditional else "unconditional"
-        data = f"{self.test.name} test, {len(self.test)} images" if self.test else "no test set"
+        data = (f"{self.test.name} test, {len(self.test)} images" if self.test
+                else f"no test images ({self.no_test_reason or 'no dataset recorded'}): "
+                "upload images instead; no test-set histogram"
+                + ("" if not self.can_edit else " and no attribute vectors"))
         return f"{self.name}: {self.family}, {c}x{h}x{w}, {kind}; {data}"
 
     # ---- inputs -------------------------------------------------------------------------
     def test_image(self, index: int) -> tuple[Tensor, int | None]:
         """Test image `index` (uint8 [C, H, W]) and its label (None if unlabelled)."""
         if self.test is None:
-            raise DataError(f"{self.name} has no test set (its run does not record a dataset): "
+            raise DataError(f"{self.name} has no test images "
+                            f"({self.no_test_reason or 'its run does not record a dataset'}): "
                             "upload an image instead")
         if not 0 <= index < len(self.test):
             raise DataError(f"test image index must be in 0..{len(self.test) - 1}, got {index}")
@@ -166,10 +189,33 @@ class AppModel:
                 self._test_bpd = np.zeros(0)
             else:
                 x = self.test.images[: self.histogram_images]
-                self._test_bpd = np.concatenate(
-                    [self._bpd(x[i:i + 50].to(self.device))[0].cpu().numpy()
-                     for i in range(0, len(x), 50)])
+                key = self._key(x)
+                cached = self.cache.load("test-bpd", key) if self.cache else None
+                if cached is not None and "bpd" in cached:
+                    self._test_bpd = cached["bpd"].numpy()
+                    self.cached["test-bpd"] = "read"
+                else:
+                    steps = self._steps(range(0, len(x), HISTOGRAM_BATCH), f"{self.name}: "
+                                        f"bits/dim of {len(x)} test images (histogram)")
+                    self._test_bpd = np.concatenate(
+                        [self._bpd(x[i:i + HISTOGRAM_BATCH].to(self.device))[0].cpu().numpy()
+                         for i in steps])
+                    if self.cache:
+                        saved = self.cache.save("test-bpd", key,
+                                                {"bpd": torch.from_numpy(self._test_bpd)})
+                        self.cached["test-bpd"] = "saved" if saved else "unsaved"
         return self._test_bpd
+
+    def _key(self, images: Tensor, extra: object = None) -> str:
+        from tractable.app.cache import result_key
+
+        return result_key(self.cache.weights, images, extra) if self.cache else ""
+
+    def _steps(self, steps: Any, what: str) -> Any:
+        """`steps` with a progress bar on stderr when `progress` (start-up work)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(steps, desc=what, disable=not self.progress, leave=True)
 
     def _bpd(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Bits/dim `[B]` (marginal over classes for a conditional model, uniform prior),
@@ -221,13 +267,30 @@ class AppModel:
             model = self._invertible()
             if self.test is None or not self.test.has_labels:
                 self._attributes = []
-            else:
-                n = min(self.attribute_images, len(self.test))
-                z = encode_batched(model, self.test.images[:n].to(self.device), 200)
-                labels = self.test.labels[:n]
-                self._attributes = [attribute_vector(z, labels == k)
-                                    if 0 < int((labels == k).sum()) < n else None
-                                    for k in range(len(self.class_names))]
+                return self._attributes
+            n = min(self.attribute_images, len(self.test))
+            labels = self.test.labels[:n]
+            key = self._key(self.test.images[:n], labels.tolist())
+            cached = self.cache.load("attributes", key) if self.cache else None
+            if cached is not None:
+                self._attributes = [None if v is None else [t.to(self.device) for t in v]
+                                    for v in _vectors_from(cached, len(self.class_names))]
+                self.cached["attributes"] = "read"
+                return self._attributes
+            images = self.test.images[:n]
+            steps = self._steps(range(0, n, 200), f"{self.name}: encoding {n} test images "
+                                "(attribute vectors)")
+            parts = [encode_batched(model, images[i:i + 200].to(self.device), 200)
+                     for i in steps]
+            z = [torch.cat(level, dim=0) for level in zip(*parts, strict=True)]
+            self._attributes = [attribute_vector(z, labels == k)
+                                if 0 < int((labels == k).sum()) < n else None
+                                for k in range(len(self.class_names))]
+            if self.cache:
+                saved = self.cache.save("attributes", key, {
+                    f"{k}.{level}": v for k, vector in enumerate(self._attributes)
+                    if vector is not None for level, v in enumerate(vector)})
+                self.cached["attributes"] = "saved" if saved else "unsaved"
         return self._attributes
 
     @torch.no_grad()
@@ -256,6 +319,16 @@ class AppModel:
         return one.cpu(), model.decode(interpolate(za, zb, steps)).cpu()
 
 
+def _vectors_from(saved: dict[str, Tensor], classes: int) -> list[list[Tensor] | None]:
+    """Attribute vectors as `AppCache` keeps them (`"k.level"` tensors) -> per class."""
+    out: list[list[Tensor] | None] = []
+    for k in range(classes):
+        levels = sorted((int(name.split(".")[1]), t) for name, t in saved.items()
+                        if name.split(".")[0] == str(k))
+        out.append([t for _, t in levels] or None)
+    return out
+
+
 def _seeded_log_prob(model: TractableModel, x: Tensor, y: Tensor | None) -> Tensor:
     """`model.log_prob(x, y)` with the random generators seeded 0 (and restored after): a
     family that draws noise in `log_prob` (a flow's dequantization) scores an image the
@@ -273,9 +346,13 @@ def _check_count(n: int, limit: int, what: str) -> None:
 
 def load_app_model(path: str | Path, data: str | None = None, weights: str = "ema",
                    device: str = "auto", name: str | None = None,
-                   options: dict[str, Any] | None = None) -> AppModel:
-    """A run or model folder (and the test split of its run's dataset, or `data`);
-    `options` (`load_dataset`'s: root, size, ...) win over those the run trained with.
+                   options: dict[str, Any] | None = None, progress: bool = False,
+                   cache: bool = True) -> AppModel:
+    """A run or model folder (and the test split of its run's dataset, or `data`; a shipped
+    model's record names its dataset too); `options` (`load_dataset`'s: root, size, ...)
+    win over those the run trained with. A dataset that is not on this machine leaves the
+    model without test images, and says why (`no_test_reason`). `cache`: keep start-up
+    results in the model folder (`tractable.app.cache`).
 
     The folder is opened once (`open_folder`: its `run.json` migrated, dataset paths made
     absolute) and the model loaded from it with `tractable.load`.
@@ -287,12 +364,18 @@ def load_app_model(path: str | Path, data: str | None = None, weights: str = "em
     folder = open_folder(path, weights=weights)
     model = load(folder, weights=weights, device=device)
     dataset = data or folder.data
-    test = None
+    test, reason = None, ""
     if dataset:
         opts = {**({} if data else folder.data_options), **(options or {})}
-        test = load_dataset(str(dataset), split="test", **opts)
-        if tuple(test.shape) != tuple(model.config.image_shape):
+        try:
+            test = load_dataset(str(dataset), split="test", **opts)
+        except DataError as e:
+            if data:  # asked for by name: an error, as on every command
+                raise
+            reason = f"{dataset} is not on this machine: {e.for_command_line()}"
+        if test is not None and tuple(test.shape) != tuple(model.config.image_shape):
             raise ShapeError(f"{dataset} images are {list(test.shape)}, the model in "
                              f"{folder.model_dir} takes {list(model.config.image_shape)}")
     label = name or (folder.run_dir.name if folder.run_dir else folder.model_dir.name)
-    return AppModel(label, model, test)
+    return AppModel(label, model, test, no_test_reason=reason, progress=progress,
+                    cache=AppCache(folder.model_dir, model) if cache else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,7 +40,9 @@ footer {display: none !important}
 
 
 def _errors_shown(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run `fn`, showing a `TractableError` as the page's error message (not a traceback)."""
+    """Run `fn`, showing a `TractableError` as the page's error message and as one line in
+    the terminal (`user_error_line`), never a traceback: the user's input was wrong, not the
+    app."""
     import functools
 
     import gradio as gr
@@ -49,9 +52,16 @@ def _errors_shown(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except TractableError as e:
-            raise gr.Error(str(e)) from None
+            print(user_error_line(fn.__name__, e), file=sys.stderr, flush=True)
+            raise gr.Error(str(e), print_exception=False) from None
 
     return wrapper
+
+
+def user_error_line(action: str, e: Exception) -> str:
+    """The terminal's one line for an input the app refused."""
+    text = " ".join(str(e).split())
+    return f"tractable app: {action.strip('_').replace('_', ' ')}: refused: {text}"
 
 
 def _as_array(image: Tensor) -> np.ndarray:
@@ -87,6 +97,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
     if len(by_name) != len(models):
         raise TractableError("two models have the same name: give distinct run folders")
     first = models[0]
+    pickers: list[tuple[Any, Any]] = []  # (test index, "Use test image") of every picker
 
     def model_of(name: str) -> AppModel:
         if name not in by_name:
@@ -107,29 +118,42 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
         return {"image": _as_array(image), "label": label}, _picture(m.seen(image)), caption
 
     def take_upload(name: str, path: str | None) -> tuple[Any, Any, str, None]:
+        """A refused upload clears the picked image (and so every result shown for it)
+        and says why once, in the caption; the terminal gets one line."""
         m = model_of(name)
         if path is None:
-            raise TractableError("no file was uploaded")
+            return None, None, "", None  # the upload was cleared
         try:
             data = Path(path).read_bytes()
         finally:
             _forget(path, upload_dir)
-        image, note = read_upload(data, m.shape)
+        try:
+            image, note = read_upload(data, m.shape, m.dark_background)
+        except TractableError as e:
+            print(user_error_line("upload", e), file=sys.stderr, flush=True)
+            return None, None, f"**upload refused:** {e}", None
         caption = "uploaded image" + (f" ({note})" if note else "")
+        if m.test is None and m.shape[0] == 1:
+            caption += " (this model has no test images to tell its data's polarity: taken " \
+                       "as it is)"
         return {"image": _as_array(image), "label": None}, _picture(m.seen(image)), caption, None
 
     def picker(prefix: str, label: str = "image") -> tuple[Any, Any, Any, Any, Any]:
         """Two columns (call inside a gr.Row): test index or upload, and the preview."""
         with gr.Column(scale=1):
+            has_test = first.test is not None
             index = gr.Number(value=0, precision=0, minimum=0, label=f"test {label} #",
-                              elem_id=f"{prefix}-index")
-            use = gr.Button(f"Use test {label}", elem_id=f"{prefix}-use-test")
-            upload = gr.File(label=f"or upload an {label} (PNG/JPEG, resized to fit)",
+                              visible=has_test, elem_id=f"{prefix}-index")
+            use = gr.Button(f"Use test {label}", visible=has_test,
+                            elem_id=f"{prefix}-use-test")
+            pickers.append((index, use))
+            upload = gr.File(label=f"or upload an {label} (PNG/JPEG; brought to the model's "
+                             "size and polarity)",
                              file_types=["image"], type="filepath", height=120,
                              elem_id=f"{prefix}-upload")
         with gr.Column(scale=1):
             preview = gr.Image(label=f"the {label} the model sees", type="pil", format="png",
-                               interactive=False, height=IMAGE_HEIGHT,
+                               interactive=False, height=IMAGE_HEIGHT, width=IMAGE_HEIGHT,
                                elem_id=f"{prefix}-preview")
             caption = gr.Markdown(elem_classes=["tractable-note"])
         state = gr.State(None)
@@ -210,8 +234,10 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                     c_temp = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="temperature",
                                        elem_id="complete-temperature")
                 c_go = gr.Button("Complete", variant="primary", elem_id="complete-button")
+                # the grid has its own column headers: no label badge over them
                 completions = gr.Image(label="original | occluded | completions", type="pil",
-                                       format="png", interactive=False, elem_id="completions-out")
+                                       format="png", interactive=False, show_label=False,
+                                       elem_id="completions-out")
                 c_out_note = gr.Markdown(elem_classes=["tractable-note"])
 
                 @_errors_shown
@@ -236,6 +262,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
 
                 c_go.click(do_complete, [model_box, c_state, rows, count, c_seed, c_temp],
                            [completions, c_out_note])
+                c_state.change(lambda: (None, ""), None, [completions, c_out_note])
 
             # ---- Likelihood ---------------------------------------------------------------------
             with gr.Tab("Likelihood", id="likelihood"):
@@ -248,7 +275,7 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                                     format="png", interactive=False, elem_id="heatmap")
                     hist = gr.Image(label="bits/dim of the test set, this image marked",
                                     type="pil", format="png", interactive=False,
-                                    elem_id="histogram")
+                                    show_label=False, elem_id="histogram")
 
                 @_errors_shown
                 def do_score(name: str, state: Any) -> tuple[str, Any, Any]:
@@ -259,6 +286,9 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                     if res.test_bpd.size:
                         text += (f"; above {res.percentile:.1f}% of {len(res.test_bpd)} "
                                  "test images")
+                    else:
+                        text += (". No test-set histogram: no test images ("
+                                 f"{m.no_test_reason or 'no dataset recorded'})")
                     heat_img = (heatmap_with_colorbar(res.pixel_nll, scale=8)
                                 if res.pixel_nll is not None else None)
                     if res.pixel_nll is None:
@@ -269,6 +299,8 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                     return text, heat_img, hist_img
 
                 l_go.click(do_score, [model_box, l_state], [score, heat, hist])
+                # another image (or a refused upload): the last image's results go
+                l_state.change(lambda: ("", None, None), None, [score, heat, hist])
 
             # ---- Edit (invertible models) ------------------------------------------------------
             with gr.Tab("Edit", id="edit"):
@@ -320,6 +352,8 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                 for s in sliders:
                     s.release(do_edit, [model_box, e_state, *sliders], edited)
                 b_go.click(do_blend, [model_box, e_state, b_state, t_slider], [blended, strip])
+                e_state.change(lambda: (None, None, None), None, [edited, blended, strip])
+                b_state.change(lambda: (None, None), None, [blended, strip])
                 t_slider.release(do_blend, [model_box, e_state, b_state, t_slider],
                                  [blended, strip])
 
@@ -341,11 +375,13 @@ def build_app(models: Sequence[AppModel], upload_dir: str | None = None) -> Any:
                 *[gr.update(visible=k < len(names), value=0.0, label=_attribute_label(names, k))
                   for k in range(MAX_ATTRIBUTE_SLIDERS)],
                 None, None, None, None,
+                *[gr.update(visible=m.test is not None) for _ in range(2 * len(pickers))],
             ]
 
         model_box.change(switch, model_box,
                          [about, class_a, class_b, weight, rows, complete_note, edit_note,
-                          *sliders, c_state, l_state, e_state, b_state])
+                          *sliders, c_state, l_state, e_state, b_state,
+                          *[c for pair in pickers for c in pair]])
         _ = c_index  # the pickers' inputs are wired inside `picker`
     return demo
 

@@ -21,7 +21,7 @@ from tractable.cli.limits import check_flag_values
 COMMAND_MODULES = ["tractable.cli.data", "tractable.cli.train", "tractable.cli.eval",
                    "tractable.cli.sample", "tractable.cli.info", "tractable.cli.latent",
                    "tractable.cli.ood", "tractable.cli.convert", "tractable.cli.models",
-                   "tractable.cli.complete", "tractable.cli.app"]
+                   "tractable.cli.complete", "tractable.cli.compress", "tractable.cli.app"]
 
 
 def build_parser() -> argparse.ArgumentParser:

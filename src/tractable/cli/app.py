@@ -10,6 +10,8 @@ attribute vectors. Needs the optional extra: pip install 'tractable[app]'.
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 from tractable.cli.common import (
     data_options,
@@ -46,11 +48,31 @@ def cmd_app(args: argparse.Namespace) -> int:
     if args.histogram_images < 1:
         raise ConfigError(f"--histogram-images must be >= 1, got {args.histogram_images}")
     models = main_models(args.paths, data=args.data, weights=args.weights, device=args.device,
-                         options=data_options(args))
+                         options=data_options(args), progress=True)
+    print(f"tractable app: {len(models)} model(s) loaded; preparing their test-set "
+          "histograms (and Glow attribute vectors) before serving", flush=True, file=sys.stderr)
     for m in models:
         m.histogram_images = args.histogram_images
-        m.test_bpd()  # computed once, before the page answers its first request
-        if m.can_edit:
-            m.attribute_vectors()
+        prepare(m)  # computed once, before the page answers its first request
     serve(models, port=args.port)
     return 0
+
+
+def prepare(m: Any) -> None:
+    """The test-set histogram (and Glow's attribute vectors): from the model folder's cache
+    when its weights and test images are unchanged, else computed with a progress bar and
+    kept there; one line says which."""
+    if m.test is None:
+        print(f"{m.name}: no test images, no histogram "
+              f"({m.no_test_reason or 'no dataset recorded'})", file=sys.stderr)
+        return
+    m.test_bpd()
+    if m.can_edit:
+        m.attribute_vectors()
+    for what, how in m.cached.items():
+        name = "test-set histogram" if what == "test-bpd" else "attribute vectors"
+        path = m.cache.path(what)
+        said = {"read": f"{name} read from the cache {path}",
+                "saved": f"{name} computed and cached in {path}",
+                "unsaved": f"{name} computed (not cached: {path.parent} cannot be written)"}
+        print(f"{m.name}: {said[how]}", file=sys.stderr)

@@ -1,9 +1,11 @@
 """Which classes a command draws: the `--class` argument of `tractable sample` and
-`tractable complete`."""
+`tractable complete` (and `glow manipulate --attribute`); a class name is matched in any
+case, so `--class trouser` finds `Trouser`."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -15,7 +17,7 @@ def parse_class_spec(spec: str, n: int, num_classes: int,
                      class_names: list[str]) -> tuple[torch.Tensor, int, int | None]:
     """`--class` text -> (y, n, grid row length): LongTensor [n] or soft FloatTensor [n, K].
 
-    "3" or a class name: every sample of that class; "4:0.5,9:0.5": class weights
+    "3" or a class name (any case): every sample of that class; "4:0.5,9:0.5": class weights
     (normalized to sum 1); "all": one grid row per class, n // K samples each.
     """
     if num_classes == 0:
@@ -24,8 +26,9 @@ def parse_class_spec(spec: str, n: int, num_classes: int,
 
     def index(token: str) -> int:
         token = token.strip()
-        if token in class_names:
-            return class_names.index(token)
+        named = class_by_name(token, class_names)
+        if named is not None:
+            return named
         try:
             k = int(token)
         except ValueError:
@@ -63,3 +66,17 @@ def class_labels(cfg: Any) -> list[str]:
     return names if len(names) == cfg.num_classes else [str(k) for k in range(cfg.num_classes)]
 
 
+
+
+def class_by_name(token: str, class_names: Sequence[str]) -> int | None:
+    """The index of class `token`: its exact name, else the one name equal to it ignoring
+    case and surrounding spaces; None when no name matches (the caller may try a number)."""
+    token = token.strip()
+    if token in class_names:
+        return list(class_names).index(token)
+    folded = [k for k, name in enumerate(class_names)
+              if name.strip().casefold() == token.casefold()]
+    if len(folded) > 1:
+        raise ConfigError(f"class {token!r} is ambiguous: "
+                          + ", ".join(repr(class_names[k]) for k in folded))
+    return folded[0] if folded else None

@@ -212,7 +212,7 @@ def data_source_args(g: Any, prefix: str = "", what: str = "the dataset",
                    help="1: greyscale, 3: RGB (default: the images' own channels)")
     g.add_argument(f"--{prefix}holdout", dest=f"{dest}holdout", type=float, metavar="FRACTION",
                    help="image folders without train/ and test/: the fraction held out as "
-                   "the test split (default 0.1)")
+                   "the test split; 1: every image is the test split (default 0.1)")
 
 
 def data_options(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:

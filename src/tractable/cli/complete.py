@@ -11,6 +11,7 @@ size) becomes one row of the grid: the original, the occluded input the model se
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import torch
@@ -40,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="pixels of the next row to keep too")
     p.add_argument("-n", type=int, default=8, metavar="IMAGES", help="completions per image")
     p.add_argument("--class", dest="class_spec", metavar="SPEC",
-                   help="3 | cat | 4:0.5,9:0.5 (unset: a dataset image's own label)")
+                   help="3 | cat | 4:0.5,9:0.5, for every row: it overrides the dataset images' "
+                   "own labels (unset: each dataset image's own label)")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T",
                    help="of the likelihood; 1 = the model itself")
     p.add_argument("--seed", type=int, default=0, help="of the sampler's generator")
@@ -54,12 +56,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def labels_for(model: Any, args: argparse.Namespace, found: list[int | None]) -> Tensor | None:
     """The y of each row: --class for all, else each dataset image's own label."""
-    from tractable.cli.classes import parse_class_spec
+    from tractable.cli.classes import class_labels, parse_class_spec
 
     cfg = model.config
     if args.class_spec is not None:
         y, _, _ = parse_class_spec(args.class_spec, len(found), cfg.num_classes,
                                    list(cfg.class_names))
+        names = class_labels(cfg)
+        overridden = [names[k] for k, yk in zip(found, y, strict=True)
+                      if k is not None and (y.dim() == 2 or int(yk) != k)]
+        if overridden:
+            print(f"note: --class {args.class_spec} conditions every row, overriding the "
+                  f"dataset images' own labels ({', '.join(overridden)}); leave --class out "
+                  "to complete each image as its own class", file=sys.stderr)
         return y
     if not cfg.num_classes:
         return None

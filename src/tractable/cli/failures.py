@@ -48,7 +48,7 @@ def run_guarded(func: Callable[[argparse.Namespace], int | None],
     try:
         return int(func(args) or 0)
     except TractableError as e:
-        return _fail(str(e))
+        return _fail(e.for_command_line())
     except KeyboardInterrupt:
         print("\ntractable: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

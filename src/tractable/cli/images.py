@@ -83,6 +83,18 @@ class ImageSource:
                             f"{len(ds)} images")
         return index
 
+    def endpoint(self, spec: str, is_index: bool | None = None) -> tuple[Tensor, str]:
+        """(image, its label): `spec` read as a file (`is_index` False), as image N of the
+        split (True: labelled with its class, so that an index is not mistaken for a
+        digit), or as IMG_OR_INDEX (None)."""
+        if is_index is False or (is_index is None and Path(spec).is_file()):
+            return read_image(Path(spec), self.shape), Path(spec).name
+        index = self._index(spec)
+        label = self.label(spec)
+        names = self.dataset.class_names
+        shown = f" (class {names[label]})" if label is not None and label < len(names) else ""
+        return self.dataset.images[index], f"#{index}{shown}"
+
     @staticmethod
     def short(spec: str) -> str:
         """An endpoint's name for a label: a file's name, or the dataset index."""

@@ -1,14 +1,16 @@
 """`tractable latent interpolate | manipulate`: walks in the latent space of any invertible
 model (`Invertible`: Glow, or any flow with exact encode/decode; Glow §5.2–5.3).
 
-    tractable latent interpolate RUN --a 3 --b 17 --steps 8 --out strip.png [--data NAME]
-    tractable latent interpolate RUN --a face1.png --b face2.png
+    tractable latent interpolate RUN --index-a 3 --index-b 17 --steps 8 --out strip.png
+    tractable latent interpolate RUN --image-a face1.png --image-b face2.png
     tractable latent manipulate RUN --data fashion-mnist --attribute Sneaker --alpha -1..1
 
 `tractable glow ...` is the same command under its first name. RUN is a training run
-folder or a saved-model folder. Integer --a/--b pick images of the dataset (default: the
-one the run was trained on); anything else is read as an image file of the model's size.
-Both commands use the model's exact encode/decode (`tractable.models.latents`).
+folder or a saved-model folder. --index-a/--index-b pick images of the dataset split by
+position (default data: the one the run was trained on; the strip's labels name each
+image's class), --image-a/--image-b read image files of the model's size; the earlier
+--a/--b take either (a file if it exists, else an index). Both commands use the model's
+exact encode/decode (`tractable.models.latents`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import torch
 
+from tractable.cli.classes import class_by_name
 from tractable.cli.common import (
     data_source_args,
     examples,
@@ -42,13 +45,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "interpolate", help="decode a straight line between two images' latents",
         description="Decode z = (1 - t)·z_a + t·z_b for t from 0 to 1: a strip whose ends "
         "(marked) are the two images, exactly (Glow §5.2).",
-        epilog=examples("tractable latent interpolate runs/glow --a 3 --b 17 --steps 8 "
-                        "--out strip.png",
-                        "tractable latent interpolate runs/glow --a me.png --b you.png"))
+        epilog=examples("tractable latent interpolate runs/glow --index-a 3 --index-b 17 "
+                        "--steps 8 --out strip.png",
+                        "tractable latent interpolate runs/glow --image-a me.png --image-b "
+                        "you.png"))
     _common(q)
-    q.add_argument("--a", required=True, metavar="IMG_OR_INDEX",
-                   help="first image: an image file or an index into the dataset")
-    q.add_argument("--b", required=True, metavar="IMG_OR_INDEX", help="last image")
+    for end, which in (("a", "first"), ("b", "last")):
+        g = q.add_argument_group(f"the {which} image (one of)").add_mutually_exclusive_group()
+        g.add_argument(f"--index-{end}", type=int, metavar="N",
+                       help=f"the {which} image is image N of the dataset split (a position, "
+                       "not a class: --index-a 0 is the split's first image, whatever it shows)")
+        g.add_argument(f"--image-{end}", metavar="FILE",
+                       help=f"the {which} image is this image file (of the model's size)")
+        g.add_argument(f"--{end}", metavar="FILE_OR_INDEX",
+                       help=f"the earlier form of both: an image file, else an index into the "
+                       f"dataset split (kept working; same as --image-{end} / --index-{end})")
     q.add_argument("--steps", type=int, default=8, metavar="IMAGES",
                    help="images in the strip, ends included")
     q.add_argument("--out", metavar="PNG",
@@ -127,24 +138,42 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     if args.steps < 2:
         raise ConfigError(f"--steps must be >= 2, got {args.steps}")
+    specs = [endpoint_spec(args, end) for end in ("a", "b")]
     out = output_path(args.out, "interpolation.png")
     model, images = open_invertible(args)
-    pair = torch.stack([images.image(args.a), images.image(args.b)])
+    ends = [images.endpoint(text, is_index) for text, is_index in specs]
+    pair = torch.stack([image for image, _ in ends])
     device = next(model.parameters()).device
     with torch.no_grad():
         za, zb = (model.encode(x.to(device)) for x in pair.split(1))
         strip = model.decode(interpolate(za, zb, args.steps)).cpu()
     ts = torch.linspace(0, 1, args.steps).tolist()
-    names = [f"a: {images.short(args.a)}", *(f"t={t:.2f}" for t in ts[1:-1]),
-             f"b: {images.short(args.b)}"]
+    (_, name_a), (_, name_b) = ends
+    names = [f"a: {name_a}", *(f"t={t:.2f}" for t in ts[1:-1]), f"b: {name_b}"]
     save_grid(strip, out, nrow=args.steps, col_labels=names, marks=[0, args.steps - 1])
-    print(f"wrote a {args.steps}-image interpolation from {args.a} to {args.b} to {out}")
+    print(f"wrote a {args.steps}-image interpolation from {name_a} to {name_b} to {out}")
     return 0
 
 
+def endpoint_spec(args: argparse.Namespace, end: str) -> tuple[str, bool | None]:
+    """An interpolation end's (text, is_index): --index-X (True), --image-X (False) or the
+    earlier --X (None: a file if one exists, else an index)."""
+    index, image, either = (getattr(args, f"index_{end}", None),
+                            getattr(args, f"image_{end}", None), getattr(args, end, None))
+    if index is not None:
+        return str(index), True
+    if image is not None:
+        return str(image), False
+    if either is None:
+        raise ConfigError(f"give the {'first' if end == 'a' else 'last'} image: --index-{end} "
+                          f"N (image N of the dataset split) or --image-{end} FILE")
+    return str(either), None
+
+
 def class_index(attribute: str, class_names: list[str]) -> int:
-    if attribute in class_names:
-        return class_names.index(attribute)
+    named = class_by_name(attribute, class_names)
+    if named is not None:
+        return named
     try:
         k = int(attribute)
     except ValueError:

@@ -26,10 +26,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
-    print(f"{'name':<28} {'family':<11} {'data':<14} {'classes':>7} {'params':>9} "
+    width = max([len("pretrained:" + name) for name in records] + [4])
+    print(f"{'name':<{width}} {'family':<11} {'data':<14} {'classes':>7} {'params':>9} "
           f"{'test bpd':>9}  trained")
     for name, r in records.items():
-        print(f"pretrained:{name:<17} {r['family']:<11} {r['data']:<14} {r['num_classes']:>7} "
-              f"{r['parameters']:>9,} {r['test_bits_per_dim']:>9.4f}  "
+        print(f"{'pretrained:' + name:<{width}} {r['family']:<11} {r['data']:<14} "
+              f"{r['num_classes']:>7} {r['parameters']:>9,} {r['test_bits_per_dim']:>9.4f}  "
               f"{r['steps']} steps x {r['batch_size']}, {r['train_seconds'] / 60:.0f} min CPU")
     return 0

@@ -60,13 +60,26 @@ def _register_score(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        epilog=examples(
                            "tractable score runs/m --out scores.csv",
                            "tractable score runs/fashion --data mnist --root ~/data/mnist "
-                           "--limit 1000 --out mnist.csv --heatmap maps/"))
+                           "--limit 1000 --out mnist.csv --heatmap maps/",
+                           "tractable score pretrained:pixelcnn++-mnist my_digit.png "
+                           "more_digits/"))
     p.add_argument("path", metavar="RUN_OR_MODEL_DIR")
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER",
+                   help="score these image files (and the images below these folders) "
+                   "instead of a dataset: each is converted to the model's channels, "
+                   "inverted to its data's polarity, padded to its aspect and resized, with "
+                   "a note saying so (default: none, score the dataset)")
+    p.add_argument("--invert", action=argparse.BooleanOptionalAction, default=None,
+                   help="image files: invert them (--invert) or never (--no-invert) (default: "
+                   "when they are dark on light and the model's data light on dark, or the "
+                   "other way round)")
     p.add_argument("--data", help="dataset (default: the one the run trained on)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     limit_arg(p)
-    p.add_argument("--out", required=True, metavar="CSV",
-                   help="CSV: index, label, nll_nats, bits_per_dim")
+    p.add_argument("--out", metavar="CSV",
+                   help="CSV: index, label, nll_nats, bits_per_dim (image files: file, "
+                   "nll_nats, bits_per_dim) (required for a dataset; default for files: "
+                   "print only)")
     p.add_argument("--heatmap", metavar="DIR", help="write per-pixel NLL overlays here "
                    "(default: none)")
     p.add_argument("--heatmap-count", type=int, default=64, metavar="IMAGES",
@@ -91,6 +104,20 @@ def scores_csv(columns: dict[str, Any]) -> str:
 def cmd_score(args: argparse.Namespace) -> int:
     from tractable.evaluation.scoring import score_dataset
 
+    if args.images:
+        from tractable.cli.score_files import score_files
+
+        model, folder = open_model(args)
+        files, s = score_files(args, model, folder)
+        if args.out:
+            atomic_write_text(args.out, scores_csv({
+                "file": [str(p) for p in files], "nll_nats": s.nll_nats,
+                "bits_per_dim": s.bits_per_dim}))
+            print(f"wrote {args.out}")
+        return 0
+    if not args.out:
+        raise ConfigError("pass --out CSV for the scores of a dataset (or name image files "
+                          "after the model to score them: tractable score MODEL my.png)")
     model, folder = open_model(args)
     data, opts = dataset_for(args, folder)
     ds, rows = load_images(data, args.split, opts, args.limit, args.seed)

@@ -248,12 +248,15 @@ def missing_error(name: str, split: str, missing: Sequence[str], looked: Sequenc
     where = " and ".join(str(p) for p in dict.fromkeys(looked))
     root = looked[0]
     size = f" ({size_hint})" if size_hint else ""
+    missing_text = f"{name}: missing {', '.join(missing)} (looked in {where})."
     return DataError(
-        f"{name}: missing {', '.join(missing)} (looked in {where}). Download the official "
+        f"{missing_text} Download the official "
         f"files{size} with load_dataset({name!r}, split={split!r}, root={str(root)!r}, "
         f"download=True) or `tractable data download {name} --root {root}`, or pass root= a "
-        f"folder that holds them.{extra_hint}"
-    )
+        f"folder that holds them.{extra_hint}",
+        command_line=f"{missing_text} Download the official files{size} by adding --download "
+        f"(or with `tractable data download {name} --root {root}`), or pass --root DIR: a "
+        f"folder that holds them.{extra_hint}")
 
 
 def first_dir_with(names: Sequence[str], dirs: Sequence[Path]) -> Path | None:

@@ -10,8 +10,10 @@ Without `train/` and `test/`, a `holdout` fraction (default 0.1) of the images i
 split, the rest the train split: within each class, the images ordered by the SHA-256 of
 their path relative to `path`, the first ceil(holdout · n) (at least one when n >= 2) are
 held out; a class of one image stays in train. `holdout=0`: every image is in train and
-there is no test split. The split is deterministic, the same on every machine, and adding
-images moves few others. The dataset's `split_note` says what was done (training records it).
+there is no test split; `holdout=1`: every image is in the test split and there is no train
+split (a folder to evaluate or score, however few images it holds). The split is
+deterministic, the same on every machine, and adding images moves few others. The dataset's
+`split_note` says what was done (training records it).
 
 Images are decoded one at a time and resized straight away (JPEGs are decoded at a reduced
 scale when that still covers the target), so memory holds the target-size array only. With
@@ -59,8 +61,27 @@ def _has_split_folders(path: Path) -> bool:
     return (path / "train").is_dir() and (path / "test").is_dir()
 
 
+def _no_test_split(path: Path, count: int, fraction: float) -> DataError:
+    """The error for a folder whose holdout leaves no test images, with the fix that works."""
+    if fraction == 0:
+        why, fix, flag = "holdout=0 holds out none", "a holdout > 0", "--holdout 0.1"
+    else:
+        why = (f"at holdout={fraction:g} only classes of two or more images give one, and "
+               f"its {count} image(s) form no such class")
+        fix, flag = "holdout=1 (every image is the test split)", "--holdout 1"
+    text = f"{path} has no train/ and test/ folders and no test images: {why}"
+    return DataError(f"{text}; pass {fix} or add train/ and test/ folders",
+                     command_line=f"{text}; pass {flag}, or add train/ and test/ folders "
+                     "(to score single image files: tractable score MODEL FILE_OR_FOLDER)")
+
+
 def _held_out(files: list[tuple[Path, int]], path: Path, holdout: float) -> set[Path]:
-    """The test images of a folder without train/ and test/ (see the module docstring)."""
+    """The test images of a folder without train/ and test/ (see the module docstring);
+    `holdout=1`: all of them."""
+    if holdout <= 0:
+        return set()
+    if holdout >= 1:
+        return {p for p, _ in files}
     by_class: dict[int, list[Path]] = {}
     for p, k in files:
         by_class.setdefault(k, []).append(p)
@@ -187,8 +208,8 @@ def plan_image_folder(path: str | os.PathLike[str], split: str = "train",
     if holdout is not None:
         if split_folders:
             raise DataError(f"{path} has its own train/ and test/ folders; drop holdout")
-        if not (isinstance(holdout, (int, float)) and 0 <= holdout < 1):
-            raise DataError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+        if not (isinstance(holdout, (int, float)) and 0 <= holdout <= 1):
+            raise DataError(f"holdout must be a fraction in [0, 1], got {holdout!r}")
     folder = path / split if split_folders else path
     classes = _class_names(path, folder)
     loose = _images_in(folder, recursive=False)
@@ -206,11 +227,15 @@ def plan_image_folder(path: str | os.PathLike[str], split: str = "train",
     note = None
     if not split_folders:
         fraction = DEFAULT_HOLDOUT if holdout is None else float(holdout)
-        test = _held_out(files, path, fraction) if fraction > 0 else set()
+        test = _held_out(files, path, fraction)
         if not test and split == "test":
-            raise DataError(f"{path} has no train/ and test/ folders and holds out no test "
-                            f"images (holdout={fraction:g}; a class needs two or more images "
-                            "to give one); pass a holdout > 0 or add train/ and test/ folders")
+            raise _no_test_split(path, len(files), fraction)
+        if len(test) == len(files) and split == "train":
+            raise DataError(f"{path}: holdout={fraction:g} holds out every image, which "
+                            "leaves no train split; use a holdout below 1 to train",
+                            command_line=f"{path}: --holdout {fraction:g} holds out every "
+                            "image, which leaves no train split; use a --holdout below 1 "
+                            "to train")
         files = [(p, k) for p, k in files if (p in test) == (split == "test")]
         note = (f"{path} has no train/ and test/ folders: {len(test)} images "
                 f"(holdout={fraction:g}, chosen by path hash) are its test split")

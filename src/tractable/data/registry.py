@@ -3,7 +3,8 @@
 Every loader takes `(split, root=None, download=False, **options)`. `root` is a folder that
 holds the official files (default: the cache folder `$TRACTABLE_DATA/<name>`, or
 ~/.cache/tractable/<name>); `download=True` fetches missing files there first. A folder of
-images loads by the name `folder:<path>`. Every dataset takes `size` (resize the shorter
+images loads by the name `folder:<path>`, a Hugging Face dataset by `hf:NAME`
+(`tractable.data.hf_datasets`). Every dataset takes `size` (resize the shorter
 side and center-crop to size x size) and `channels` (1: greyscale, 3: RGB), done the way an
 image folder's loader does it (Lanczos, ITU-R 601 luma). Folders also take `holdout`
 (the test fraction of a folder without train/ and test/).
@@ -29,6 +30,7 @@ from tractable.data.base import ImageDataset
 from tractable.data.cifar import cifar10_source, cifar100_source, load_cifar10, load_cifar100
 from tractable.data.folder import fit_image_array, load_image_folder
 from tractable.data.folder_source import folder_source
+from tractable.data.hf_datasets import HF_DATA_PREFIX, hf_source, load_hf
 from tractable.data.imagenet import (
     imagenet32_source,
     imagenet64_source,
@@ -96,9 +98,12 @@ def dataset_loader(name: str) -> Callable[..., ImageDataset]:
     """The loader function behind `name` (a registered name or `folder:<path>`)."""
     if name.startswith(FOLDER_PREFIX):
         return partial(_load_folder, name[len(FOLDER_PREFIX):])
+    if name.startswith(HF_DATA_PREFIX):
+        return partial(load_hf, name)
     if name not in _LOADERS:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}, "
-                        f"or {FOLDER_PREFIX}<path> for a folder of PNG/JPEG images")
+                        f"or {FOLDER_PREFIX}<path> for a folder of PNG/JPEG images, or "
+                        f"{HF_DATA_PREFIX}NAME for a Hugging Face dataset")
     return _LOADERS[name]
 
 
@@ -106,6 +111,8 @@ def dataset_source(name: str) -> Callable[..., PreparedSource]:
     """The prepared-copy source builder behind `name` (same arguments as its loader)."""
     if name.startswith(FOLDER_PREFIX):
         return partial(_folder_source, name[len(FOLDER_PREFIX):])
+    if name.startswith(HF_DATA_PREFIX):
+        return partial(hf_source, name)
     dataset_loader(name)  # the unknown-name error
     return _SOURCES[name]
 

@@ -64,6 +64,16 @@ class Categorical:
         """log p(x) per pixel in nats, `[B, H, W]`: the sum over its channels."""
         return self.log_prob_terms(params, x).sum(dim=1)
 
+    def channel_probs(self, params: Tensor, channel: int, earlier: Tensor) -> Tensor:
+        """P(x_c = k) of one sub-pixel for every level k, `[B, N]` float64: the softmax of
+        channel c's logits in `params` `[B, C·N]` (one pixel per image). `earlier` (the
+        pixel's channels < c) is unused: the network already read them (channel masks)."""
+        n = self.n_levels
+        if params.dim() != 2 or params.shape[1] < (channel + 1) * n or params.shape[1] % n:
+            raise ShapeError(f"one pixel's categorical params must be [B, C*{n}] with C > "
+                             f"{channel}, got {list(params.shape)}")
+        return torch.softmax(params[:, channel * n:(channel + 1) * n].double(), dim=1)
+
     def mean(self, params: Tensor) -> Tensor:
         """Expected level of each sub-pixel, `[B, C, H, W]` (float)."""
         p = self.log_probs(params).exp()

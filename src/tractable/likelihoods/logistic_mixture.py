@@ -131,6 +131,58 @@ class DiscretizedLogisticMixture:
                                               interior)
         )
 
+    def channel_probs(self, params: Tensor, channel: int, earlier: Tensor) -> Tensor:
+        """P(x_c = k | x_<c) of one sub-pixel for every bin k, `[B, num_bins]` float64.
+
+        `params`: the mixture params of one pixel per image, `[B, P]`; `earlier`: that
+        pixel's channels < c, integers `[B, c]`. The mixture is over whole pixels (§2.2),
+        so channel c's conditional is a mixture of its logistics whose weights are the
+        posterior of the components given the earlier channels:
+
+            P(x_c | x_<c) = Σ_k w_k P_k(x_c | x_<c),  w_k ∝ π_k Π_{c'<c} P_k(x_c')
+
+        and the product of these conditionals over the channels is the joint of eq. 2
+        exactly. Bins are exact CDF differences (no tiny-bin density shortcut), each taken
+        on the side of the logistic where it is small, so tails keep their precision.
+        """
+        if params.dim() != 2 or params.shape[1] != self.num_params:
+            raise ShapeError(f"one pixel's logistic-mixture params must be [B, "
+                             f"{self.num_params}], got {list(params.shape)}")
+        if not 0 <= channel < self.num_channels or tuple(earlier.shape) != (len(params),
+                                                                            channel):
+            raise ShapeError(f"channel {channel} of {self.num_channels} needs the earlier "
+                             f"channels as [{len(params)}, {channel}], got "
+                             f"{list(earlier.shape)}")
+        logits, means, log_scales, coeffs = self.unpack(params.double()[:, :, None, None])
+        logits, means = logits[..., 0, 0], means[..., 0, 0]  # [B, M], [B, C, M]
+        log_scales, coeffs = log_scales[..., 0, 0], coeffs[..., 0, 0]
+        scaled = earlier.double() / self.half_range - 1.0  # [B, c]
+        log_w = F.log_softmax(logits, dim=1)
+        for c in range(channel + 1):
+            mean = means[:, c]
+            for e in range(c):
+                mean = mean + coeffs[:, _pair_index(c, e)] * scaled[:, e:e + 1]
+            bins = self._bin_probs(mean, log_scales[:, c])  # [B, M, K]
+            if c == channel:
+                w = torch.softmax(log_w, dim=1)
+                return (w.unsqueeze(2) * bins).sum(dim=1)
+            seen = bins.gather(2, earlier[:, c].long()[:, None, None].expand(-1, bins.shape[1], 1))
+            log_w = log_w + torch.log(seen[:, :, 0].clamp(min=1e-300))
+        raise AssertionError("unreachable: the loop returns at c == channel")
+
+    def _bin_probs(self, mean: Tensor, log_scale: Tensor) -> Tensor:
+        """Each logistic's probability of every bin, `[B, M, K]` (eq. 2, edges to ±∞)."""
+        k = self.num_bins
+        edges = (torch.arange(1, k, dtype=mean.dtype, device=mean.device) - 0.5) \
+            / self.half_range - 1.0  # the K − 1 inner bin edges
+        z = (edges - mean.unsqueeze(2)) * torch.exp(-log_scale).unsqueeze(2)  # [B, M, K-1]
+        zero = z.new_zeros(*z.shape[:2], 1)
+        cdf = torch.cat([zero, torch.sigmoid(z), zero + 1.0], dim=2)  # P(X < edge)
+        tail = torch.cat([zero + 1.0, torch.sigmoid(-z), zero], dim=2)  # P(X > edge)
+        centres = torch.arange(k, dtype=mean.dtype, device=mean.device) / self.half_range - 1.0
+        right = centres > mean.unsqueeze(2)  # right of the mean: differences of 1 − CDF
+        return torch.where(right, tail[..., :-1] - tail[..., 1:], cdf[..., 1:] - cdf[..., :-1])
+
     def sample(
         self, params: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> Tensor:

@@ -2,7 +2,12 @@
 
 from tractable.models.autoregressive import AutoregressiveModel
 from tractable.models.base import TractableModel, load
-from tractable.models.capabilities import Completable, Invertible, PixelScorable
+from tractable.models.capabilities import (
+    Completable,
+    Compressible,
+    Invertible,
+    PixelScorable,
+)
 from tractable.models.gated_pixelcnn import GatedPixelCNN, GatedPixelCNNConfig
 from tractable.models.glow import Glow, GlowConfig
 from tractable.models.pixelcnn_pp import PixelCNNPlusPlus, PixelCNNPlusPlusConfig
@@ -12,6 +17,7 @@ from tractable.models.tarflow import TarFlow, TarFlowConfig
 __all__ = [
     "AutoregressiveModel",
     "Completable",
+    "Compressible",
     "GatedPixelCNN",
     "GatedPixelCNNConfig",
     "Glow",

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from tractable.data.streaming import stream_batches
 from tractable.errors import ConfigError, DataError, ShapeError
 from tractable.models.base import TractableModel
+from tractable.nn.conditioning import check_label_values
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -79,6 +80,8 @@ def check_data_fits_model(model: TractableModel, dataset: Dataset, data_name: st
         if labels is not None and bool((labels < 0).any()):
             raise DataError(f"{name} has unlabelled images; a class-conditional model needs "
                             "a label for every image")
+        if isinstance(labels, Tensor):  # once here, so a compiled loss need not check
+            check_label_values(labels, cfg.num_classes)
 
 
 def dataset_tensors(ds: Dataset) -> tuple[Tensor, Tensor]:

@@ -10,6 +10,8 @@ model is, so a new family gets every tool its capabilities admit without being n
   `complete`. `tractable complete` and the app's Complete tab need only this.
 * `PixelScorable`: per-pixel conditional log-probabilities log p(x_i | x_<i) that sum to
   `log_prob`: `log_prob_pixels`. NLL heatmaps need only this.
+* `Compressible`: lossless coding at the model's bits/dim (`tractable.compression`):
+  `compress`; `tractable compress` / `decompress` need only this.
 
 A family has a capability by having the methods (structural typing, no registration);
 `families_with(capability)` names the registered ones, for messages.
@@ -57,6 +59,15 @@ class PixelScorable(Protocol):
     def log_prob_pixels(self, x: Tensor, y: Tensor | None = None) -> Tensor: ...
 
 
+@runtime_checkable
+class Compressible(Protocol):
+    """Lossless coding: `compress(x, y) -> bytes` that `tractable.decompress(data, model)`
+    reads back bit for bit, at about the model's bits/dim."""
+
+    def compress(self, x: Tensor, y: Tensor | None = None, batch: int = 64,
+                 threads: int | None = 1) -> bytes: ...
+
+
 def families_with(capability: type) -> list[str]:
     """The registered families whose models have `capability` (for error messages)."""
     from tractable.models.registry import known_families, model_class
@@ -68,7 +79,9 @@ KINDS: dict[type, str] = {Invertible: "an invertible model (a flow with exact en
                           Completable: "an autoregressive model that completes images in "
                           "raster order",
                           PixelScorable: "an autoregressive model with per-pixel "
-                          "log-probabilities"}
+                          "log-probabilities",
+                          Compressible: "an autoregressive model with per-sub-pixel "
+                          "distributions and a cached network"}
 
 
 def missing(capability: type, what: str, family: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tractable.errors import NonFiniteDecodeError
 from tractable.sampling.progress import Callback, report
 from tractable.sampling.protocol import LatentSampleable
 from tractable.sampling.registry import register_sampler
@@ -28,6 +29,11 @@ def sample_prior(
     callback: Callback | None = None,
 ) -> Tensor:
     """Draw `n` images `uint8 [n, C, H, W]` by decoding latents from the prior (one step)."""
-    images = model.decode(model.prior_latents(n, y, temperature, generator), y)
+    try:
+        images = model.decode(model.prior_latents(n, y, temperature, generator), y)
+    except NonFiniteDecodeError as e:
+        raise e.with_remedy(f"when sampling, lower the temperature (it was {temperature:g}) "
+                            "or use a model trained longer or at a lower learning "
+                            "rate") from None
     report(callback, 1, 1, "decode")
     return images

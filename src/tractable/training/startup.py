@@ -2,7 +2,7 @@
 
     train: pixelcnn++ (preset small, 10 classes), 585,406 parameters | cpu fp32 | mnist-mini
     1x28x28, 9,000 train / 1,000 test images | batch 8 | 2,400 steps (2.1 epochs) | runs/demo
-    eta: 0.161 s/step over the first 20 steps: about 6 min 24 s for the remaining 2,380 ...
+    eta: 0.161 s/step (median of steps 6-25, after 5 warm-up steps): about 6 min 21 s ...
 
 A model far too large for the device (millions of parameters on a CPU) or for the data
 (more parameters than training sub-pixels) gets a warning that names the family's smallest
@@ -13,9 +13,11 @@ parameter paper model) is never a silent surprise.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,8 +29,12 @@ if TYPE_CHECKING:
 
 CPU_PARAMETER_LIMIT = 5_000_000  # above this a CPU step of a PixelCNN takes seconds per image
 DATA_PARAMETER_FLOOR = 1_000_000  # toy subsets (--limit-train 64) of small models: no warning
-ETA_AFTER_S = 10.0  # report the ETA once this much training time has passed ...
-ETA_AFTER_STEPS = 20  # ... or after this many steps, whichever comes first
+ETA_WARMUP_STEPS = 5  # untimed first steps: compiler warm-up, caches, allocator
+ETA_WINDOW = 20  # the ETA is the median step time over this many latest steps ...
+ETA_AFTER_S = 10.0  # ... reported when the window is full or this much time has passed
+ETA_AFTER_STEPS = ETA_WARMUP_STEPS + ETA_WINDOW  # the step of the first report, at the latest
+ETA_UPDATE_S = 300.0  # a later report: at least this much training time after the last ...
+ETA_CHANGE = 0.25  # ... and only if the estimate moved by more than this fraction
 
 
 def announce(trainer: Trainer, step: int) -> None:
@@ -151,42 +157,73 @@ def duration_text(seconds: float) -> str:
 
 
 class EtaClock:
-    """Times the training steps of this session and says once how long the rest will take.
+    """Times the training steps of this session and says how long the rest will take.
 
-    The report comes after `ETA_AFTER_STEPS` steps or `ETA_AFTER_S` seconds of training,
-    whichever is first; evaluation and checkpoint time are not counted (only the steps are
-    timed: `start_step` / `end_step`, or the trainer's own count through `line`).
+    The first `warmup_steps` steps are not timed: they hold one-off costs (the compiler's
+    warm-up, allocator and cache growth, a loaded machine settling) that once made a first
+    estimate five times too long. The estimate is the median step time over a moving window
+    of the last `window` timed steps (robust to a stray slow step), reported once the window
+    is full or `ETA_AFTER_S` seconds of timed steps have passed (at least two steps), and
+    again when it has moved by more than `ETA_CHANGE` after at least `ETA_UPDATE_S` more
+    seconds of training. Evaluation and checkpoint time are not counted (`start_step` /
+    `end_step` bracket the steps only). `clock` is injectable for tests.
     """
 
-    def __init__(self, first_step: int, total_steps: int) -> None:
+    def __init__(self, first_step: int, total_steps: int,
+                 clock: Callable[[], float] = time.perf_counter,
+                 warmup_steps: int = ETA_WARMUP_STEPS, window: int = ETA_WINDOW) -> None:
         self.first_step, self.total = first_step, total_steps
-        self.train_s = 0.0
-        self.done = first_step >= total_steps
+        self.clock, self.warmup = clock, warmup_steps
+        self.times: deque[float] = deque(maxlen=window)
+        self.timed_s = 0.0  # training time of the timed (post-warm-up) steps
+        self.reported: tuple[float, float] | None = None  # (s/step, timed_s) when said
         self._t: float | None = None
+        self._last_step, self._last_train_s = first_step, 0.0  # of `line`
 
     def start_step(self) -> None:
-        self._t = time.perf_counter()
+        self._t = self.clock()
 
     def end_step(self, step: int) -> str | None:
-        """Call after step `step` (1-based count of steps done); the ETA line, once."""
-        if self._t is not None:
-            self.train_s += time.perf_counter() - self._t
-            self._t = None
-        return self.line(step, self.train_s)
+        """Call after step `step` (1-based count of steps done); an ETA line, or None."""
+        if self._t is None:
+            return None
+        dt, self._t = self.clock() - self._t, None
+        return self._observe(step, dt)
 
     def line(self, step: int, train_s: float) -> str | None:
-        """The ETA line, once, after step `step` with `train_s` seconds trained so far."""
-        self.train_s = train_s
-        n = step - self.first_step
-        if self.done or n < 1 or step >= self.total:
-            return None
-        if n < ETA_AFTER_STEPS and self.train_s < ETA_AFTER_S:
-            return None
-        self.done = True
-        per = self.train_s / n
-        left = self.total - step
-        first = "the first step" if n == 1 else f"the first {n} steps"
-        return (f"eta: {per:.3g} s/step over {first}: about "
-                f"{duration_text(per * left)} for the remaining {left:,} steps "
-                f"(evaluations not included)")
+        """The same from the trainer's own count: after step `step`, `train_s` seconds
+        trained so far this session (the time since the last call is split evenly over
+        the steps since it)."""
+        steps = step - self._last_step
+        dt = (train_s - self._last_train_s) / max(steps, 1)
+        self._last_step, self._last_train_s = step, train_s
+        return self._observe(step, dt) if steps >= 1 else None
 
+    def _observe(self, step: int, dt: float) -> str | None:
+        """Step `step` took `dt` seconds: the ETA line due now, or None."""
+        n = step - self.first_step
+        if n <= self.warmup:
+            return None
+        self.times.append(dt)
+        self.timed_s += dt
+        if step >= self.total:
+            return None
+        per = statistics.median(self.times)
+        if self.reported is None:
+            if len(self.times) < (self.times.maxlen or 1) and not (
+                    self.timed_s >= ETA_AFTER_S and len(self.times) >= 2):
+                return None
+            prefix = "eta"
+        else:
+            last, at = self.reported
+            if self.timed_s - at < ETA_UPDATE_S or abs(per - last) <= ETA_CHANGE * last:
+                return None
+            prefix = "eta update"
+        self.reported = (per, self.timed_s)
+        left = self.total - step
+        first_timed = self.first_step + self.warmup + 1
+        steps = (f"step {step:,}" if len(self.times) == 1
+                 else f"steps {max(first_timed, step - len(self.times) + 1):,}-{step:,}")
+        return (f"{prefix}: {per:.3g} s/step (median of {steps}, after {self.warmup} "
+                f"warm-up steps): about {duration_text(per * left)} for the remaining "
+                f"{left:,} steps (evaluations not included)")

@@ -15,6 +15,7 @@ the 1×1 convolution as a plain matrix (its LU branch is switched off in the cod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tractable.config import ModelConfig, setting
@@ -48,6 +49,12 @@ class GlowConfig(ModelConfig):
                                             "zeros")
     hidden_init_std: float | None = setting(None, "N(0, std^2) init of the hidden coupling "
                                                   "convs (openai: 0.05)", minimum=0.0)
+    coupling_scale_floor: float = setting(0.05, "affine scale = f + (1-f)*sigmoid(h+2) "
+                                                "in (f, 1); 0: openai's unbounded form",
+                                          minimum=0.0, maximum=0.99)
+    split_max_log_std: float | None = setting(2.0, "cap on the split priors' log-std "
+                                                   "(decoding multiplies by at most e^cap); "
+                                                   "None: uncapped, as openai")
 
     def validate(self) -> None:
         super().validate()
@@ -68,6 +75,12 @@ class GlowConfig(ModelConfig):
         if self.hidden_init_std is not None and not self.hidden_init_std > 0:
             raise ConfigError(f"hidden_init_std must be > 0 (or unset), got "
                               f"{self.hidden_init_std}")
+        if self.split_max_log_std is not None and not math.isfinite(self.split_max_log_std):
+            raise ConfigError(f"split_max_log_std must be finite (or unset), got "
+                              f"{self.split_max_log_std}")
+        if not 0.0 <= self.coupling_scale_floor < 1.0:
+            raise ConfigError(f"coupling_scale_floor must be in [0, 1), got "
+                              f"{self.coupling_scale_floor}")
         if self.weight_y < 0:
             raise ConfigError(f"weight_y must be >= 0, got {self.weight_y}")
         f = 2**self.L

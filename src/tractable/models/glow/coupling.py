@@ -4,11 +4,17 @@ Split channels x = [x_a, x_b]; the kept half x_a passes unchanged and parameteri
 the other half:
 
     additive:  y_b = x_b + NN(x_a)                                    log|det| = 0
-    affine:    (shift, h) = NN(x_a),  scale = sigmoid(h + 2),
+    affine:    (shift, h) = NN(x_a),  scale = f + (1 − f)·sigmoid(h + 2),
                y_b = (x_b + shift) ⊙ scale                             log|det| = Σ log scale
 
 (the `sigmoid(h + 2)` scale and add-then-scale order are openai/glow's, more stable than
-the paper's exp). NN() is conv3×3 → ActNorm → ReLU → conv1×1 → ActNorm → ReLU → zero conv3×3,
+the paper's exp). The floor f ∈ [0, 1) bounds the scale to (f, 1), so log scale ∈ (log f, 0)
+and the inverse divides by at most 1/f per coupling: with openai's f = 0 a network output
+far off the data (h → −∞) makes 1/scale overflow, which is why new models default to a
+floor (Behrmann et al., "Understanding and mitigating exploding inverses in invertible
+neural networks", AISTATS 2021: bounded scales keep the inverse stable off the data).
+f = 0 computes exactly openai's form. docs/glow.md derives the bounds and the choice.
+NN() is conv3×3 → ActNorm → ReLU → conv1×1 → ActNorm → ReLU → zero conv3×3,
 so each coupling starts as (nearly) the identity. Options of openai/glow: `edge_bias` gives
 both 3×3 convolutions the border channel (see `edgepad`), and `init_std` draws the two hidden
 convolutions' weights from N(0, init_std²) (openai: 0.05) instead of PyTorch's default.
@@ -19,6 +25,8 @@ dtype before it touches x_b, and the log-determinant is summed in that dtype.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,6 +36,17 @@ from tractable.models.glow.edgepad import conv_with_border
 from tractable.models.glow.zeroconv import ZeroConv2d
 
 COUPLINGS = ("affine", "additive")
+
+
+def bounded_log_scale(h: Tensor, floor: float) -> Tensor:
+    """log(f + (1 − f)·sigmoid(h + 2)), in (log f, 0); f = 0 is openai's logsigmoid(h + 2).
+
+    Computed as logaddexp(log f, log(1 − f) + logsigmoid(h + 2)): finite for every finite h
+    and every dtype, with no cancellation near either bound."""
+    log_sig = F.logsigmoid(h + 2.0)
+    if floor == 0.0:
+        return log_sig
+    return torch.logaddexp(torch.full_like(h, math.log(floor)), log_sig + math.log1p(-floor))
 
 
 class CouplingNet(nn.Module):
@@ -55,14 +74,18 @@ class CouplingNet(nn.Module):
 
 
 class Coupling(nn.Module):
-    """Affine (`affine=True`) or additive coupling over the channel halves of x."""
+    """Affine (`affine=True`) or additive coupling over the channel halves of x; the affine
+    scale lies in (scale_floor, 1)."""
 
     def __init__(self, channels: int, width: int, affine: bool = True, edge_bias: bool = False,
-                 init_std: float | None = None) -> None:
+                 init_std: float | None = None, scale_floor: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= scale_floor < 1.0:
+            raise ValueError(f"scale_floor must be in [0, 1), got {scale_floor}")
         self.keep = channels // 2
         changed = channels - self.keep
         self.affine = affine
+        self.scale_floor = scale_floor
         self.net = CouplingNet(self.keep, width, 2 * changed if affine else changed,
                                edge_bias, init_std)
 
@@ -70,7 +93,7 @@ class Coupling(nn.Module):
         h = self.net(x_a).to(x_a.dtype)
         if not self.affine:
             return h, None
-        return h[:, 0::2], F.logsigmoid(h[:, 1::2] + 2.0)
+        return h[:, 0::2], bounded_log_scale(h[:, 1::2], self.scale_floor)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x_a, x_b = x[:, : self.keep], x[:, self.keep :]

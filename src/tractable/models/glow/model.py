@@ -30,9 +30,10 @@ Exact round trips
 `decode(encode(x)) == x` needs the inverse to land within half a bin (1/(2·n_bins)) of the
 bin centre. Floating-point error in the latents is amplified on the way back by the inverse
 of every contraction the flow applies; the strong ones are affine couplings whose scale
-sigmoid(h + 2) is near 0 (after training at a high learning rate, 1e-5..1e-10 on uniform
-noise images, versus 1e-2 on digits), so the error at the image is about
-eps · Π 1/scale along a sub-pixel's path. float32 (eps 6e-8) fails once that product passes
+is near 0 (with openai's unbounded sigmoid(h + 2), after training at a high learning rate,
+1e-5..1e-10 on uniform noise images, versus 1e-2 on digits; the default scale floor keeps
+every scale above 0.05), so the error at the image is about eps · Π 1/scale along a
+sub-pixel's path. float32 (eps 6e-8) fails once that product passes
 ~1e4, which a trained model reaches on noise and occasionally on real images; float64
 (eps 1e-16) holds to ~1e13. `encode` and `decode` therefore compute in float64 whatever the
 model's dtype (a float64 view of the weights per call) and return float64 latents; and
@@ -56,7 +57,7 @@ from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from tractable.config import TrainingDefaults
-from tractable.errors import NumericalError, ShapeError
+from tractable.errors import NonFiniteDecodeError, NumericalError, ShapeError
 from tractable.models.base import TractableModel
 from tractable.models.glow.actnorm import ActNorm
 from tractable.models.glow.config import GlowConfig
@@ -90,7 +91,9 @@ class Glow(TractableModel):
             last = i == config.L - 1
             self.levels.append(Level(c, config.K, config.width, config.coupling == "affine",
                                      config.lu, split=not last, edge_bias=config.edge_bias,
-                                     init_std=config.hidden_init_std))
+                                     init_std=config.hidden_init_std,
+                                     scale_floor=config.coupling_scale_floor,
+                                     max_log_std=config.split_max_log_std))
             if not last:
                 self.latent_shapes.append((c // 2, h, w))
                 c -= c // 2
@@ -258,11 +261,15 @@ class Glow(TractableModel):
                check_finite: bool = True) -> Tensor:
         """Latents -> uint8 images (the bin containing `decode_continuous(latents)`).
 
-        Raises `NumericalError` if an image decodes to non-finite values (there is no bin
-        to put them in), unless `check_finite=False` (those sub-pixels then become 0)."""
+        Raises `NonFiniteDecodeError` (a `NumericalError`) if an image decodes to non-finite
+        values (there is no bin to put them in), unless `check_finite=False` (those
+        sub-pixels then become 0). With the default bounds (a coupling scale floor, a cap
+        on the split priors' log-std) no step of the inverse is an exponential of the
+        latent, so only gains beyond float range can overflow (docs/glow.md)."""
         x_c = self.decode_continuous(latents, y)
         if check_finite:
-            _check_finite(x_c)
+            _check_finite(x_c, bounded=self.config.coupling_scale_floor > 0
+                          and self.config.split_max_log_std is not None)
         return to_uint8(x_c, self.config.n_bits)
 
     # ---- likelihood ------------------------------------------------------------------
@@ -388,12 +395,17 @@ class _Call(nn.Module):
         return self.fn(*args)
 
 
-def _check_finite(x_c: Tensor) -> None:
-    """Raise `NumericalError` with the count of images holding a NaN or ±inf."""
+def _check_finite(x_c: Tensor, bounded: bool) -> None:
+    """Raise `NonFiniteDecodeError` with the count of images holding a NaN or ±inf.
+
+    The remedy named is for latents a user moved (edits, blends); the prior sampler
+    replaces it with its own (the temperature)."""
     bad = ~torch.isfinite(x_c).flatten(1).all(1)
     if bool(bad.any()):
-        raise NumericalError(
-            f"{int(bad.sum())} of {len(x_c)} decoded images came out of the flow's inverse as "
-            "NaN or inf, so they have no pixel values; when sampling, lower the temperature "
-            "or use a model trained longer or at a lower learning rate"
-        )
+        remedy = ("move the latents less far from encoded images: a smaller attribute "
+                  "strength |alpha|, or a blend of more alike images")
+        if not bounded:
+            remedy += (", or use a model trained with a bounded inverse (coupling_scale_floor "
+                       "> 0 and split_max_log_std set, the defaults for new models; this one "
+                       "lacks them, as models saved before they existed)")
+        raise NonFiniteDecodeError(int(bad.sum()), len(x_c), remedy)

@@ -4,7 +4,10 @@ Each level squeezes (2×2 space -> channels), runs K flow steps, then — except
 level — splits off half of the channels. The split-off half z_i is modelled by a learned
 prior conditioned on the kept half h_i:  p(z_i | h_i) = N(mean(h_i), exp(logs(h_i))²) with
 (mean, logs) = ZeroConv2d(h_i) (openai/glow `split2d_prior`). The kept half goes on to the
-next level.
+next level. With `max_log_std` = c the log-std is capped, logs = min(logs, c): decoding
+multiplies the standardized latent by exp(logs), an exponential of a linear function of
+the kept half, which a latent moved off the data (an edit) can make overflow; capped, it
+multiplies by at most e^c. None (openai/glow, models saved before the cap existed): no cap.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ def unsqueeze2d(x: Tensor) -> Tensor:
 class Split(nn.Module):
     """Split channels into (kept, factored-out) and model the latter given the former."""
 
-    def __init__(self, channels: int, edge_bias: bool = False) -> None:
+    def __init__(self, channels: int, edge_bias: bool = False,
+                 max_log_std: float | None = None) -> None:
         super().__init__()
         self.keep = channels - channels // 2
         self.prior = ZeroConv2d(self.keep, 2 * (channels // 2), edge_bias)
+        self.max_log_std = max_log_std
 
     def divide(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return z[:, : self.keep], z[:, self.keep :]
@@ -51,7 +56,10 @@ class Split(nn.Module):
         """(mean, logs) of p(z_out | kept), computed in the stream's precision even under
         autocast (distribution parameters, like the PixelCNNs' output layers)."""
         h = run_in_full_precision(self.prior, kept).to(kept.dtype)
-        return h[:, 0::2], h[:, 1::2]
+        logs = h[:, 1::2]
+        if self.max_log_std is not None:
+            logs = logs.clamp(max=self.max_log_std)
+        return h[:, 0::2], logs
 
 
 class Level(nn.Module):
@@ -60,11 +68,13 @@ class Level(nn.Module):
     split: Split | None
 
     def __init__(self, channels: int, K: int, width: int, affine: bool, lu: bool,
-                 split: bool, edge_bias: bool = False, init_std: float | None = None) -> None:
+                 split: bool, edge_bias: bool = False, init_std: float | None = None,
+                 scale_floor: float = 0.0, max_log_std: float | None = None) -> None:
         super().__init__()
-        self.steps = nn.ModuleList(FlowStep(channels, width, affine, lu, edge_bias, init_std)
+        self.steps = nn.ModuleList(FlowStep(channels, width, affine, lu, edge_bias, init_std,
+                                            scale_floor)
                                    for _ in range(K))
-        self.split = Split(channels, edge_bias) if split else None
+        self.split = Split(channels, edge_bias, max_log_std) if split else None
 
     def flow_steps(self) -> list[FlowStep]:
         return cast(list[FlowStep], list(self.steps))

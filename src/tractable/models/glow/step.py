@@ -13,11 +13,12 @@ class FlowStep(nn.Module):
     """x -> y with log|det dy/dx| summed over the three layers."""
 
     def __init__(self, channels: int, width: int, affine: bool = True, lu: bool = True,
-                 edge_bias: bool = False, init_std: float | None = None) -> None:
+                 edge_bias: bool = False, init_std: float | None = None,
+                 scale_floor: float = 0.0) -> None:
         super().__init__()
         self.actnorm = ActNorm(channels)
         self.invconv = InvConv2dLU(channels) if lu else InvConv2d(channels)
-        self.coupling = Coupling(channels, width, affine, edge_bias, init_std)
+        self.coupling = Coupling(channels, width, affine, edge_bias, init_std, scale_floor)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x, ld_norm = self.actnorm(x)
