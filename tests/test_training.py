@@ -6,6 +6,7 @@ trained for a few steps on subsets of the bundled real MNIST digits.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -191,6 +192,20 @@ def test_nan_guard_skips_steps_then_stops_naming_last_checkpoint(digits, tmp_pat
     skips = [r["step"] for r in trainer.log.of_kind("skip")]
     assert skips == [3, 6, 7, 8]
     assert load_state(tmp_path / "run" / "state.pt")["step"] == 4
+
+
+def test_the_final_summary_holds_the_final_evaluation(digits, tmp_path):
+    """A run whose last step is a checkpoint step but not an evaluation step (here: the
+    epoch is longer than the run) still writes summary.json after its final evaluation."""
+    train, test = digits
+    trainer = Trainer(tiny_model(train), train, test,
+                      quick(max_steps=4, checkpoint_every=2, out=str(tmp_path / "run")))
+    out = trainer.fit()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    evals = trainer.log.of_kind("eval")
+    assert [r["step"] for r in evals] == [4]
+    assert summary["best_test_bpd"] == out["best_test_bpd"] == evals[-1]["test_bpd"]
+    assert summary["last_test_bpd"] == evals[-1]["test_bpd"] is not None
 
 
 def test_a_periodic_callback_acts_at_its_steps_and_at_the_end_with_statistics_read(digits):

@@ -130,8 +130,10 @@ class Evaluation(Periodic):
     pictures: a sample grid (fixed noise) with the GIF of all grids, and the curves."""
 
     def due(self, trainer: Trainer) -> bool:
+        # The last step is one of its steps, so the final checkpoint (after it in
+        # `trainer.callbacks`) writes a summary.json holding this evaluation.
         every = trainer.cfg.eval_every or trainer.stream.steps_per_epoch
-        return trainer.step % every == 0
+        return trainer.step % every == 0 or trainer.step == trainer.total_steps
 
     def act(self, trainer: Trainer) -> None:
         """Evaluate now."""
