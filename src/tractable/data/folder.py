@@ -211,6 +211,20 @@ def plan_image_folder(path: str | os.PathLike[str], split: str = "train",
         if not (isinstance(holdout, (int, float)) and 0 <= holdout <= 1):
             raise DataError(f"holdout must be a fraction in [0, 1], got {holdout!r}")
     folder = path / split if split_folders else path
+    classes, files = _labelled_files(folder, path)
+    note = None
+    if not split_folders:
+        fraction = DEFAULT_HOLDOUT if holdout is None else float(holdout)
+        files, note = _split_by_holdout(path, files, split, fraction)
+    headers = [_header(p) for p, _ in files]
+    if channels is None:
+        channels = 1 if all(mode in GREY_MODES for mode, _ in headers) else 3
+    hw = _common_size(folder, files, headers) if size is None else _size_hw(size)
+    return FolderPlan(folder, files, classes, hw, channels, note)
+
+
+def _labelled_files(folder: Path, path: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(class names, [(image file, class index or -1)]) of one split's folder."""
     classes = _class_names(path, folder)
     loose = _images_in(folder, recursive=False)
     if classes and loose:
@@ -224,40 +238,42 @@ def plan_image_folder(path: str | os.PathLike[str], split: str = "train",
         files = [(p, -1) for p in loose]
     if not files:
         raise DataError(f"no PNG/JPEG images found in {folder}")
-    note = None
-    if not split_folders:
-        fraction = DEFAULT_HOLDOUT if holdout is None else float(holdout)
-        test = _held_out(files, path, fraction)
-        if not test and split == "test":
-            raise _no_test_split(path, len(files), fraction)
-        if len(test) == len(files) and split == "train":
-            raise DataError(f"{path}: holdout={fraction:g} holds out every image, which "
-                            "leaves no train split; use a holdout below 1 to train",
-                            command_line=f"{path}: --holdout {fraction:g} holds out every "
-                            "image, which leaves no train split; use a --holdout below 1 "
-                            "to train")
-        files = [(p, k) for p, k in files if (p in test) == (split == "test")]
-        note = (f"{path} has no train/ and test/ folders: {len(test)} images "
-                f"(holdout={fraction:g}, chosen by path hash) are its test split")
+    return classes, files
 
-    headers = [_header(p) for p, _ in files]
-    if channels is None:
-        channels = 1 if all(mode in GREY_MODES for mode, _ in headers) else 3
-    if size is None:
-        sizes = {sz for _, sz in headers}
-        if len(sizes) > 1:
-            a, first = files[0][0], headers[0][1]
-            b, other = next((p, sz) for (p, _), (_, sz) in zip(files, headers, strict=True)
-                            if sz != first)
-            raise DataError(
-                f"images in {folder} have {len(sizes)} different sizes, e.g. {a.name} is "
-                f"{first[0]}x{first[1]} and {b.name} is {other[0]}x{other[1]} "
-                f"(width x height); pass a target size, e.g. load_image_folder(path, "
-                f"size=32) or `--size 32`, to resize and center-crop them all")
-        hw = (headers[0][1][1], headers[0][1][0])
-    else:
-        hw = _size_hw(size)
-    return FolderPlan(folder, files, classes, hw, channels, note)
+
+def _split_by_holdout(path: Path, files: list[tuple[Path, int]], split: str,
+                      fraction: float) -> tuple[list[tuple[Path, int]], str]:
+    """The files of `split` of a folder without train/ and test/ folders, and the note
+    saying how its test split was chosen."""
+    test = _held_out(files, path, fraction)
+    if not test and split == "test":
+        raise _no_test_split(path, len(files), fraction)
+    if len(test) == len(files) and split == "train":
+        raise DataError(f"{path}: holdout={fraction:g} holds out every image, which "
+                        "leaves no train split; use a holdout below 1 to train",
+                        command_line=f"{path}: --holdout {fraction:g} holds out every "
+                        "image, which leaves no train split; use a --holdout below 1 "
+                        "to train")
+    files = [(p, k) for p, k in files if (p in test) == (split == "test")]
+    note = (f"{path} has no train/ and test/ folders: {len(test)} images "
+            f"(holdout={fraction:g}, chosen by path hash) are its test split")
+    return files, note
+
+
+def _common_size(folder: Path, files: list[tuple[Path, int]],
+                 headers: list[tuple[str, tuple[int, int]]]) -> tuple[int, int]:
+    """(height, width) shared by every image, or a `DataError` naming two that differ."""
+    sizes = {sz for _, sz in headers}
+    if len(sizes) > 1:
+        a, first = files[0][0], headers[0][1]
+        b, other = next((p, sz) for (p, _), (_, sz) in zip(files, headers, strict=True)
+                        if sz != first)
+        raise DataError(
+            f"images in {folder} have {len(sizes)} different sizes, e.g. {a.name} is "
+            f"{first[0]}x{first[1]} and {b.name} is {other[0]}x{other[1]} "
+            f"(width x height); pass a target size, e.g. load_image_folder(path, "
+            f"size=32) or `--size 32`, to resize and center-crop them all")
+    return headers[0][1][1], headers[0][1][0]
 
 
 def decode_images(plan: FolderPlan, files: Sequence[tuple[Path, int]]) -> np.ndarray:
