@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tractable.cli.classes import class_index
 from tractable.cli.common import data_options, data_source_args, examples, limit_arg
 from tractable.errors import CompressedFileError, ConfigError, DataError
 
@@ -138,21 +139,8 @@ def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None
         return x, None, names
     if args.class_spec is None:
         raise ConfigError("this model is class-conditional: pass --class for image files")
-    k = _class_index(args.class_spec, list(cfg.class_names), cfg.num_classes)
+    k = class_index(args.class_spec, list(cfg.class_names), cfg.num_classes)
     return x, torch.full((len(x),), k, dtype=torch.long), names
-
-
-def _class_index(spec: str, names: list[str], num_classes: int) -> int:
-    if spec in names:
-        return names.index(spec)
-    try:
-        k = int(spec)
-    except ValueError:
-        raise ConfigError(f"unknown class {spec!r}; classes: "
-                          f"{', '.join(names) or f'0..{num_classes - 1}'}") from None
-    if not 0 <= k < num_classes:
-        raise ConfigError(f"class {k} out of range 0..{num_classes - 1}")
-    return k
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
