@@ -88,27 +88,9 @@ def model_ref(spec: str) -> str:
     return spec if is_reference(spec) else str(Path(spec).resolve())
 
 
-def image_files(paths: list[str]) -> list[Path]:
-    """The image files named, folders expanded (their images, sorted, not recursive)."""
-    files: list[Path] = []
-    for spec in paths:
-        path = Path(spec)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise DataError(f"{path} holds no image files")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"{spec} does not exist")
-    return files
-
-
 def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None, list[str]]:
     """(images, labels, names) from the image arguments or --data."""
-    from tractable.cli.images import read_image
+    from tractable.cli.images import image_files, read_image
     from tractable.data.subsets import load_images
 
     cfg = model.config
@@ -128,7 +110,7 @@ def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None
         return ds.images, labels, []
     if args.limit is not None:
         raise ConfigError("--limit picks a subset of --data; name the image files instead")
-    files = image_files(args.images)
+    files = image_files(args.images, IMAGE_SUFFIXES, recursive=False)
     x = torch.stack([read_image(f, shape) for f in files])  # type: ignore[arg-type]
     names = [f.name for f in files]
     if len({Path(n).stem for n in names}) != len(names):
