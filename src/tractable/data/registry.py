@@ -117,19 +117,22 @@ def dataset_source(name: str) -> Callable[..., PreparedSource]:
     return _SOURCES[name]
 
 
+def _refuse_download(download: bool) -> None:
+    if download:
+        raise DataError("a folder of images cannot be downloaded; drop download=True")
+
+
 def _folder_source(path: str, split: str, root: object = None, download: bool = False,
                    size: int | tuple[int, int] | None = None,
                    channels: int | None = None, holdout: float | None = None) -> PreparedSource:
-    if download:
-        raise DataError("a folder of images cannot be downloaded; drop download=True")
+    _refuse_download(download)
     return folder_source(path, split, size=size, channels=channels, holdout=holdout)
 
 
 def _load_folder(path: str, split: str, root: object = None, download: bool = False,
                  size: int | tuple[int, int] | None = None,
                  channels: int | None = None, holdout: float | None = None) -> ImageDataset:
-    if download:
-        raise DataError("a folder of images cannot be downloaded; drop download=True")
+    _refuse_download(download)
     return load_image_folder(path, split, size=size, channels=channels, holdout=holdout)
 
 
