@@ -54,9 +54,10 @@ def class_labels(cfg: Any) -> list[str]:
 
 
 
-def class_index(token: str, class_names: Sequence[str], num_classes: int) -> int:
+def class_index(token: str, class_names: Sequence[str], num_classes: int,
+                what: str = "class") -> int:
     """The class that `token` names: a class name (any case) or an index in range; a
-    `ConfigError` listing the classes otherwise."""
+    `ConfigError` naming the `what` (class, attribute) and listing the classes otherwise."""
     token = token.strip()
     named = class_by_name(token, class_names)
     if named is not None:
@@ -64,10 +65,10 @@ def class_index(token: str, class_names: Sequence[str], num_classes: int) -> int
     try:
         k = int(token)
     except ValueError:
-        raise ConfigError(f"unknown class {token!r}; classes: "
+        raise ConfigError(f"unknown {what} {token!r}; classes: "
                           f"{', '.join(class_names) or f'0..{num_classes - 1}'}") from None
     if not 0 <= k < num_classes:
-        raise ConfigError(f"class {k} out of range 0..{num_classes - 1}")
+        raise ConfigError(f"{what} {k} out of range 0..{num_classes - 1}")
     return k
 
 
