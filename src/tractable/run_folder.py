@@ -34,6 +34,7 @@ import copy
 import dataclasses
 import fnmatch
 import os
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from typing import Any
 from tractable._io import atomic_write_json, read_json_file, remove_stale_temp_files
 from tractable.config import CONFIG_NAME, __version__, check_field_value
 from tractable.errors import CheckpointError, ConfigError
-from tractable.folder_lock import LOCK_NAME
+from tractable.folder_lock import LOCK_NAME, FolderLock
 
 MODEL_DIR = "model"
 RUN_NAME = "run.json"
@@ -389,3 +390,23 @@ def prepare_new_run(run_dir: Path, overwrite: bool) -> list[str]:
 
 def _write_manifest(run_dir: Path) -> None:
     atomic_write_json(run_dir / MANIFEST_NAME, {"format_version": 1, "files": written_names()})
+
+
+def claim_run_folder(run_dir: Path, *, resume: bool, overwrite: bool,
+                     quiet: bool = False) -> FolderLock:
+    """Take `run_dir`'s lock for this process, then tidy it for training: delete what
+    interrupted writes left and, for a new run, the earlier run's files (`prepare_new_run`).
+    The lock is released again if tidying fails."""
+    lock = FolderLock(run_dir).acquire()
+    try:
+        removed = remove_interrupted_writes(run_dir)
+        if removed and not quiet:
+            print(f"removed {len(removed)} temporary file(s) left in {run_dir} by an "
+                  "interrupted write", file=sys.stderr)
+        if not resume and prepare_new_run(run_dir, overwrite) and not overwrite and not quiet:
+            print(f"{run_dir}: replacing the files of an earlier run that saved no checkpoint",
+                  file=sys.stderr)
+    except BaseException:
+        lock.release()
+        raise
+    return lock

@@ -40,14 +40,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from tractable.errors import ConfigError
-from tractable.folder_lock import FolderLock
 from tractable.models.base import TractableModel
 from tractable.models.bpd import autocast, check_data_fits_model, labels_for
-from tractable.run_folder import (
-    RunRecord,
-    prepare_new_run,
-    remove_interrupted_writes,
-)
+from tractable.run_folder import RunRecord, claim_run_folder
 from tractable.training import distributed
 from tractable.training.batches import BatchStream, BatchTransform, mix_seed
 from tractable.training.callbacks import Callback, Checkpointing, Evaluation, Periodic, TrainLog
@@ -182,23 +177,12 @@ class Trainer:
         return stream
 
     def _open_run_folder(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
-        """The checkpoint to resume from, or None for a new run (rank 0 checks the folder:
-        other ranks could already see its first files)."""
+        """The checkpoint to resume from, or None for a new run. Rank 0 holds the folder's
+        lock from before its first read to the end of `fit` (`claim_run_folder`)."""
         folder = self.run_dir if self.env.is_main else None
-        # one process per run folder, from before the first read to the end of `fit`
-        self.lock = FolderLock(folder).acquire() if folder is not None else None
-        if folder is not None:
-            removed = remove_interrupted_writes(folder)
-            if removed and not self.cfg.quiet:
-                print(f"removed {len(removed)} temporary file(s) left in {folder} by an "
-                      "interrupted write", file=sys.stderr)
-        if resume:
-            return self.checkpoints.load()
-        if folder is not None and prepare_new_run(folder, overwrite) and not overwrite \
-                and not self.cfg.quiet:
-            print(f"{folder}: replacing the files of an earlier run that saved no checkpoint",
-                  file=sys.stderr)
-        return None
+        self.lock = None if folder is None else claim_run_folder(
+            folder, resume=resume, overwrite=overwrite, quiet=self.cfg.quiet)
+        return self.checkpoints.load() if resume else None
 
     def _start_or_restore(self, state: dict[str, Any] | None) -> None:
         """A new run's data-dependent init, or a checkpoint's weights and progress."""
