@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tractable.cli.classes import class_by_name, parse_class_spec
-from tractable.cli.latent import class_index
+from tractable.cli.classes import class_by_name, class_index, parse_class_spec
 from tractable.errors import ConfigError
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -17,7 +16,7 @@ FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 def test_a_class_name_matches_in_any_case(typed: str) -> None:
     y, n, _ = parse_class_spec(typed, 4, 10, FASHION)
     assert n == 4 and torch.equal(y, torch.full((4,), 1))
-    assert class_index(typed, FASHION) == 1
+    assert class_index(typed, FASHION, len(FASHION), what="attribute") == 1
 
 
 def test_blends_take_names_in_any_case_too() -> None:

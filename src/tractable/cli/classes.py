@@ -24,20 +24,6 @@ def parse_class_spec(spec: str, n: int, num_classes: int,
         raise ConfigError("this model is unconditional (trained without class labels): "
                           "drop --class")
 
-    def index(token: str) -> int:
-        token = token.strip()
-        named = class_by_name(token, class_names)
-        if named is not None:
-            return named
-        try:
-            k = int(token)
-        except ValueError:
-            raise ConfigError(f"unknown class {token!r}; classes: "
-                              f"{', '.join(class_names) or f'0..{num_classes - 1}'}") from None
-        if not 0 <= k < num_classes:
-            raise ConfigError(f"class {k} out of range 0..{num_classes - 1}")
-        return k
-
     spec = spec.strip()
     if spec == "all":
         per = max(1, n // num_classes)
@@ -53,11 +39,11 @@ def parse_class_spec(spec: str, n: int, num_classes: int,
                 raise ConfigError(f"bad class weight {part!r}; use e.g. 4:0.5,9:0.5") from None
             if value < 0 or not math.isfinite(value):
                 raise ConfigError(f"class weights must be >= 0, got {part!r}")
-            w[index(name)] += value
+            w[class_index(name, class_names, num_classes)] += value
         if w.sum() <= 0:
             raise ConfigError("class weights sum to 0")
         return (w / w.sum()).expand(n, num_classes).clone(), n, None
-    return torch.full((n,), index(spec), dtype=torch.long), n, None
+    return torch.full((n,), class_index(spec, class_names, num_classes), dtype=torch.long), n, None
 
 
 def class_labels(cfg: Any) -> list[str]:
@@ -66,6 +52,24 @@ def class_labels(cfg: Any) -> list[str]:
     return names if len(names) == cfg.num_classes else [str(k) for k in range(cfg.num_classes)]
 
 
+
+
+def class_index(token: str, class_names: Sequence[str], num_classes: int,
+                what: str = "class") -> int:
+    """The class that `token` names: a class name (any case) or an index in range; a
+    `ConfigError` naming the `what` (class, attribute) and listing the classes otherwise."""
+    token = token.strip()
+    named = class_by_name(token, class_names)
+    if named is not None:
+        return named
+    try:
+        k = int(token)
+    except ValueError:
+        raise ConfigError(f"unknown {what} {token!r}; classes: "
+                          f"{', '.join(class_names) or f'0..{num_classes - 1}'}") from None
+    if not 0 <= k < num_classes:
+        raise ConfigError(f"{what} {k} out of range 0..{num_classes - 1}")
+    return k
 
 
 def class_by_name(token: str, class_names: Sequence[str]) -> int | None:

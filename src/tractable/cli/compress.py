@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from tractable.cli.classes import class_index
 from tractable.cli.common import data_options, data_source_args, examples, limit_arg
 from tractable.errors import CompressedFileError, ConfigError, DataError
 
@@ -87,27 +88,9 @@ def model_ref(spec: str) -> str:
     return spec if is_reference(spec) else str(Path(spec).resolve())
 
 
-def image_files(paths: list[str]) -> list[Path]:
-    """The image files named, folders expanded (their images, sorted, not recursive)."""
-    files: list[Path] = []
-    for spec in paths:
-        path = Path(spec)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise DataError(f"{path} holds no image files")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"{spec} does not exist")
-    return files
-
-
 def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None, list[str]]:
     """(images, labels, names) from the image arguments or --data."""
-    from tractable.cli.images import read_image
+    from tractable.cli.images import image_files, read_image
     from tractable.data.subsets import load_images
 
     cfg = model.config
@@ -127,7 +110,7 @@ def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None
         return ds.images, labels, []
     if args.limit is not None:
         raise ConfigError("--limit picks a subset of --data; name the image files instead")
-    files = image_files(args.images)
+    files = image_files(args.images, IMAGE_SUFFIXES, recursive=False)
     x = torch.stack([read_image(f, shape) for f in files])  # type: ignore[arg-type]
     names = [f.name for f in files]
     if len({Path(n).stem for n in names}) != len(names):
@@ -138,21 +121,8 @@ def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None
         return x, None, names
     if args.class_spec is None:
         raise ConfigError("this model is class-conditional: pass --class for image files")
-    k = _class_index(args.class_spec, list(cfg.class_names), cfg.num_classes)
+    k = class_index(args.class_spec, list(cfg.class_names), cfg.num_classes)
     return x, torch.full((len(x),), k, dtype=torch.long), names
-
-
-def _class_index(spec: str, names: list[str], num_classes: int) -> int:
-    if spec in names:
-        return names.index(spec)
-    try:
-        k = int(spec)
-    except ValueError:
-        raise ConfigError(f"unknown class {spec!r}; classes: "
-                          f"{', '.join(names) or f'0..{num_classes - 1}'}") from None
-    if not 0 <= k < num_classes:
-        raise ConfigError(f"class {k} out of range 0..{num_classes - 1}")
-    return k
 
 
 def cmd_compress(args: argparse.Namespace) -> int:

@@ -25,6 +25,25 @@ if TYPE_CHECKING:
     from tractable.run_folder import Folder
 
 
+def image_files(paths: list[str], suffixes: tuple[str, ...], recursive: bool) -> list[Path]:
+    """The image files named, in order, each folder replaced by the files in it (below it,
+    when `recursive`) whose suffix is one of `suffixes`, sorted."""
+    files: list[Path] = []
+    for text in paths:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
+                           if p.is_file() and p.suffix.lower() in suffixes)
+            if not found:
+                raise DataError(f"{path} holds no image files ({', '.join(suffixes)})")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{path} does not exist (expected an image file or a folder)")
+    return files
+
+
 def read_image(path: Path, shape: tuple[int, int, int]) -> Tensor:
     """An image file as uint8 [C, H, W] with the model's channels; its size must match."""
     c, h, w = shape

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from tractable.cli.classes import class_by_name
+from tractable.cli.classes import class_index
 from tractable.cli.common import (
     data_source_args,
     examples,
@@ -170,19 +170,6 @@ def endpoint_spec(args: argparse.Namespace, end: str) -> tuple[str, bool | None]
     return str(either), None
 
 
-def class_index(attribute: str, class_names: list[str]) -> int:
-    named = class_by_name(attribute, class_names)
-    if named is not None:
-        return named
-    try:
-        k = int(attribute)
-    except ValueError:
-        k = -1
-    if not 0 <= k < len(class_names):
-        raise ConfigError(f"unknown attribute {attribute!r}; classes: {', '.join(class_names)}")
-    return k
-
-
 def cmd_manipulate(args: argparse.Namespace) -> int:
     from tractable.models.latents import attribute_vector, encode_batched, manipulate
     from tractable.viz import save_grid
@@ -201,7 +188,7 @@ def cmd_manipulate(args: argparse.Namespace) -> int:
     if tuple(ds.shape) != tuple(model.config.image_shape):
         raise ShapeError(f"{ds.name} images are {list(ds.shape)}, the model takes "
                          f"{list(model.config.image_shape)}")
-    k = class_index(args.attribute, ds.class_names)
+    k = class_index(args.attribute, ds.class_names, len(ds.class_names), what="attribute")
     device = next(model.parameters()).device
     n = min(args.attr_images, len(ds))
     latents = encode_batched(model, ds.images[:n].to(device), args.batch_size, check=False)

@@ -27,24 +27,6 @@ if TYPE_CHECKING:
 SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 
 
-def image_files(paths: list[str]) -> list[Path]:
-    """The image files named, and those below the folders named (sorted), in order."""
-    files: list[Path] = []
-    for text in paths:
-        path = Path(text).expanduser()
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in SUFFIXES)
-            if not found:
-                raise DataError(f"{path} holds no image files ({', '.join(SUFFIXES)})")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"{path} does not exist (expected an image file or a folder)")
-    return files
-
-
 def model_background(args: argparse.Namespace, folder: Folder) -> bool | None:
     """Whether the model's data is light on dark: `--invert` given, else from its dataset's
     test images when they load here (None when they do not: polarity left as it is)."""
@@ -92,10 +74,11 @@ def read_files(files: list[Path], shape: tuple[int, int, int], dark: bool | None
 def score_files(args: argparse.Namespace, model: Any, folder: Folder) -> tuple[list[Path], Any]:
     """Score the image files and folders in `args.images`, printing one line per file;
     returns the files and their `ImageScores`."""
+    from tractable.cli.images import image_files
     from tractable.data import ImageDataset
     from tractable.evaluation.scoring import score_dataset
 
-    files = image_files(args.images)
+    files = image_files(args.images, SUFFIXES, recursive=True)
     c, h, w = (int(v) for v in model.config.image_shape)
     dark = None if args.invert is not None else model_background(args, folder)
     if dark is None and args.invert is None and c == 1:

@@ -155,23 +155,23 @@ def variable_mappings(model: PixelCNNPlusPlus) -> list[Mapping]:
             out.append(Mapping(f"{name('conditional_weights')}/hw", (int(k), int(two_f)),
                                f"{names[b]}.cond.weight", _transpose))
 
+    def stream(resize: str, resize_u: torch.nn.ModuleList, resize_ul: torch.nn.ModuleList,
+               blocks_u: torch.nn.ModuleList, blocks_ul: torch.nn.ModuleList) -> None:
+        """One pass (up or down) over the levels: from the second level on, its resizing
+        layers, then each pair of blocks."""
+        for level in range(NUM_LEVELS):
+            if level > 0:
+                layer(resize, resize_u[level - 1])
+                layer(resize, resize_ul[level - 1])
+            for bu, bul in _block_pairs(blocks_u[level], blocks_ul[level]):
+                block(cast(GatedResNet, bu))
+                block(cast(GatedResNet, bul))
+
     layer("conv2d", model.u_init)
     layer("conv2d", model.ul_init_down)
     layer("conv2d", model.ul_init_right)
-    for level in range(NUM_LEVELS):
-        if level > 0:
-            layer("conv2d", model.down_size_u[level - 1])
-            layer("conv2d", model.down_size_ul[level - 1])
-        for bu, bul in _block_pairs(model.up_u[level], model.up_ul[level]):
-            block(cast(GatedResNet, bu))
-            block(cast(GatedResNet, bul))
-    for stage in range(NUM_LEVELS):
-        if stage > 0:
-            layer("deconv2d", model.up_size_u[stage - 1])
-            layer("deconv2d", model.up_size_ul[stage - 1])
-        for bu, bul in _block_pairs(model.down_u[stage], model.down_ul[stage]):
-            block(cast(GatedResNet, bu))
-            block(cast(GatedResNet, bul))
+    stream("conv2d", model.down_size_u, model.down_size_ul, model.up_u, model.up_ul)
+    stream("deconv2d", model.up_size_u, model.up_size_ul, model.down_u, model.down_ul)
     assert isinstance(model.out, NIN)
     layer("dense", model.out, mixture_unit_order(cfg.image_shape[0], cfg.nr_logistic_mix))
     return out

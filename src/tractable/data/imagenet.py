@@ -185,20 +185,14 @@ def load_downsampled_imagenet(side: int, split: str, root: str | os.PathLike[str
     return read_npz_batches(paths, side, f"imagenet{side}")
 
 
-def imagenet32_source(split: str, root: str | os.PathLike[str] | None = None,
-                      download: bool = False, mirrors: Sequence[str] | None = None,
-                      progress: bool = True,
-                      batches: Sequence[int] | None = None) -> PreparedSource:
-    paths = imagenet_files(32, split, root, download, mirrors, progress, batches)
-    return npz_source(paths, 32, "imagenet32", split)
-
-
-def imagenet64_source(split: str, root: str | os.PathLike[str] | None = None,
-                      download: bool = False, mirrors: Sequence[str] | None = None,
-                      progress: bool = True,
-                      batches: Sequence[int] | None = None) -> PreparedSource:
-    paths = imagenet_files(64, split, root, download, mirrors, progress, batches)
-    return npz_source(paths, 64, "imagenet64", split)
+def imagenet_source(side: int, split: str, root: str | os.PathLike[str] | None = None,
+                    download: bool = False, mirrors: Sequence[str] | None = None,
+                    progress: bool = True,
+                    batches: Sequence[int] | None = None) -> PreparedSource:
+    """Downsampled ImageNet at `side` x `side` as a prepared source (same files as
+    `load_downsampled_imagenet`)."""
+    paths = imagenet_files(side, split, root, download, mirrors, progress, batches)
+    return npz_source(paths, side, f"imagenet{side}", split)
 
 
 def load_imagenet32(split: str, root: str | os.PathLike[str] | None = None,

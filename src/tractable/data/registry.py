@@ -31,12 +31,7 @@ from tractable.data.cifar import cifar10_source, cifar100_source, load_cifar10, 
 from tractable.data.folder import fit_image_array, load_image_folder
 from tractable.data.folder_source import folder_source
 from tractable.data.hf_datasets import HF_DATA_PREFIX, hf_source, load_hf
-from tractable.data.imagenet import (
-    imagenet32_source,
-    imagenet64_source,
-    load_imagenet32,
-    load_imagenet64,
-)
+from tractable.data.imagenet import imagenet_source, load_imagenet32, load_imagenet64
 from tractable.data.mnist import (
     fashion_mnist_source,
     load_fashion_mnist,
@@ -69,8 +64,8 @@ _SOURCES: dict[str, Callable[..., PreparedSource]] = {
     "fashion-mnist": fashion_mnist_source,
     "cifar10": cifar10_source,
     "cifar100": cifar100_source,
-    "imagenet32": imagenet32_source,
-    "imagenet64": imagenet64_source,
+    "imagenet32": partial(imagenet_source, 32),
+    "imagenet64": partial(imagenet_source, 64),
     "svhn": svhn_source,
 }
 
@@ -117,19 +112,22 @@ def dataset_source(name: str) -> Callable[..., PreparedSource]:
     return _SOURCES[name]
 
 
+def _refuse_download(download: bool) -> None:
+    if download:
+        raise DataError("a folder of images cannot be downloaded; drop download=True")
+
+
 def _folder_source(path: str, split: str, root: object = None, download: bool = False,
                    size: int | tuple[int, int] | None = None,
                    channels: int | None = None, holdout: float | None = None) -> PreparedSource:
-    if download:
-        raise DataError("a folder of images cannot be downloaded; drop download=True")
+    _refuse_download(download)
     return folder_source(path, split, size=size, channels=channels, holdout=holdout)
 
 
 def _load_folder(path: str, split: str, root: object = None, download: bool = False,
                  size: int | tuple[int, int] | None = None,
                  channels: int | None = None, holdout: float | None = None) -> ImageDataset:
-    if download:
-        raise DataError("a folder of images cannot be downloaded; drop download=True")
+    _refuse_download(download)
     return load_image_folder(path, split, size=size, channels=channels, holdout=holdout)
 
 
