@@ -24,11 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                        "tractable data download fashion-mnist",
                                        "tractable data show mnist-mini -n 64 --out grid.png"))
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
-
     ls = dsub.add_parser("list", help="the datasets known by name and where they are cached",
                          epilog=examples("tractable data list"))
     ls.set_defaults(func=cmd_list)
+    for register_command in (_register_download, _register_show, _register_prepare,
+                             _register_info):
+        register_command(dsub)
 
+
+def _register_download(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     dl = dsub.add_parser("download", help="fetch a dataset's official files into the cache",
                          epilog=examples("tractable data download cifar10",
                                          "tractable data download mnist --split test --root "
@@ -44,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "(default: all)")
     dl.set_defaults(func=cmd_download)
 
+
+def _register_show(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     show = dsub.add_parser(
         "show", help="write a grid of real images",
         description="Write a PNG grid of a split's first N images, small images enlarged "
@@ -66,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _mirror_arg(show)
     show.set_defaults(func=cmd_show)
 
+
+def _register_prepare(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     prep = dsub.add_parser("prepare", help="convert a dataset once into its memory-mapped "
                            "prepared copy (what training reads) and say where it lives",
                            epilog=examples("tractable data prepare cifar10",
@@ -79,6 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _mirror_arg(prep)
     prep.set_defaults(func=cmd_prepare)
 
+
+def _register_info(dsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     info = dsub.add_parser("info", help="list the prepared copies, their sizes and sources",
                            epilog=examples("tractable data info --verify",
                                            "tractable data info --remove "
