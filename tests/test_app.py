@@ -190,3 +190,22 @@ def test_without_models_the_app_serves_the_shipped_ones(monkeypatch, capsys):
     assert main(["app"]) == 2
     err = capsys.readouterr().err
     assert "no model given" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_edit_tab_serves_any_invertible_family(digits):
+    """Edits and blends ask only for `Invertible` (encode/decode): a TarFlow gets them too,
+    exact at α = 0 and at both ends of a blend."""
+    from tractable.models.tarflow import TarFlow, TarFlowConfig
+
+    torch.manual_seed(0)
+    model = TarFlow(TarFlowConfig(image_shape=(1, 28, 28), num_classes=10,
+                                  **TarFlow.tiny_settings))
+    flow = AppModel("tarflow", model.eval(), digits, attribute_images=60)
+    a, b = digits.images[0], digits.images[1]
+    assert len(flow.attribute_vectors()) == 10
+    assert torch.equal(flow.edit(a, [0.0] * 10), a)
+    assert not torch.equal(flow.edit(a, [0.0, 2.0] + [0.0] * 8), a)  # decodes, and moves
+    start, path = flow.blend(a, b, 0.0)
+    end, _ = flow.blend(a, b, 1.0)
+    assert torch.equal(start, a) and torch.equal(end, b)
+    assert torch.equal(path[0], a) and torch.equal(path[-1], b)
