@@ -40,8 +40,9 @@ import torch
 
 import tractable
 from tractable._io import atomic_write_text
+from tractable.data import load_dataset
 from tractable.run_folder import open_folder
-from tractable.training import TrainConfig, load_split, train
+from tractable.training import TrainConfig, train
 from tractable.training.pictures import draw_samples
 from tractable.viz import save_grid
 
@@ -260,8 +261,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    train_set = load_split("mnist-mini", "train")
-    test_set = load_split("mnist-mini", "test")
+    train_set = load_dataset("mnist-mini", "train")
+    test_set = load_dataset("mnist-mini", "test")
     epochs = args.steps * args.batch_size / len(train_set)
     load_before = os.getloadavg()[0]
     print(f"mnist-mini: {len(train_set):,} train / {len(test_set):,} test digits; "

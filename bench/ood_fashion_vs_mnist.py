@@ -94,7 +94,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     # The trainer finds datasets by name in $TRACTABLE_DATA/<name>.
     os.environ["TRACTABLE_DATA"] = str(SHARED)
-    from tractable.data.subsets import heldout_train_images, load_images
+    from tractable.data import load_dataset
+    from tractable.data.subsets import heldout_train_images
     from tractable.evaluation.metrics import detection_metrics
     from tractable.evaluation.ood import evaluate_ood, format_table, measure
     from tractable.evaluation.scoring import score_dataset
@@ -113,8 +114,8 @@ def main() -> int:
     background = load(Path(args.out) / "background" / "model").eval()
 
     t0 = time.perf_counter()
-    ds_in, _ = load_images("fashion-mnist", "test", {}, args.n_in, args.seed)
-    ds_out, _ = load_images("mnist", "test", {}, args.n_out, args.seed)
+    ds_in = load_dataset("fashion-mnist", "test", limit=args.n_in, seed=args.seed)
+    ds_out = load_dataset("mnist", "test", limit=args.n_out, seed=args.seed)
     fit, _ = heldout_train_images("fashion-mnist", {},
                                   open_folder(Path(args.out) / "model").run,
                                   args.n_fit, args.seed)

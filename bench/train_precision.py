@@ -30,8 +30,9 @@ from pathlib import Path
 
 import torch
 
+from tractable.data import load_dataset
 from tractable.evaluation import evaluate_bpd
-from tractable.training import TrainConfig, Trainer, load_split, make_model
+from tractable.training import TrainConfig, Trainer, make_model
 
 # name -> (precision, channels_last, compile)
 MODES = {"fp32": ("fp32", False, False), "fp32-cl": ("fp32", True, False),
@@ -44,7 +45,7 @@ def run(mode: str | None, steps: int, batch: int, seed: int) -> tuple[float, flo
     defaults for every numerics setting (also for an older checkout's `TrainConfig`)."""
     numerics = {} if mode is None else dict(zip(("precision", "channels_last", "compile"),
                                                 MODES[mode], strict=True))
-    train, test = load_split("mnist-mini", "train"), load_split("mnist-mini", "test")
+    train, test = load_dataset("mnist-mini", "train"), load_dataset("mnist-mini", "test")
     model = make_model("pixelcnn++", train, seed=seed, preset="small")
     cfg = TrainConfig(batch_size=batch, max_steps=steps, samples_per_eval=0, progress=False,
                       quiet=True, log_every=steps, seed=seed, device="cpu", **numerics)

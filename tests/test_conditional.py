@@ -23,7 +23,6 @@ from tractable.cli import main
 from tractable.data import load_dataset
 from tractable.evaluation import evaluate_bpd
 from tractable.models.autoregressive import AutoregressiveModel
-from tractable.training import load_split
 from tractable.viz import display_scale, grid_layout, tiles_of
 
 # Tiny networks of each family (a few seconds to train 3 steps on one thread).
@@ -239,7 +238,8 @@ def test_options_are_saved_and_reloaded(options_run, capsys):
     assert {k: info["config"][k] for k in expected} == expected
     # The reloaded EMA model is the very function the trainer evaluated at its last step.
     run_cfg = json.loads((run / "run.json").read_text())["train"]
-    test = load_split("mnist-mini", "test", run_cfg["limit_test"], run_cfg["seed"])
+    test = load_dataset("mnist-mini", "test", limit=run_cfg["limit_test"],
+                        seed=run_cfg["seed"])
     summary = json.loads((run / "summary.json").read_text())
     # (the trainer evaluated at its own batch size and memory layout: rounding differs)
     assert evaluate_bpd(model, test, batch_size=16).bits_per_dim == pytest.approx(

@@ -14,7 +14,7 @@ from tractable.demo import main
 def test_demo_trains_evaluates_samples_and_continues(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["--out", str(out), "--steps", "3", "--batch-size", "4", "--eval-every", "3",
-            "--per-class", "2"]
+            "--per-class", "2", "--limit-test", "100"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     bpd = float(re.search(r"test bits/dim .*: (\d+\.\d+)", printed).group(1))
@@ -22,6 +22,7 @@ def test_demo_trains_evaluates_samples_and_continues(tmp_path, capsys):
     assert summary["step"] == 3
     # The printed number is the model folder's exact test bits/dim, not the training loss.
     assert abs(bpd - summary["last_test_bpd"]) < 1e-3
+    assert "(EMA weights, 100 test digits)" in printed
     assert 0.5 < bpd < 8.0
     for name in ["samples.png", "samples.gif", "bpd.png", "model/config.json"]:
         assert (out / name).is_file(), name

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tractable.data import load_dataset
 from tractable.nn.shifted import DownRightShiftedConvTranspose2d, DownShiftedConv2d
 from tractable.nn.weight_norm import NIN
-from tractable.training import TrainConfig, Trainer, load_split, make_model
+from tractable.training import TrainConfig, Trainer, make_model
 
 TINY = {"nr_resnet": 1, "nr_filters": 8, "nr_logistic_mix": 2, "dropout": 0.5}
 
@@ -30,7 +31,7 @@ def test_weight_is_g_times_unit_direction_and_gain_scales_it(layer):
 
 
 def test_fused_adam_is_the_default_and_updates_like_the_plain_one():
-    train = load_split("mnist-mini", "train", 16)
+    train = load_dataset("mnist-mini", "train", limit=16)
     for fused in (True, False):
         model = make_model("pixelcnn++", train, 0, overrides=TINY)
         cfg = TrainConfig(batch_size=8, max_steps=1, samples_per_eval=0, progress=False,
@@ -79,7 +80,7 @@ def test_channels_last_is_the_pixelcnn_default_and_flags_override_it():
     assert "channels_last" not in train_config_values(parse(base))
     assert train_config_values(parse([*base, "--channels-last"]))["channels_last"] is True
     assert train_config_values(parse([*base, "--no-channels-last"]))["channels_last"] is False
-    train = load_split("mnist-mini", "train", 16)
+    train = load_dataset("mnist-mini", "train", limit=16)
     for setting, expected in ((None, True), (False, False)):
         model = make_model("pixelcnn++", train, 0, overrides=TINY)
         cfg = TrainConfig(batch_size=8, max_steps=1, samples_per_eval=0, progress=False,
@@ -92,7 +93,7 @@ def test_channels_last_is_the_pixelcnn_default_and_flags_override_it():
 
 def test_resume_with_channels_last_and_fused_adam_equals_the_uninterrupted_run(tmp_path):
     """The new defaults (channels_last, fused Adam) keep resume == uninterrupted."""
-    train = load_split("mnist-mini", "train", 64)
+    train = load_dataset("mnist-mini", "train", limit=64)
 
     def run(steps: int, out, resume: bool = False) -> dict[str, torch.Tensor]:
         model = make_model("pixelcnn++", train, 0, overrides=TINY)
@@ -138,7 +139,7 @@ def test_long_pixelcnn_runs_compile_by_default_and_flags_decide_outright(monkeyp
     from tractable.models import Glow, GlowConfig
     from tractable.training import compilation
 
-    train = load_split("mnist-mini", "train", 16)
+    train = load_dataset("mnist-mini", "train", limit=16)
     model = make_model("pixelcnn++", train, 0, overrides=TINY)
     cpu = torch.device("cpu")
     after = model.compile_after_steps(cpu)
@@ -164,7 +165,7 @@ def test_the_pixelcnn_loss_traces_as_one_graph_that_computes_the_eager_values():
     """No graph break (so compiling fuses the whole step), and the traced form (the plain
     concat_elu) gives the eager loss and gradients; `aot_eager` runs the traced graph
     without building C++ kernels."""
-    train = load_split("mnist-mini", "train", 8)
+    train = load_dataset("mnist-mini", "train", limit=8)
     x = train.images[:8]
     with_dropout = make_model("pixelcnn++", train, 0, overrides=TINY).train()
     explained = torch._dynamo.explain(with_dropout.loss)(x)
@@ -185,7 +186,7 @@ def test_the_pixelcnn_loss_traces_as_one_graph_that_computes_the_eager_values():
 def test_channels_last_gradients_have_their_parameters_strides():
     """DDP copies each gradient into a bucket view with its parameter's strides; they must
     agree (also for 1×1 kernels, whose matmul gradients come back NCHW-strided)."""
-    train = load_split("mnist-mini", "train", 16)
+    train = load_dataset("mnist-mini", "train", limit=16)
     model = make_model("pixelcnn++", train, 0, overrides=TINY)
     cfg = TrainConfig(batch_size=8, max_steps=1, samples_per_eval=0, progress=False,
                       quiet=True, device="cpu", compile=False)

@@ -8,6 +8,7 @@ is not an edge (Python imports the parents of a module before the module anyway)
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,7 @@ def _imported_names(module: str, is_package: bool, node: ast.AST) -> list[str]:
     return []
 
 
+@functools.cache  # parsed once for every floor checked below
 def import_graph(root: Path = SRC) -> dict[str, set[str]]:
     """module -> the tractable modules it imports (a name imported from a module is an
     edge to that module, or to the submodule of that name if there is one)."""

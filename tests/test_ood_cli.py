@@ -14,8 +14,8 @@ from PIL import Image
 
 from tractable.cli import build_parser
 from tractable.cli import main as cli_main
-from tractable.cli.ood import heldout_train_images, load_images, subset_rows
 from tractable.data import load_dataset
+from tractable.data.subsets import heldout_train_images, subset_rows
 from tractable.evaluation.metrics import auprc, auroc, fpr_at_tpr
 from tractable.models import load
 from tractable.viz import ColorBar, grid_layout
@@ -128,9 +128,15 @@ def test_subset_rows_name_the_rows_of_the_subset(shared_data):
     ds = load_dataset("mnist", "test", root=str(shared_data / "mnist"))
     rows = subset_rows(len(ds), 50, seed=3)
     assert torch.equal(ds.images[rows], ds.subset(50, seed=3).images)
-    sub, index = load_images("mnist", "test", {"root": str(shared_data / "mnist")}, 50, 3)
-    np.testing.assert_array_equal(index, rows.numpy())
+    sub = load_dataset("mnist", "test", root=str(shared_data / "mnist"), limit=50, seed=3)
+    assert torch.equal(sub.split_rows, rows)
     assert torch.equal(sub.images, ds.images[rows])
+    assert torch.equal(sub.labels, ds.labels[rows])
+    # A subset of a subset still names rows of the split.
+    inner = sub.subset(7, seed=1)
+    assert torch.equal(inner.images, ds.images[inner.split_rows])
+    assert torch.equal(load_dataset("mnist", "test", root=str(shared_data / "mnist"),
+                                    limit=10**6).split_rows, torch.arange(len(ds)))
 
 
 def test_mutation_rate_is_a_recorded_training_setting(runs):

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from tractable.config import TrainingDefaults
+from tractable.data import load_dataset
 from tractable.errors import ConfigError, TrainingError
-from tractable.training import TrainConfig, Trainer, load_split, make_model
+from tractable.training import TrainConfig, Trainer, make_model
 from tractable.training import trainer as trainer_module
 from tractable.training.batches import BatchStream
 from tractable.training.checkpoint import load_state
@@ -33,7 +34,7 @@ TIMING = ("elapsed_s", "img_per_s")
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_split("mnist-mini", "train", 64)
+    return load_dataset("mnist-mini", "train", limit=64)
 
 
 def config(**kw) -> TrainConfig:

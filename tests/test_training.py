@@ -17,7 +17,7 @@ from tractable.data import load_dataset
 from tractable.errors import CheckpointError, ConfigError, DataError, TrainingError
 from tractable.evaluation import evaluate_bpd
 from tractable.models import PixelCNNPlusPlus
-from tractable.training import TrainConfig, Trainer, load_split, make_model
+from tractable.training import TrainConfig, Trainer, make_model
 from tractable.training.batches import BatchStream, augmentation
 from tractable.training.callbacks import Evaluation, Periodic
 from tractable.training.checkpoint import load_state
@@ -30,7 +30,8 @@ TINY = {"nr_resnet": 1, "nr_filters": 8, "nr_logistic_mix": 2, "dropout": 0.0}
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_split("mnist-mini", "train", 64), load_split("mnist-mini", "test", 24)
+    return (load_dataset("mnist-mini", "train", limit=64),
+            load_dataset("mnist-mini", "test", limit=24))
 
 
 def tiny_model(train_set, seed=0, **over):

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
+from tractable.data import load_dataset
 from tractable.evaluation import evaluate_bpd
 from tractable.models import load
-from tractable.training import TrainConfig, load_split, resume, train
+from tractable.training import TrainConfig, resume, train
 from tractable.training.checkpoint import MODEL_DIR, STATE_NAME
 from tractable.training.pictures import draw_samples
 from tractable.viz import save_grid
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="default: the paper's 1e-3")
     parser.add_argument("--eval-every", type=int, default=400)
     parser.add_argument("--per-class", type=int, default=8, help="samples per digit class")
+    parser.add_argument("--limit-test", type=int, default=None, metavar="IMAGES",
+                        help="evaluate on a fixed random subset of the test digits "
+                        "(default: all 1,000)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -54,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(data="mnist-mini", out=str(out), batch_size=args.batch_size,
                              lr=args.lr, max_steps=args.steps, eval_every=args.eval_every,
                              log_every=50, checkpoint_every=400, samples_per_eval=20,
-                             sampler="cached", seed=args.seed)
+                             sampler="cached", seed=args.seed, limit_test=args.limit_test)
         train("pixelcnn++", config, preset="small", conditional=True)
     t_train = time.perf_counter() - t0
 
     model = load(out / MODEL_DIR)
-    test = load_split("mnist-mini", "test")
+    test = load_dataset("mnist-mini", "test", limit=args.limit_test, seed=args.seed)
     result = evaluate_bpd(model, test, batch_size=100)
     k = model.config.num_classes
     y = torch.arange(k).repeat_interleave(args.per_class)
@@ -68,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
               row_labels=[f"digit {name}" for name in model.config.class_names],
               title=f"class-conditional samples, test {result.bits_per_dim:.3f} bits/dim")
 
-    print(f"\ntest bits/dim (EMA weights, all {result.num_images} test digits): "
+    every = "all " if args.limit_test is None else ""
+    print(f"\ntest bits/dim (EMA weights, {every}{result.num_images} test digits): "
           f"{result.bits_per_dim:.4f}")
     print(f"samples, one row per digit 0-9:  {out / 'samples.png'}")
     print(f"samples over training (GIF):     {out / 'samples.gif'}")

@@ -22,8 +22,6 @@ import typing
 from typing import TYPE_CHECKING, Any
 
 # Re-exported for older callers; the helpers live in the data layer.
-from tractable.data.subsets import load_images as load_images
-from tractable.data.subsets import subset_rows as subset_rows
 from tractable.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -91,7 +91,7 @@ def model_ref(spec: str) -> str:
 def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None, list[str]]:
     """(images, labels, names) from the image arguments or --data."""
     from tractable.cli.images import image_files, read_image
-    from tractable.data.subsets import load_images
+    from tractable.data import load_dataset
 
     cfg = model.config
     shape = tuple(int(v) for v in cfg.image_shape)
@@ -100,7 +100,8 @@ def _inputs(args: argparse.Namespace, model: Any) -> tuple[Tensor, Tensor | None
     if args.data:
         if args.class_spec is not None:
             raise ConfigError("--class is for image files; --data images carry their labels")
-        ds, _ = load_images(args.data, args.split, data_options(args), args.limit, args.seed)
+        ds = load_dataset(args.data, args.split, limit=args.limit, seed=args.seed,
+                          **data_options(args))
         if tuple(ds.images.shape[1:]) != shape:
             raise DataError(f"{args.data} images are {list(ds.images.shape[1:])}; the model "
                             f"takes {list(shape)} (see --size / --channels)")

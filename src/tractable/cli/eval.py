@@ -16,7 +16,7 @@ from tractable.cli.common import (
     open_model,
     weights_and_device_args,
 )
-from tractable.data.subsets import load_images
+from tractable.data import load_dataset
 from tractable.errors import ConfigError, NumericalError
 
 
@@ -54,7 +54,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, folder = open_model(args)
     model_dir = folder.model_dir
     data, opts = dataset_for(args, folder)
-    ds, _ = load_images(data, args.split, opts, args.limit, args.seed)
+    ds = load_dataset(data, args.split, limit=args.limit, seed=args.seed, **opts)
     res = evaluate_bpd(model, ds, batch_size=args.batch_size, precision=args.precision,
                        progress=args.progress and sys.stderr.isatty())
     if not math.isfinite(res.bits_per_dim):

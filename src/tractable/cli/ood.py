@@ -29,9 +29,8 @@ from tractable.cli.common import (
     open_model,
     weights_and_device_args,
 )
-from tractable.data import ImageDataset
-from tractable.data.subsets import heldout_train_images, load_images
-from tractable.data.subsets import subset_rows as subset_rows  # re-exported
+from tractable.data import ImageDataset, load_dataset
+from tractable.data.subsets import heldout_train_images
 from tractable.errors import ConfigError
 
 
@@ -120,8 +119,9 @@ def cmd_score(args: argparse.Namespace) -> int:
                           "after the model to score them: tractable score MODEL my.png)")
     model, folder = open_model(args)
     data, opts = dataset_for(args, folder)
-    ds, rows = load_images(data, args.split, opts, args.limit, args.seed)
+    ds = load_dataset(data, args.split, limit=args.limit, seed=args.seed, **opts)
     s = score_dataset(model, ds, batch_size=args.batch_size, progress=_progress())
+    rows = ds.split_rows.numpy()
     atomic_write_text(args.out, scores_csv({
         "index": rows, "label": s.labels, "nll_nats": s.nll_nats,
         "bits_per_dim": s.bits_per_dim}))
@@ -268,8 +268,10 @@ def cmd_ood(args: argparse.Namespace) -> int:
     background = open_model(args, args.background)[0] if args.background else None
     ood_data = ood_dataset_name(args)
     in_opts, ood_opts = ood_set_options(args, "in_"), ood_set_options(args, "ood_")
-    ds_in, rows_in = load_images(args.in_data, args.in_split, in_opts, args.limit, args.seed)
-    ds_out, rows_out = load_images(ood_data, args.ood_split, ood_opts, args.limit, args.seed)
+    ds_in = load_dataset(args.in_data, args.in_split, limit=args.limit, seed=args.seed,
+                         **in_opts)
+    ds_out = load_dataset(ood_data, args.ood_split, limit=args.limit, seed=args.seed,
+                          **ood_opts)
     kw = {"background": background, "codecs": codecs, "batch_size": args.batch_size,
           "progress": _progress()}
     m_in, m_out = measure(model, ds_in, **kw), measure(model, ds_out, **kw)
@@ -299,17 +301,16 @@ def cmd_ood(args: argparse.Namespace) -> int:
     titles = {k: f"{k}   AUROC {m.auroc:.3f}" for k, m in report.metrics.items()}
     save_histograms({k: (report.scores_in[k], report.scores_out[k]) for k in report.metrics},
                     out / "histograms.png", labels=names, titles=titles)
-    _write_ood_scores(out / "scores.csv", report, (ds_in, rows_in), (ds_out, rows_out))
+    _write_ood_scores(out / "scores.csv", report, ds_in, ds_out)
     print(f"wrote {out / 'report.json'}, {out / 'histograms.png'}, {out / 'scores.csv'}")
     return 0
 
 
-def _write_ood_scores(path: Path, report: Any, set_in: tuple[ImageDataset, np.ndarray],
-                      set_out: tuple[ImageDataset, np.ndarray]) -> None:
-    (ds_in, rows_in), (ds_out, rows_out) = set_in, set_out
+def _write_ood_scores(path: Path, report: Any, ds_in: ImageDataset,
+                      ds_out: ImageDataset) -> None:
     cols: dict[str, Any] = {
         "set": ["in"] * len(ds_in) + ["out"] * len(ds_out),
-        "index": np.r_[rows_in, rows_out],
+        "index": np.r_[ds_in.split_rows.numpy(), ds_out.split_rows.numpy()],
         "label": np.r_[ds_in.labels.numpy(), ds_out.labels.numpy()],
     }
     for k in report.metrics:

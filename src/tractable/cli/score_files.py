@@ -31,11 +31,11 @@ def model_background(args: argparse.Namespace, folder: Folder) -> bool | None:
     """Whether the model's data is light on dark: `--invert` given, else from its dataset's
     test images when they load here (None when they do not: polarity left as it is)."""
     from tractable.cli.common import dataset_for
-    from tractable.data.subsets import load_images
+    from tractable.data import load_dataset
 
     try:
         name, options = dataset_for(args, folder)
-        ds, _ = load_images(name, "test", options, 256, 0)
+        ds = load_dataset(name, "test", limit=256, seed=0, **options)
     except TractableError:
         return None
     return dataset_background(ds.images)

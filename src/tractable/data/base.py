@@ -62,6 +62,12 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
         self.name = name
         self.pages = pages
         self.prepared_at: Path | None = None  # the prepared copy's folder, if mapped
+        self._split_rows: Tensor | None = None  # set by `subset`; None: the whole split
+
+    @property
+    def split_rows(self) -> Tensor:
+        """Which rows of its split these images are: a subset's rows, else `0..N-1`."""
+        return self._split_rows if self._split_rows is not None else torch.arange(len(self))
 
     @property
     def is_mapped(self) -> bool:
@@ -105,14 +111,18 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self.images[index], int(self.labels[index])
 
-    def subset(self, n: int, seed: int = 0) -> ImageDataset:
-        """A deterministic random subset of `n` images (same `seed` -> same subset)."""
-        if n >= len(self):
+    def subset(self, n: int | None, seed: int = 0) -> ImageDataset:
+        """A deterministic random subset of `n` images (same `seed` -> same subset), in the
+        split's order; `split_rows` says which rows they are. `None` or `n >= len`: all."""
+        if n is not None and n < 1:
+            raise DataError(f"{self.name}: a subset needs at least 1 image, got {n}")
+        if n is None or n >= len(self):
             return self
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self), generator=g)[:n].sort().values
         sub = ImageDataset(self.read_rows(idx), self.labels[idx], self.class_names, self.name)
         sub.split_note = self.split_note
+        sub._split_rows = self.split_rows[idx]
         return sub
 
     def __repr__(self) -> str:

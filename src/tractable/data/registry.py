@@ -132,9 +132,12 @@ def _load_folder(path: str, split: str, root: object = None, download: bool = Fa
 
 
 def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] | None = None,
-                 download: bool = False, prepared: bool | None = None,
+                 download: bool = False, prepared: bool | None = None, *,
+                 limit: int | None = None, seed: int = 0,
                  **options: object) -> ImageDataset:
-    """Load `split` ("train" or "test") of dataset `name` (see `known_datasets()`).
+    """Load `split` ("train" or "test") of dataset `name` (see `known_datasets()`), or its
+    fixed random subset of `limit` images (`ImageDataset.subset(limit, seed)`: the same
+    rows for the same seed, named by the subset's `split_rows`).
 
     `root`: folder with the official files (default: the cache); `download`: fetch missing
     files from the official mirrors first (`mirrors=[...]` or `$TRACTABLE_MIRROR` replace
@@ -142,6 +145,14 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] |
     `label_type="coarse"` (cifar100), `size=32` (folders), `progress=False`.
     `prepared`: memory-map the prepared copy (default: every dataset but `mnist-mini`).
     """
+    if limit is not None and limit < 1:
+        raise DataError(f"limit must be >= 1, got {limit}")
+    return _load_split(name, split, root, download, prepared, options).subset(limit, seed)
+
+
+def _load_split(name: str, split: str, root: str | os.PathLike[str] | None,
+                download: bool, prepared: bool | None, options: dict[str, object]
+                ) -> ImageDataset:
     loader = dataset_loader(name)
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
@@ -156,7 +167,7 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike[str] |
     if prepared is None:
         prepared = name not in IN_MEMORY_BY_DEFAULT
     if reshape and not prepared:
-        ds = load_dataset(name, split, root=root, download=download, prepared=False, **options)
+        ds = _load_split(name, split, root, download, False, options)
         return reshaped(ds, reshape.get("size"), reshape.get("channels"))  # type: ignore[arg-type]
     try:
         inspect.signature(loader).bind(split, root=root, download=download, **options)

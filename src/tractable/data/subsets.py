@@ -1,16 +1,15 @@
-"""Fixed random subsets of a dataset split, and the training images a run held out.
+"""The training images a run held out.
 
-A subset of `n` images is `ImageDataset.subset(n, seed)`: the same rows for the same seed,
-which is how training picks `limit_train` / `limit_test` and how every command's `--limit`
-picks its images. These helpers also say which rows of the split a subset holds, so that
-scores can name their images and an OOD evaluation can use only images a run never saw.
+A subset of `n` images is `ImageDataset.subset(n, seed)` (`load_dataset(..., limit=n,
+seed=seed)`): the same rows for the same seed, which is how training picks `limit_train` /
+`limit_test` and how every command's `--limit` picks its images. So the rows a run trained
+on can be recomputed, and an OOD evaluation can use only training images it never saw.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from tractable.data.base import ImageDataset
@@ -20,22 +19,8 @@ from tractable.errors import DataError
 
 def subset_rows(n: int, limit: int, seed: int) -> torch.Tensor:
     """The rows `ImageDataset.subset(limit, seed)` takes from a dataset of `n` images."""
-    # Tag each image with its row as label: the subset's labels are then its rows.
-    tagged = ImageDataset(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.arange(n))
-    return tagged.subset(limit, seed=seed).labels
-
-
-def load_images(name: str, split: str, options: dict[str, Any], limit: int | None,
-                seed: int) -> tuple[ImageDataset, np.ndarray]:
-    """A dataset split, or its fixed random subset of `limit` images, and the rows of the
-    split its images come from."""
-    if limit is not None and limit < 1:
-        raise DataError(f"--limit must be >= 1, got {limit}")
-    ds = load_dataset(name, split=split, **options)
-    if limit is None or limit >= len(ds):
-        return ds, np.arange(len(ds))
-    rows = subset_rows(len(ds), limit, seed)
-    return ImageDataset(ds.read_rows(rows), ds.labels[rows], ds.class_names, ds.name), rows.numpy()
+    blank = ImageDataset(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), None)
+    return blank.subset(limit, seed=seed).split_rows
 
 
 def heldout_train_images(name: str, options: dict[str, Any], run: dict[str, Any], count: int,

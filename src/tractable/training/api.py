@@ -34,16 +34,9 @@ _MODEL_INIT_SALT = 0x40DE1
 
 def load_split(name: str, split: str, limit: int | None = None, seed: int = 0,
                options: dict[str, Any] | None = None) -> Dataset:
-    """Dataset `name`'s `split`, optionally a fixed random subset of `limit` images.
-
-    `options` go to `load_dataset` (root, download, batches, size, ...).
-    """
-    ds = load_dataset(name, split=split, **(options or {}))
-    if limit is not None and limit < len(ds):
-        if not hasattr(ds, "subset"):
-            raise DataError(f"{name} does not support taking a subset (limit={limit})")
-        ds = ds.subset(limit, seed=seed)
-    return ds
+    """`load_dataset(name, split, limit=limit, seed=seed, **options)`, the name kept for
+    scripts written against earlier versions."""
+    return load_dataset(name, split, limit=limit, seed=seed, **(options or {}))
 
 
 def load_splits(config: TrainConfig, train_set: Dataset | None = None,
@@ -56,8 +49,10 @@ def load_splits(config: TrainConfig, train_set: Dataset | None = None,
     """
     if train_set is None:
         opts = config.data_options
-        return (load_split(config.data, "train", config.limit_train, config.seed, opts),
-                load_split(config.data, "test", config.limit_test, config.seed, opts))
+        return (load_dataset(config.data, "train", limit=config.limit_train, seed=config.seed,
+                             **opts),
+                load_dataset(config.data, "test", limit=config.limit_test, seed=config.seed,
+                             **opts))
     if config.data in known_datasets() or config.data.startswith(FOLDER_PREFIX):
         raise ConfigError(f"your own train_set needs its own name: TrainConfig(data=...) is "
                           f"{config.data!r}, which names a registered dataset")
