@@ -16,6 +16,7 @@ from tractable.cli import build_parser
 from tractable.cli import main as cli_main
 from tractable.data import load_dataset
 from tractable.data.subsets import heldout_train_images, subset_rows
+from tractable.errors import DataError
 from tractable.evaluation.metrics import auprc, auroc, fpr_at_tpr
 from tractable.models import load
 from tractable.viz import ColorBar, grid_layout
@@ -137,6 +138,8 @@ def test_subset_rows_name_the_rows_of_the_subset(shared_data):
     assert torch.equal(inner.images, ds.images[inner.split_rows])
     assert torch.equal(load_dataset("mnist", "test", root=str(shared_data / "mnist"),
                                     limit=10**6).split_rows, torch.arange(len(ds)))
+    with pytest.raises(DataError, match="limit must be >= 1, got 0"):
+        load_dataset("mnist", "test", root=str(shared_data / "mnist"), limit=0)
 
 
 def test_mutation_rate_is_a_recorded_training_setting(runs):

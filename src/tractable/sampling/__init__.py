@@ -12,9 +12,10 @@ autoregressive form builds its cached network from `tractable.sampling.planes`.
 * "naive": one full forward pass per pixel (`tractable.sampling.naive`), the reference.
   Both give the same samples from the same generator (exactly in float64).
 * "prior": latents drawn from a flow's prior and decoded (`tractable.sampling.prior`).
-* "flow-cached" / "flow-naive": autoregressive flows (TarFlow) inverted patch by patch,
-  with key/value caches or by recomputation (`tractable.sampling.flow`; its `sample_flow`
-  adds denoising and guidance).
+
+A family may bring its own sampler, registered when the family is imported: TarFlow's
+"flow-cached" / "flow-naive" invert its blocks patch by patch, with key/value caches or by
+recomputation (`tractable.sampling.flow`; its `sample_flow` adds denoising and guidance).
 
 Every sampler has one signature, `(model, n, *, y, temperature, generator, callback)`
 (`callback` hears a `Progress(step, total, unit)` as the draw advances:
@@ -28,12 +29,11 @@ reproducible samples.
 
 from __future__ import annotations
 
-from tractable.sampling import cached, flow, naive, prior  # noqa: F401  (registers the samplers)
+from tractable.sampling import cached, naive, prior  # noqa: F401  (registers the samplers)
 from tractable.sampling.naive import sample_naive
 from tractable.sampling.prefix import Prefix, make_prefix, raster_prefix_length
 from tractable.sampling.progress import Callback, Progress
 from tractable.sampling.protocol import (
-    AutoregressiveFlowSampleable,
     AutoregressiveSampleable,
     CachedNetwork,
     LatentSampleable,
@@ -50,7 +50,7 @@ from tractable.sampling.registry import (
 )
 
 __all__ = [
-    "SAMPLERS", "AutoregressiveFlowSampleable", "AutoregressiveSampleable", "CachedNetwork",
+    "SAMPLERS", "AutoregressiveSampleable", "CachedNetwork",
     "Callback", "LatentSampleable", "Prefix", "Progress", "make_prefix", "raster_prefix_length",
     "SampleableModel", "check_sample_args", "get_sampler", "register_sampler",
     "sample_naive", "sample_with", "sampler_help", "sampler_names", "samplers_for",

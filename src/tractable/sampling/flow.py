@@ -28,16 +28,58 @@ float64). This module sees models only through `AutoregressiveFlowSampleable`.
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from tractable.errors import TractableError
 from tractable.sampling.progress import Callback, report
-from tractable.sampling.protocol import AutoregressiveFlowSampleable, FlowStepper
+from tractable.sampling.protocol import SampleableModel
 from tractable.sampling.registry import check_sample_args, register_sampler
 
 Params = tuple[Tensor, Tensor]
+
+
+class FlowStepper(Protocol):
+    """One autoregressive flow block run position by position (keys/values cached).
+
+        params_at(i) -> (mu, alpha)  shift and log-scale `[B, D]` of patch i, once
+                                     patches 0..i-1 were observed
+        observe(i, patch)            patch i `[B, D]` of the block's input
+    """
+
+    def params_at(self, i: int) -> tuple[Tensor, Tensor]: ...
+    def observe(self, i: int, patch: Tensor) -> None: ...
+
+
+@runtime_checkable
+class AutoregressiveFlowSampleable(SampleableModel, Protocol):
+    """A flow of `flow_blocks` blocks over a patch sequence `[B, N, D]`; block t maps its
+    input x to z_i = (x_i - mu_i) * exp(-alpha_i) in its own patch order, with (mu_i,
+    alpha_i) depending on x_<i only. `drop_class` asks for the "no class" conditioning and
+    `attention_temperature` for the softened attention that guidance contrasts with.
+    """
+
+    @property
+    def flow_blocks(self) -> int: ...
+    @property
+    def conditional(self) -> bool: ...
+    def prior_sequence(self, n: int, temperature: float,
+                       generator: torch.Generator | None) -> Tensor: ...
+    def to_block_order(self, t: int, seq: Tensor) -> Tensor: ...
+    def from_block_order(self, t: int, seq: Tensor) -> Tensor: ...
+    def block_params(self, t: int, seq: Tensor, y: Tensor | None, *, drop_class: bool = False,
+                     attention_temperature: float = 1.0) -> tuple[Tensor, Tensor]: ...
+    def block_stepper(self, t: int, batch: int, y: Tensor | None, *, drop_class: bool = False,
+                      attention_temperature: float = 1.0) -> FlowStepper: ...
+    def bound_log_scale(self, alpha: Tensor) -> Tensor: ...
+    def sequence_to_continuous(self, seq: Tensor) -> Tensor: ...
+    def denoise(self, x_c: Tensor, y: Tensor | None) -> Tensor: ...
+    def continuous_to_uint8(self, x_c: Tensor) -> Tensor: ...
+    @property
+    def trained_with_noise(self) -> bool: ...
+
 
 
 def _streams(model: AutoregressiveFlowSampleable, guidance: float,

@@ -11,10 +11,10 @@ sampled, which is also how the tests drive a sampler with a hand-made model.
 * `AutoregressiveSampleable`: raster-order models drawn pixel by pixel (`naive`, `cached`);
 * `CachedNetwork`: the incremental form of an autoregressive network, which a family
   returns from `cached_network(batch, y)` (Ramachandran et al., 2017);
-* `LatentSampleable`: models drawn by decoding latents from their prior (Glow);
-* `AutoregressiveFlowSampleable`: flows of autoregressive blocks inverted patch by patch
-  (TarFlow), each block either recomputed in full per patch or run incrementally through a
-  `FlowStepper` (its key/value-cached form).
+* `LatentSampleable`: models drawn by decoding latents from their prior (Glow).
+
+A sampler a family brings along declares what it needs beside itself (TarFlow's
+`AutoregressiveFlowSampleable` in `tractable.sampling.flow`).
 """
 
 from __future__ import annotations
@@ -99,43 +99,3 @@ class LatentSampleable(SampleableModel, Protocol):
     def prior_latents(self, n: int, y: Tensor | None, temperature: float,
                       generator: torch.Generator | None) -> list[Tensor]: ...
     def decode(self, latents: Sequence[Tensor], y: Tensor | None = None) -> Tensor: ...
-
-
-class FlowStepper(Protocol):
-    """One autoregressive flow block run position by position (keys/values cached).
-
-        params_at(i) -> (mu, alpha)  shift and log-scale `[B, D]` of patch i, once
-                                     patches 0..i-1 were observed
-        observe(i, patch)            patch i `[B, D]` of the block's input
-    """
-
-    def params_at(self, i: int) -> tuple[Tensor, Tensor]: ...
-    def observe(self, i: int, patch: Tensor) -> None: ...
-
-
-@runtime_checkable
-class AutoregressiveFlowSampleable(SampleableModel, Protocol):
-    """A flow of `flow_blocks` blocks over a patch sequence `[B, N, D]`; block t maps its
-    input x to z_i = (x_i - mu_i) * exp(-alpha_i) in its own patch order, with (mu_i,
-    alpha_i) depending on x_<i only. `drop_class` asks for the "no class" conditioning and
-    `attention_temperature` for the softened attention that guidance contrasts with.
-    """
-
-    @property
-    def flow_blocks(self) -> int: ...
-    @property
-    def conditional(self) -> bool: ...
-    def prior_sequence(self, n: int, temperature: float,
-                       generator: torch.Generator | None) -> Tensor: ...
-    def to_block_order(self, t: int, seq: Tensor) -> Tensor: ...
-    def from_block_order(self, t: int, seq: Tensor) -> Tensor: ...
-    def block_params(self, t: int, seq: Tensor, y: Tensor | None, *, drop_class: bool = False,
-                     attention_temperature: float = 1.0) -> tuple[Tensor, Tensor]: ...
-    def block_stepper(self, t: int, batch: int, y: Tensor | None, *, drop_class: bool = False,
-                      attention_temperature: float = 1.0) -> FlowStepper: ...
-    def bound_log_scale(self, alpha: Tensor) -> Tensor: ...
-    def sequence_to_continuous(self, seq: Tensor) -> Tensor: ...
-    def denoise(self, x_c: Tensor, y: Tensor | None) -> Tensor: ...
-    def continuous_to_uint8(self, x_c: Tensor) -> Tensor: ...
-    @property
-    def trained_with_noise(self) -> bool: ...
