@@ -483,7 +483,7 @@ def test_sigterm_from_outside_checkpoints_a_cli_run(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     argv = [sys.executable, "-m", "tractable.cli", "train", "--out", str(tmp_path / "r"),
             *TINY_FLAGS, "--max-steps", "100000", "--checkpoint-every", "100000",
-            "--log-every", "1"]
+            "--log-every", "1", "--no-compile"]  # a long run compiles by default: not the point
     argv.remove("--quiet")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
