@@ -21,7 +21,6 @@ import sys
 import typing
 from typing import TYPE_CHECKING, Any
 
-# Re-exported for older callers; the helpers live in the data layer.
 from tractable.errors import ConfigError
 
 if TYPE_CHECKING:
