@@ -32,3 +32,12 @@ def test_demo_trains_evaluates_samples_and_continues(tmp_path, capsys):
     assert main([*args[:2], "--steps", "5", *args[4:]]) == 0
     assert "continuing the run" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["step"] == 5
+
+
+def test_bad_demo_settings_fail_in_one_line_with_exit_2(tmp_path, capsys):
+    for bad, problem in ((["--steps", "0"], "max_steps must be >= 1"),
+                         (["--limit-test", "0"], "limit must be >= 1")):
+        assert main(["--out", str(tmp_path / "demo"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert problem in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1

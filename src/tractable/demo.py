@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from tractable.cli.failures import run_guarded
 from tractable.data import load_dataset
 from tractable.evaluation import evaluate_bpd
 from tractable.models import load
@@ -44,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate on a fixed random subset of the test digits "
                         "(default: all 1,000)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return run_guarded(run_demo, parser.parse_args(argv))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Train (or continue), evaluate and sample; bad settings fail in one line (`main`)."""
     out = Path(args.out)
     t0 = time.perf_counter()
 
