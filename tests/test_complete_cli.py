@@ -60,6 +60,7 @@ def test_grid_of_originals_occluded_inputs_and_completions(run, tmp_path, capsys
     (["--image", "3", "--rows", "29"], "rows to keep"),
     (["--image", "nope.png", "--rows", "3"], "neither an image file nor a dataset index"),
     (["--image", "3", "--rows", "3", "-n", "0"], "-n must be"),
+    (["--image", "3", "--rows", "3", "--class", "all"], "--class all draws a row per class"),
 ])
 def test_bad_input_is_a_one_line_error(run, argv, message, capsys):
     assert main(["complete", str(run), *argv]) == 2

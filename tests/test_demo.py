@@ -41,3 +41,19 @@ def test_bad_demo_settings_fail_in_one_line_with_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert problem in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_a_stopped_demo_exits_like_a_stopped_command(tmp_path, capsys, monkeypatch):
+    """SIGTERM during the demo's training: the trainer's own exit status (128 + 15) and one
+    line, not the bad-input status 2."""
+    import tractable.demo as demo
+    from tractable.training import TrainingInterrupted
+
+    def stopped(*args, **kwargs):
+        raise TrainingInterrupted("SIGTERM: interrupted; continue with --resume",
+                                  exit_status=143)
+
+    monkeypatch.setattr(demo, "train", stopped)
+    assert main(["--out", str(tmp_path / "demo"), "--steps", "3"]) == 143
+    err = capsys.readouterr().err
+    assert err.strip() == "tractable: SIGTERM: interrupted; continue with --resume"

@@ -12,8 +12,11 @@ class TractableError(Exception):
     """Base class of every error whose message is meant for the user.
 
     `command_line`: the same message worded for `tractable ...` (flags such as `--root`
-    instead of Python's `root=`), which the command line prints instead.
+    instead of Python's `root=`), which the command line prints instead. `exit_status`: what
+    the command line exits with (2: bad input; a stop asked for by a signal sets 128 + n).
     """
+
+    exit_status: int = 2
 
     def __init__(self, *args: object, command_line: str | None = None) -> None:
         super().__init__(*args)

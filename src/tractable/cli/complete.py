@@ -60,6 +60,9 @@ def labels_for(model: Any, args: argparse.Namespace, found: list[int | None]) ->
 
     cfg = model.config
     if args.class_spec is not None:
+        if args.class_spec.strip() == "all":
+            raise ConfigError("--class all draws a row per class, which completion has no "
+                              "room for: give one class or a blend (3, cat, 4:0.5,9:0.5)")
         y, _, _ = parse_class_spec(args.class_spec, len(found), cfg.num_classes,
                                    list(cfg.class_names))
         names = class_labels(cfg)

@@ -48,6 +48,9 @@ def run_guarded(func: Callable[[argparse.Namespace], int | None],
     try:
         return int(func(args) or 0)
     except TractableError as e:
+        if e.exit_status != EXIT_BAD_INPUT:  # a stop that was asked for, not a failure
+            print(f"tractable: {e.for_command_line()}", file=sys.stderr)
+            return e.exit_status
         return _fail(e.for_command_line())
     except KeyboardInterrupt:
         print("\ntractable: interrupted", file=sys.stderr)

@@ -139,29 +139,25 @@ def train_config_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tractable.training import TrainingInterrupted, resume, train
+    from tractable.training import resume, train
 
     values = train_config_values(args)
-    try:
-        if args.resume:
-            if args.model is not None or model_overrides(args) or args.preset:
-                print("resume: model settings come from the run; --model/--preset/model "
-                      "flags are ignored", file=sys.stderr)
-            summary = resume(args.out, changes=values)
-        else:
-            if not args.model:
-                raise ConfigError(f"--model is required for a new run (one of "
-                                  f"{', '.join(known_families())})")
-            overrides = model_overrides(args)
-            if args.recipe:
-                values, overrides = _with_recipe(args, values, overrides)
-            config = TrainConfig(**values)
-            summary = train(args.model, config, preset=args.preset,
-                            overrides=overrides, conditional=bool(args.conditional),
-                            overwrite=args.overwrite)
-    except TrainingInterrupted as e:
-        print(f"tractable: {e}", file=sys.stderr)
-        return e.exit_status
+    if args.resume:
+        if args.model is not None or model_overrides(args) or args.preset:
+            print("resume: model settings come from the run; --model/--preset/model "
+                  "flags are ignored", file=sys.stderr)
+        summary = resume(args.out, changes=values)
+    else:
+        if not args.model:
+            raise ConfigError(f"--model is required for a new run (one of "
+                              f"{', '.join(known_families())})")
+        overrides = model_overrides(args)
+        if args.recipe:
+            values, overrides = _with_recipe(args, values, overrides)
+        config = TrainConfig(**values)
+        summary = train(args.model, config, preset=args.preset,
+                        overrides=overrides, conditional=bool(args.conditional),
+                        overwrite=args.overwrite)
     if summary.get("rank", 0) != 0:
         return 0
     best = summary["best_test_bpd"]
