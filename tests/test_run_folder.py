@@ -240,3 +240,21 @@ def test_an_absurdly_large_config_is_refused_with_a_memory_estimate(tmp_path):
     path.write_text(json.dumps(payload))
     with pytest.raises(ConfigError, match="dropout must be a number"):
         tractable.load(tmp_path)
+
+
+def test_a_name_the_folders_manifest_does_not_list_is_the_users(tmp_path):
+    """--overwrite deletes only the names the folder's own manifest lists: a file under a
+    name a later tractable writes, in a folder an earlier one wrote, is the user's."""
+    from tractable.run_folder import MANIFEST_NAME, prepare_new_run
+
+    (tmp_path / "state.pt").write_bytes(b"an earlier run's checkpoint")
+    (tmp_path / "bpd.png").write_text("my own plot")
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"format_version": 1,
+                                                      "files": ["state.pt"]}))
+    with pytest.raises(ConfigError, match=r"did not write under names a run writes \(bpd.png\)"):
+        prepare_new_run(tmp_path, overwrite=True)
+    assert (tmp_path / "bpd.png").read_text() == "my own plot"
+    (tmp_path / "bpd.png").rename(tmp_path / "notes.txt")
+    assert prepare_new_run(tmp_path, overwrite=True) == ["state.pt"]
+    assert (tmp_path / "notes.txt").read_text() == "my own plot"
+    assert not (tmp_path / "state.pt").exists()

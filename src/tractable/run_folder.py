@@ -36,7 +36,7 @@ import fnmatch
 import os
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,16 +298,18 @@ MANIFEST_NAME = ".tractable-files"
 GENERATED = (f"{SAMPLES_DIR}/step_*.png", "tensorboard/events.out.tfevents.*")
 _BOOKKEEPING = {LOCK_NAME, MANIFEST_NAME, f".{GOOD_NAME}.link"}
 _RUN_DIRS = {MODEL_DIR, SAMPLES_DIR, "tensorboard"}
+_WRITTEN = tuple(sorted([*RUN_FILES, *(f"{MODEL_DIR}/{n}" for n in MODEL_FILES), *GENERATED]))
 
 
 def written_names() -> list[str]:
     """Paths (relative, POSIX) and patterns of every file a run writes."""
-    return sorted([*RUN_FILES, *(f"{MODEL_DIR}/{n}" for n in MODEL_FILES), *GENERATED])
+    return list(_WRITTEN)
 
 
-def is_run_file(relative: str) -> bool:
-    """Whether the relative path `relative` is a name a run writes."""
-    return any(fnmatch.fnmatchcase(relative, p) for p in written_names())
+def is_run_file(relative: str, names: Sequence[str] | None = None) -> bool:
+    """Whether the relative path `relative` is one of `names` (paths and patterns; default:
+    the names a run of this tractable writes)."""
+    return any(fnmatch.fnmatchcase(relative, p) for p in (_WRITTEN if names is None else names))
 
 
 def files_in(run_dir: Path) -> list[str]:
@@ -329,16 +331,31 @@ def files_in(run_dir: Path) -> list[str]:
 
 
 def tractable_files(run_dir: Path, present: list[str]) -> set[str]:
-    """Which of the files `present` in `run_dir` an earlier run wrote: those of a run's
-    names in a folder with a manifest, or (written before manifests) a tractable run.json."""
-    if not (run_dir / MANIFEST_NAME).is_file():
+    """Which of the files `present` in `run_dir` an earlier run wrote: in a folder with a
+    manifest, those of the names it lists (a name a later tractable added is the user's
+    there); in one written before manifests, a run's names if its run.json is tractable's."""
+    if (run_dir / MANIFEST_NAME).is_file():
+        names = _manifest_names(run_dir)
+    else:
         try:
             run = read_json(run_dir / RUN_NAME)
         except CheckpointError:
             return set()
         if not (isinstance(run.get("family"), str) and isinstance(run.get("train"), dict)):
             return set()
-    return {rel for rel in present if is_run_file(rel)}
+        names = _WRITTEN
+    return {rel for rel in present if is_run_file(rel, names)}
+
+
+def _manifest_names(run_dir: Path) -> Sequence[str]:
+    """The names the folder's manifest lists (today's if it lists none or is unreadable)."""
+    try:
+        files = read_json(run_dir / MANIFEST_NAME).get("files")
+    except CheckpointError:
+        return _WRITTEN
+    if not isinstance(files, list) or not all(isinstance(n, str) for n in files):
+        return _WRITTEN
+    return files
 
 
 def prepare_new_run(run_dir: Path, overwrite: bool) -> list[str]:
@@ -347,7 +364,7 @@ def prepare_new_run(run_dir: Path, overwrite: bool) -> list[str]:
 
     A new run records in `.tractable-files` (its manifest) that it writes the names of
     `written_names()`; it starts only where none of them is someone else's file, so in a
-    folder with a manifest every file of those names is tractable's. Missing or empty
+    folder with a manifest every file of the names it lists is tractable's. Missing or empty
     (bookkeeping aside): start. Holding only the files of a run that saved neither a
     checkpoint nor weights (its first checkpoint failed on a full disk, say): they are
     replaced, since nothing in them can be resumed or used. A checkpoint, weights or any
