@@ -33,7 +33,7 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from tractable._io import atomic_write_json, read_json_file
 from tractable.errors import ConfigError
@@ -101,8 +101,19 @@ class JsonConfig:
     turns JSON lists back into tuples where a field is a tuple, and runs `validate`.
     """
 
+    # whether a field's error names the class ("GlowConfig.K must be ...") or the field only
+    NAME_CLASS_IN_ERRORS: ClassVar[bool] = True
+
     def validate(self) -> None:
-        """Raise `ConfigError` if fields are inconsistent. Subclasses extend this."""
+        """Raise `ConfigError` if a field is out of its type or declared range (`setting`:
+        non-finite numbers included), for values set in code or on the command line as for
+        JSON ones. Subclasses extend this with checks across fields, calling it first."""
+        owner = type(self).__name__ if self.NAME_CLASS_IN_ERRORS else ""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            check_field_value(owner, f, hints[f.name],
+                              list(value) if isinstance(value, tuple) else value, note="")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
@@ -136,21 +147,12 @@ class ModelConfig(JsonConfig):
     class_names: list[str] = setting(default_factory=list, help="a name per class")
 
     def validate(self) -> None:
-        """Raise `ConfigError` if a field is out of its type or declared range (`setting`:
-        non-finite numbers included) or fields are inconsistent. Subclasses extend this."""
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            check_field_value(type(self).__name__, f, hints[f.name],
-                              list(value) if isinstance(value, tuple) else value, note="")
-        c, h, w = self.image_shape
+        """Raise `ConfigError` if a field is out of its range or fields are inconsistent."""
+        super().validate()
+        c = self.image_shape[0]
         if c > MAX_CHANNELS:
             raise ConfigError(f"image_shape has {c} channels; at most {MAX_CHANNELS} are "
                               "supported")
-        if c < 1 or h < 1 or w < 1:
-            raise ConfigError(f"image_shape must be positive (C, H, W), got {self.image_shape}")
-        if self.num_classes < 0:
-            raise ConfigError(f"num_classes must be >= 0, got {self.num_classes}")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ConfigError(
                 f"{len(self.class_names)} class_names given for num_classes={self.num_classes}"

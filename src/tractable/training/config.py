@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from tractable.config import JsonConfig, TrainingDefaults, check_field_value, setting
+from tractable.config import JsonConfig, TrainingDefaults, setting
 from tractable.errors import ConfigError
 from tractable.limits import MAX_BATCH, MAX_DATASET_IMAGES, MAX_IMAGES, MAX_SEED, MAX_STEPS
 
@@ -55,6 +55,8 @@ _OptimizerOverrides = dataclasses.make_dataclass(
 class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
     """How to train. Optimizer fields (those of `TrainingDefaults`) left None use the model
     family's paper defaults (`model.training_defaults()`)."""
+
+    NAME_CLASS_IN_ERRORS: ClassVar[bool] = False  # "lr must be ...": it is --lr too
 
     data: str = setting("mnist-mini", "dataset name (see `tractable data list`)")
     data_options: dict[str, Any] = setting(
@@ -143,12 +145,7 @@ class TrainConfig(_OptimizerOverrides):  # type: ignore[valid-type, misc]
     def validate(self) -> None:
         """Raise `ConfigError` for a value out of its field's type or range (settings made
         in code or on the command line; `from_dict` checks JSON values the same way)."""
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                value = list(value)
-            check_field_value("", f, hints[f.name], value, note="")
+        super().validate()
         if self.out is not None and not str(self.out).strip():
             raise ConfigError("out (--out) is empty; name the run folder to write (None, in "
                               "the API: write nothing)")

@@ -15,7 +15,6 @@ the 1×1 convolution as a plain matrix (its LU branch is switched off in the cod
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from tractable.config import ModelConfig, setting
@@ -59,30 +58,15 @@ class GlowConfig(ModelConfig):
     def validate(self) -> None:
         super().validate()
         _, h, w = self.image_shape
-        if not 1 <= self.n_bits <= 8:
-            raise ConfigError(f"n_bits must be in 1..8, got {self.n_bits}")
-        for name in ("K", "L", "width"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.K * self.L > MAX_FLOW_STEPS:
             raise ConfigError(f"K x L = {self.K} x {self.L} flow steps; at most "
                               f"{MAX_FLOW_STEPS} are supported")
-        if self.coupling not in COUPLINGS:
-            raise ConfigError(f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
         if self.border_top_prior and not (self.learn_top and self.edge_bias):
             raise ConfigError("border_top_prior needs learn_top and edge_bias (it is the "
                               "learned top prior's border channel)")
         if self.hidden_init_std is not None and not self.hidden_init_std > 0:
             raise ConfigError(f"hidden_init_std must be > 0 (or unset), got "
                               f"{self.hidden_init_std}")
-        if self.split_max_log_std is not None and not math.isfinite(self.split_max_log_std):
-            raise ConfigError(f"split_max_log_std must be finite (or unset), got "
-                              f"{self.split_max_log_std}")
-        if not 0.0 <= self.coupling_scale_floor < 1.0:
-            raise ConfigError(f"coupling_scale_floor must be in [0, 1), got "
-                              f"{self.coupling_scale_floor}")
-        if self.weight_y < 0:
-            raise ConfigError(f"weight_y must be >= 0, got {self.weight_y}")
         f = 2**self.L
         if h % f or w % f:
             fits = max(n for n in range(1, self.L + 1) if h % 2**n == 0 and w % 2**n == 0) \

@@ -52,9 +52,6 @@ class TarFlowConfig(ModelConfig):
         super().validate()
         _, h, w = self.image_shape
         p = self.patch_size
-        for name in ("patch_size", "width", "blocks", "layers", "heads", "mlp_ratio"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if h % p or w % p:
             raise ConfigError(f"patch_size {p} must divide the image's height and width; "
                               f"{h}x{w} is not divisible by it")
@@ -63,14 +60,10 @@ class TarFlowConfig(ModelConfig):
                               "an autoregressive flow needs at least 2")
         if self.width % self.heads:
             raise ConfigError(f"width {self.width} must be divisible by heads {self.heads}")
-        if not self.log_scale_bound > 0:
-            raise ConfigError(f"log_scale_bound must be > 0, got {self.log_scale_bound}")
         if self.blocks * self.log_scale_bound > MAX_TOTAL_LOG_SCALE:
             raise ConfigError(
                 f"blocks × log_scale_bound = {self.blocks * self.log_scale_bound:g} exceeds "
                 f"{MAX_TOTAL_LOG_SCALE:g}: the inverse could scale a latent by e^that and "
                 "overflow; lower log_scale_bound")
-        if not 0.0 <= self.noise_std <= 1.0:
-            raise ConfigError(f"noise_std must be in [0, 1], got {self.noise_std}")
         if not 0.0 <= self.label_drop < 1.0:
             raise ConfigError(f"label_drop must be in [0, 1), got {self.label_drop}")
