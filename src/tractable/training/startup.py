@@ -15,9 +15,8 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import sys
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -157,7 +156,8 @@ def duration_text(seconds: float) -> str:
 
 
 class EtaClock:
-    """Times the training steps of this session and says how long the rest will take.
+    """Says how long the rest of this session's training will take, from the trainer's own
+    count of training seconds (`line`, called after each step).
 
     The first `warmup_steps` steps are not timed: they hold one-off costs (the compiler's
     warm-up, allocator and cache growth, a loaded machine settling) that once made a first
@@ -165,35 +165,22 @@ class EtaClock:
     of the last `window` timed steps (robust to a stray slow step), reported once the window
     is full or `ETA_AFTER_S` seconds of timed steps have passed (at least two steps), and
     again when it has moved by more than `ETA_CHANGE` after at least `ETA_UPDATE_S` more
-    seconds of training. Evaluation and checkpoint time are not counted (`start_step` /
-    `end_step` bracket the steps only). `clock` is injectable for tests.
+    seconds of training. Evaluation and checkpoint time are not counted: the trainer's
+    count holds the steps only.
     """
 
     def __init__(self, first_step: int, total_steps: int,
-                 clock: Callable[[], float] = time.perf_counter,
                  warmup_steps: int = ETA_WARMUP_STEPS, window: int = ETA_WINDOW) -> None:
-        self.first_step, self.total = first_step, total_steps
-        self.clock, self.warmup = clock, warmup_steps
+        self.first_step, self.total, self.warmup = first_step, total_steps, warmup_steps
         self.times: deque[float] = deque(maxlen=window)
         self.timed_s = 0.0  # training time of the timed (post-warm-up) steps
         self.reported: tuple[float, float] | None = None  # (s/step, timed_s) when said
-        self._t: float | None = None
-        self._last_step, self._last_train_s = first_step, 0.0  # of `line`
-
-    def start_step(self) -> None:
-        self._t = self.clock()
-
-    def end_step(self, step: int) -> str | None:
-        """Call after step `step` (1-based count of steps done); an ETA line, or None."""
-        if self._t is None:
-            return None
-        dt, self._t = self.clock() - self._t, None
-        return self._observe(step, dt)
+        self._last_step, self._last_train_s = first_step, 0.0
 
     def line(self, step: int, train_s: float) -> str | None:
-        """The same from the trainer's own count: after step `step`, `train_s` seconds
-        trained so far this session (the time since the last call is split evenly over
-        the steps since it)."""
+        """After step `step` (1-based count of steps done), `train_s` seconds trained so far
+        this session: the ETA line due now, or None. The time since the last call is split
+        evenly over the steps since it."""
         steps = step - self._last_step
         dt = (train_s - self._last_train_s) / max(steps, 1)
         self._last_step, self._last_train_s = step, train_s
@@ -208,15 +195,18 @@ class EtaClock:
         self.timed_s += dt
         if step >= self.total:
             return None
-        per = statistics.median(self.times)
         if self.reported is None:
             if len(self.times) < (self.times.maxlen or 1) and not (
                     self.timed_s >= ETA_AFTER_S and len(self.times) >= 2):
                 return None
+            per = statistics.median(self.times)
             prefix = "eta"
         else:
             last, at = self.reported
-            if self.timed_s - at < ETA_UPDATE_S or abs(per - last) <= ETA_CHANGE * last:
+            if self.timed_s - at < ETA_UPDATE_S:
+                return None
+            per = statistics.median(self.times)
+            if abs(per - last) <= ETA_CHANGE * last:
                 return None
             prefix = "eta update"
         self.reported = (per, self.timed_s)
