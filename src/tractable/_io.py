@@ -142,15 +142,13 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def read_json_file(path: str | os.PathLike[str], error: type[Exception] = ConfigError,
-                   what: str = "") -> Any:
+def read_json_file(path: str | os.PathLike[str], error: type[Exception] = ConfigError) -> Any:
     """Parse the JSON file `path`, with one `error(message)` for every way it can be bad:
     unreadable, not UTF-8, not JSON, larger than `MAX_JSON_BYTES` or nested deeper than
     `MAX_JSON_DEPTH` (the standard parser stops at Python's recursion limit with a
-    `RecursionError`, and code walking a deep value would too). `what` names the file in
-    the message (default: its path)."""
+    `RecursionError`, and code walking a deep value would too)."""
     path = Path(path)
-    name = what or str(path)
+    name = str(path)
     try:
         size = path.stat().st_size
         if size > MAX_JSON_BYTES:

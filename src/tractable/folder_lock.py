@@ -35,10 +35,6 @@ class FolderLock:
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self) -> FolderLock:
         """Take the lock, or raise `FolderInUse` naming the process that holds it."""
         if self._fd is not None:

@@ -359,8 +359,8 @@ def _manifest_names(run_dir: Path) -> Sequence[str]:
 
 
 def prepare_new_run(run_dir: Path, overwrite: bool) -> list[str]:
-    """Make `run_dir` ready for a new run (call it holding the folder's lock); returns the
-    earlier run's files it deleted.
+    """Make the folder `run_dir` ready for a new run (call it holding the folder's lock,
+    which made it a folder); returns the earlier run's files it deleted.
 
     A new run records in `.tractable-files` (its manifest) that it writes the names of
     `written_names()`; it starts only where none of them is someone else's file, so in a
@@ -371,9 +371,7 @@ def prepare_new_run(run_dir: Path, overwrite: bool) -> list[str]:
     other file: refused unless `overwrite`, which deletes the earlier run's files, keeps
     every other file, and refuses if another file holds a name the new run writes.
     """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file, not a folder")
-    present = files_in(run_dir) if run_dir.is_dir() else []
+    present = files_in(run_dir)  # the folder exists: the lock's file is in it
     ours = tractable_files(run_dir, present)
     theirs = [rel for rel in present if rel not in ours]
     if not present:

@@ -16,8 +16,7 @@ from torch import nn
 
 from tractable.devices import pick_device
 
-__all__ = ["DistEnv", "all_reduce_sum", "barrier", "broadcast_module", "pick_device", "setup",
-           "teardown"]
+__all__ = ["DistEnv", "all_reduce_sum", "barrier", "broadcast_module", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
