@@ -45,11 +45,11 @@ from tractable._io import atomic_write_json, read_json_file, remove_stale_temp_f
 from tractable.config import CONFIG_NAME, __version__, check_field_value
 from tractable.errors import CheckpointError, ConfigError
 from tractable.folder_lock import LOCK_NAME, FolderLock
+from tractable.pretrained import INFO_NAME as SHIPPED_RECORD_NAME  # a shipped model's record
 
 MODEL_DIR = "model"
 RUN_NAME = "run.json"
 SUMMARY_NAME = "summary.json"
-SHIPPED_RECORD_NAME = "pretrained.json"  # a shipped model's record (`tractable.pretrained`)
 STATE_NAME = "state.pt"
 WEIGHTS_NAME = "model.safetensors"  # EMA (Polyak) weights when saved by the trainer
 RAW_WEIGHTS_NAME = "raw.safetensors"  # the optimizer's current weights
@@ -57,11 +57,16 @@ WEIGHT_FILES = {"ema": WEIGHTS_NAME, "raw": RAW_WEIGHTS_NAME}
 RUN_FORMAT = 2  # 2: dataset paths absolute; 1 (no format_version): as given
 FOLDER_PREFIX = "folder:"  # the data name of an image folder (`tractable.data.registry`)
 SAMPLES_DIR = "samples"
+GIF_NAME = "samples.gif"  # every sample grid of the run so far
+CURVES_NAME = "bpd.png"  # train and test bits/dim against steps
+METRICS_JSONL, METRICS_CSV = "metrics.jsonl", "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
 # What a run writes at its top level and in model/ (never anything else: a new run with
 # `overwrite` removes only these, plus samples/step_*.png).
 GOOD_NAME = "state.good.pt"  # the last checkpoint proved good (`training/last_good.py`)
-RUN_FILES = frozenset({STATE_NAME, GOOD_NAME, RUN_NAME, SUMMARY_NAME, "metrics.jsonl",
-                       "metrics.csv", "samples.gif", "bpd.png"})
+GOOD_LINK_NAME = f".{GOOD_NAME}.link"  # its next link, before it replaces it (bookkeeping)
+RUN_FILES = frozenset({STATE_NAME, GOOD_NAME, RUN_NAME, SUMMARY_NAME, METRICS_JSONL,
+                       METRICS_CSV, GIF_NAME, CURVES_NAME})
 MODEL_FILES = frozenset({CONFIG_NAME, WEIGHTS_NAME, RAW_WEIGHTS_NAME})
 # The value of a run.json field that an older or hand-written run.json lacks (else None)
 _ABSENT: dict[str, Any] = {"optimizer": {}, "model_config": {}, "world_size": 1}
@@ -295,9 +300,9 @@ def remove_interrupted_writes(run_dir: Path) -> list[Path]:
 
 # ---- which files are tractable's, and a folder made ready for a new run ---------------------
 MANIFEST_NAME = ".tractable-files"
-GENERATED = (f"{SAMPLES_DIR}/step_*.png", "tensorboard/events.out.tfevents.*")
-_BOOKKEEPING = {LOCK_NAME, MANIFEST_NAME, f".{GOOD_NAME}.link"}
-_RUN_DIRS = {MODEL_DIR, SAMPLES_DIR, "tensorboard"}
+GENERATED = (f"{SAMPLES_DIR}/step_*.png", f"{TENSORBOARD_DIR}/events.out.tfevents.*")
+_BOOKKEEPING = {LOCK_NAME, MANIFEST_NAME, GOOD_LINK_NAME}
+_RUN_DIRS = {MODEL_DIR, SAMPLES_DIR, TENSORBOARD_DIR}
 _WRITTEN = tuple(sorted([*RUN_FILES, *(f"{MODEL_DIR}/{n}" for n in MODEL_FILES), *GENERATED]))
 
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from tractable.errors import NumericalError
 from tractable.models.bpd import evaluate_bpd
-from tractable.run_folder import SAMPLES_DIR
+from tractable.run_folder import CURVES_NAME, GIF_NAME, SAMPLES_DIR
 from tractable.training.optim import lr_at
 from tractable.training.pictures import cycling_labels, draw_samples, plot_curves, save_gif_of_pngs
 from tractable.training.startup import EtaClock
@@ -197,7 +197,7 @@ def draw_grid(trainer: Trainer) -> str | None:
               col_labels=(names if len(names) == k else [str(j) for j in range(k)])
               if k else None, title=f"step {trainer.step:,}")
     frames = [run_dir / r["grid"] for r in trainer.log.of_kind("eval") if r.get("grid")]
-    save_gif_of_pngs(frames + [run_dir / name], run_dir / "samples.gif")
+    save_gif_of_pngs(frames + [run_dir / name], run_dir / GIF_NAME)
     return name
 
 
@@ -209,5 +209,6 @@ def draw_curves(trainer: Trainer) -> None:
     plot_curves({"train (batch mean)": ([r["step"] for r in train], [r["bpd"] for r in train]),
                  "test (EMA weights)": ([r["step"] for r in evals],
                                         [r["test_bpd"] for r in evals])},
-                trainer.run_dir / "bpd.png", title=f"{trainer.model.family} on {trainer.cfg.data}",
+                trainer.run_dir / CURVES_NAME,
+                title=f"{trainer.model.family} on {trainer.cfg.data}",
                 xlabel="optimizer step", ylabel=trainer.model.bits_per_dim_label)

@@ -16,9 +16,9 @@ import contextlib
 import os
 from pathlib import Path
 
-from tractable.run_folder import GOOD_NAME
+from tractable.run_folder import GOOD_LINK_NAME, GOOD_NAME
 
-LINK_NAME = f".{GOOD_NAME}.link"  # the new link, before it replaces GOOD_NAME (bookkeeping)
+__all__ = ["GOOD_NAME", "LastGood"]
 
 
 class LastGood:
@@ -45,7 +45,7 @@ class LastGood:
             return
         good = self.good_path
         assert good is not None
-        tmp = good.with_name(LINK_NAME)
+        tmp = good.with_name(GOOD_LINK_NAME)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from tractable._io import atomic_write_text
 from tractable.errors import ConfigError
+from tractable.run_folder import METRICS_CSV, METRICS_JSONL, TENSORBOARD_DIR
 
 CSV_COLUMNS = ["kind", "step", "epoch", "loss", "bpd", "test_bpd", "lr", "grad_norm",
                "img_per_s", "elapsed_s", "skipped"]
@@ -28,7 +29,7 @@ class MetricsLog:
                  rows: list[dict[str, Any]] | None = None) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.rows: list[dict[str, Any]] = list(rows or [])
-        self._tb = _summary_writer(self.run_dir / "tensorboard") if (
+        self._tb = _summary_writer(self.run_dir / TENSORBOARD_DIR) if (
             tensorboard and self.run_dir is not None) else None
 
     def add(self, kind: str, step: int, **values: Any) -> dict[str, Any]:
@@ -51,13 +52,13 @@ class MetricsLog:
         """Rewrite metrics.jsonl and metrics.csv atomically."""
         if self.run_dir is None:
             return
-        atomic_write_text(self.run_dir / "metrics.jsonl",
+        atomic_write_text(self.run_dir / METRICS_JSONL,
                           "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows))
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
+        atomic_write_text(self.run_dir / METRICS_CSV, buf.getvalue())
         if self._tb is not None:
             self._tb.flush()
 
