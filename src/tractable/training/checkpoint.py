@@ -40,6 +40,7 @@ from tractable.run_folder import (
 )
 from tractable.training.ema import EMA
 from tractable.training.last_good import LastGood
+from tractable.training.startup import parameter_count
 
 if TYPE_CHECKING:
     from tractable.training.trainer import Trainer
@@ -76,11 +77,11 @@ class Checkpoints:
         if not self.writes:
             return None
         assert self.run_dir is not None
-        bad = non_finite_weights(trainer.model, trainer.ema)
+        step, raw = trainer.step, trainer.model.state_dict()
+        bad = non_finite_weights(trainer.model, trainer.ema, raw=raw)
         if bad:
             self._refuse(trainer, bad)
             return None
-        step, raw = trainer.step, trainer.model.state_dict()
         with self.failures_named(step), atomic_group():
             trainer.ema.model.save_pretrained(self.run_dir / MODEL_DIR, raw_state=raw)
             save_state(self.run_dir / STATE_NAME, {
@@ -183,15 +184,18 @@ def _summary(trainer: Trainer) -> dict[str, Any]:
     return {"family": trainer.model.family, "data": trainer.cfg.data, "step": trainer.step,
             "total_steps": trainer.total_steps, "best_test_bpd": trainer.best_bpd,
             "last_test_bpd": evals[-1]["test_bpd"] if evals else None,
-            "parameters": sum(p.numel() for p in trainer.model.parameters()),
+            "parameters": parameter_count(trainer.model),
             "test_images": len(trainer.test_set)  # type: ignore[arg-type]
             if trainer.test_set is not None else 0,
             "elapsed_s": round(trainer.elapsed(), 1)}
 
 
-def non_finite_weights(model: nn.Module, ema: EMA) -> list[str]:
-    """Names of the weights (raw, then `ema.`-prefixed EMA ones) that hold a NaN or ±inf."""
-    return _non_finite(model.state_dict()) + [f"ema.{k}" for k in _non_finite(ema.state_dict())]
+def non_finite_weights(model: nn.Module, ema: EMA,
+                       raw: dict[str, Tensor] | None = None) -> list[str]:
+    """Names of the weights (raw, then `ema.`-prefixed EMA ones) that hold a NaN or ±inf;
+    `raw`: `model.state_dict()` if the caller has it already."""
+    raw = model.state_dict() if raw is None else raw
+    return _non_finite(raw) + [f"ema.{k}" for k in _non_finite(ema.state_dict())]
 
 
 def _non_finite(state: dict[str, Tensor]) -> list[str]:
