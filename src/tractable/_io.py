@@ -128,7 +128,8 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], 
 
 # ---- reading JSON written by tractable (or by anyone) ----------------------------------------
 MAX_JSON_DEPTH = 100  # tractable's own files nest 4 deep
-MAX_JSON_BYTES = 256 * 2**20  # run.json with a long history is a few MB
+# tractable's largest, a config.json naming 100,000 classes (MAX_CLASSES), is a few MB
+MAX_JSON_BYTES = 256 * 2**20
 
 
 def json_depth(value: Any) -> int:

@@ -1,13 +1,14 @@
 """One process per run folder: `FolderLock`, a lock file holding the owner's PID.
 
-A training run (new or resumed) takes `RUN/.lock` before it reads or writes anything
-there, and keeps it until it ends; a second run into the same folder is refused with
-"RUN is in use by PID N". The lock is an exclusive `flock` on the file, which the kernel
-drops when its process ends however it ends (kill -9 included), so a lock file left by a
-dead process is stale by construction and simply taken over; the PID written inside only
-names the owner in the message. A lock file is never deleted while held: a process that
-found the path deleted or replaced between opening and locking it retries on the new file;
-the owner deletes the file, still holding the lock, when it ends normally.
+A training run (new or resumed) takes `RUN/.lock` before it writes anything there (and
+before it reads the checkpoint it resumes), and keeps it until it ends; a second run into
+the same folder is refused with "RUN is in use by PID N". The lock is an exclusive `flock`
+on the file, which the kernel drops when its process ends however it ends (kill -9
+included), so a lock file left by a dead process is stale by construction and simply taken
+over; the PID written inside only names the owner in the message. A lock file is never
+deleted while held: a process that found the path deleted or replaced between opening and
+locking it retries on the new file; the owner deletes the file, still holding the lock,
+when it ends normally.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from tractable.errors import NumericalError
 from tractable.models.bpd import evaluate_bpd
 from tractable.run_folder import CURVES_NAME, GIF_NAME, SAMPLES_DIR
 from tractable.training.optim import lr_at
-from tractable.training.pictures import cycling_labels, draw_samples, plot_curves, save_gif_of_pngs
+from tractable.training.pictures import cycling_labels, draw_samples
 from tractable.training.startup import EtaClock
-from tractable.viz import save_grid
+from tractable.viz import plot_curves, save_gif_of_pngs, save_grid
 
 if TYPE_CHECKING:
     from tractable.training.trainer import Trainer

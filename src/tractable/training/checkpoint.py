@@ -7,7 +7,9 @@
 
 Every file is written to a temporary name first and renamed only when all are written,
 `state.pt` last: it is the commit point of a checkpoint, so a kill or a full disk at any
-moment leaves the previous one intact, and model/ and state.pt hold the same step.
+moment leaves the previous one intact, and model/ and state.pt hold the same step (until
+the NaN/inf guard puts an earlier, proved-good state.pt back: `last_good`; a resume then
+brings model/ back to its step).
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ weights that give a non-finite loss at once, and resuming those fails however th
 settings change. So when step s + 1 is finite, `state.pt` is kept as `state.good.pt` too
 (a hard link, no copy: the next checkpoint writes a new file); when the NaN/inf guard
 stops a run whose latest checkpoint was never confirmed, `state.good.pt` is put back in
-its place, and the advice to resume names that step. A checkpoint is never saved while the
-guard is counting bad steps (its weights just gave a non-finite loss).
+its place, and the advice to resume names that step; model/ and summary.json stay at the
+later step until `--resume` rewrites model/ from state.pt. The periodic checkpoint is
+skipped while the guard is counting bad steps (its weights just gave a non-finite loss:
+`callbacks.Checkpointing`); the one at the end of a run or on a stop is still saved, if its
+weights are finite.
 """
 
 from __future__ import annotations
@@ -57,8 +60,9 @@ class LastGood:
 
     def roll_back(self) -> tuple[bool, int | None]:
         """Make `state.pt` a checkpoint that proved good, if there is one: the latest if it
-        was confirmed, else `state.good.pt` put back in its place. Returns (whether
-        state.pt is now good, its step if known)."""
+        was confirmed, else `state.good.pt` put back in its place (model/ and summary.json
+        stay at the later step until a resume rewrites model/). Returns (whether state.pt
+        is now good, its step if known)."""
         if self.latest is not None and self.confirmed == self.latest:
             return True, self.latest
         good = self.good_path

@@ -1,8 +1,6 @@
-"""What a run draws, and when: sample grids during training, their GIF, the bits/dim curve.
-
-The drawing itself is `tractable.viz` (grids, charts); this module chooses what to draw:
-the samples (reproducible from the run's seed, one class per column for a conditional
-model). `plot_curves` and `save_gif_of_pngs` are re-exported for the trainer.
+"""The samples a run draws: reproducible from the run's seed, one class per column for a
+conditional model. The pictures themselves (grids, their GIF, the bits/dim curve) are
+`tractable.viz`'s, drawn at each evaluation by `training.callbacks`.
 """
 
 from __future__ import annotations
@@ -13,9 +11,8 @@ import torch
 from torch import Tensor
 
 from tractable.models.base import TractableModel
-from tractable.viz import plot_curves, save_gif_of_pngs
 
-__all__ = ["cycling_labels", "draw_samples", "plot_curves", "save_gif_of_pngs"]
+__all__ = ["cycling_labels", "draw_samples"]
 
 
 @torch.no_grad()

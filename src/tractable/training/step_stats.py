@@ -22,6 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tractable.errors import TrainingError
+from tractable.run_folder import MODEL_DIR
 from tractable.training import distributed
 from tractable.training.last_good import LastGood
 from tractable.training.metrics import MetricsLog
@@ -118,9 +119,11 @@ class StepStats:
                            else (True, last[0] if last is not None else None))
         if last is not None and good:
             at = f" (step {good_step})" if good_step is not None else ""  # from an earlier session
+            behind = (f"; {last[1].parent / MODEL_DIR} still holds step {last[0]} until then"
+                      if good_step is not None and good_step != last[0] else "")
             where = (f"the last good checkpoint is {last[1]}{at}; continue from it with "
                      "--resume plus a lower --lr, more --warmup-steps or a --grad-clip (a "
-                     "resumed run may change these)")
+                     f"resumed run may change these){behind}")
         elif last is not None:
             where = (f"the checkpoint in {last[1]} (step {last[0]}) gave a non-finite loss "
                      "at once, so resuming it cannot help; start again with a lower --lr, "

@@ -178,7 +178,8 @@ class Trainer:
 
     def _open_run_folder(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
         """The checkpoint to resume from, or None for a new run. Rank 0 holds the folder's
-        lock from before its first read to the end of `fit` (`claim_run_folder`)."""
+        lock from before its first write (and its read of state.pt) to the end of `fit`
+        (`claim_run_folder`)."""
         folder = self.run_dir if self.env.is_main else None
         self.lock = None if folder is None else claim_run_folder(
             folder, resume=resume, overwrite=overwrite, quiet=self.cfg.quiet)
