@@ -61,10 +61,10 @@ class Checkpoints:
     def __init__(self, run_dir: Path | None, device: torch.device, writes: bool) -> None:
         """`writes`: this process saves checkpoints (rank 0 of a run with a folder)."""
         self.run_dir, self.device = run_dir, device
-        self.writes = writes and run_dir is not None
-        self.last: tuple[int, Path] | None = None  # (step, state.pt) of the last one saved
         # which checkpoint proved good (the next step finite), kept by the writer
-        self.good = LastGood(run_dir / STATE_NAME) if self.writes and run_dir else None
+        self.good = LastGood(run_dir / STATE_NAME) if writes and run_dir is not None else None
+        self.writes = self.good is not None
+        self.last: tuple[int, Path] | None = None  # (step, state.pt) of the last one saved
 
     def load(self) -> dict[str, Any]:
         """The run's `state.pt` (see `load_state`)."""

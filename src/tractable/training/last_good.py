@@ -27,14 +27,14 @@ __all__ = ["GOOD_NAME", "LastGood"]
 class LastGood:
     """Tracks the run's checkpoints: the latest (`saved`), and whether it proved good."""
 
-    def __init__(self, state_path: Path | None) -> None:
+    def __init__(self, state_path: Path) -> None:
         self.state_path = state_path
         self.latest: int | None = None  # step of state.pt
         self.confirmed: int | None = None  # step of state.good.pt
 
     @property
-    def good_path(self) -> Path | None:
-        return None if self.state_path is None else self.state_path.with_name(GOOD_NAME)
+    def good_path(self) -> Path:
+        return self.state_path.with_name(GOOD_NAME)
 
     def saved(self, step: int) -> None:
         """A checkpoint of step `step` is now `state.pt` (confirmed by the next step)."""
@@ -42,12 +42,10 @@ class LastGood:
 
     def observed(self, step: int, finite: bool) -> None:
         """Step `step` (1-based) was finite or not; confirms the checkpoint of step - 1."""
-        if not finite or self.latest is None or step != self.latest + 1:
-            return
-        if self.state_path is None or self.confirmed == self.latest:
+        if (not finite or self.latest is None or step != self.latest + 1
+                or self.confirmed == self.latest):
             return
         good = self.good_path
-        assert good is not None
         tmp = good.with_name(GOOD_LINK_NAME)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -66,7 +64,7 @@ class LastGood:
         if self.latest is not None and self.confirmed == self.latest:
             return True, self.latest
         good = self.good_path
-        if good is None or self.state_path is None or not good.is_file():
+        if not good.is_file():
             return False, None
         os.replace(good, self.state_path)
         self.latest = self.confirmed
