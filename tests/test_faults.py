@@ -117,7 +117,8 @@ def _user_files_kept(run: Path, tmp: Path) -> None:
 
 
 def _write_fails(err: int, target: str) -> Callable[[Path, Path, pytest.MonkeyPatch], list[str]]:
-    """A new run whose first write of `target` fails with `err` (full disk, read-only)."""
+    """A new run whose first write of `target` fails with `err` as the file is created
+    (a read-only filesystem)."""
     def make(run: Path, tmp: Path, mp: pytest.MonkeyPatch) -> list[str]:
         import tractable._io as io_module
 
@@ -133,8 +134,43 @@ def _write_fails(err: int, target: str) -> Callable[[Path, Path, pytest.MonkeyPa
     return make
 
 
+def _disk_fills(target: str) -> Callable[[Path, Path, pytest.MonkeyPatch], list[str]]:
+    """A new run whose disk fills while `target` is written: the temporary file exists
+    and holds the data when its `fsync` fails with ENOSPC (where a full disk shows
+    itself once the page cache has taken the bytes)."""
+    def make(run: Path, tmp: Path, mp: pytest.MonkeyPatch) -> list[str]:
+        import tractable._io as io_module
+
+        real_mkstemp, real_fsync = io_module.tempfile.mkstemp, io_module.os.fsync
+
+        def recording(*args: object, **kwargs: object) -> tuple[int, str]:
+            fd, name = real_mkstemp(*args, **kwargs)  # type: ignore[call-overload]
+            if str(kwargs.get("prefix", "")).startswith(f".{target}."):
+                _TEMPS_MADE.append(Path(name))
+            return fd, name  # type: ignore[no-any-return]
+
+        def failing(fd: int) -> None:
+            st = os.fstat(fd)
+            for made in _TEMPS_MADE:
+                if made.exists() and os.path.samestat(st, made.stat()):
+                    assert made.stat().st_size > 0  # the write itself went through
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as fsync does
+            real_fsync(fd)
+
+        _TEMPS_MADE.clear()
+        mp.setattr(io_module.tempfile, "mkstemp", recording)
+        mp.setattr(io_module.os, "fsync", failing)
+        return _train(tmp / "new")
+    return make
+
+
+_TEMPS_MADE: list[Path] = []  # the temporary files `_disk_fills` saw created for its target
+
+
 def _nothing_half_written(run: Path, tmp: Path) -> None:
     """No temporary file and no checkpoint of the failed write are left behind."""
+    assert _TEMPS_MADE, "the fault never reached a temporary file"
+    assert not any(p.exists() for p in _TEMPS_MADE)
     assert not list((tmp / "new").rglob("*.tmp"))
     assert not (tmp / "new" / "state.pt").exists()
 
@@ -213,7 +249,7 @@ CLI_FAULTS = [
     # -- the environment -------------------------------------------------------------
     Fault("--out under a file", lambda r, t, mp: (t / "f").write_text("x") and _train(
         t / "f" / "run"), "is a file, not a folder"),
-    Fault("disk full writing the weights", _write_fails(errno.ENOSPC, "model.safetensors"),
+    Fault("disk full writing the weights", _disk_fills("model.safetensors"),
           "the disk is full", _nothing_half_written),
     Fault("read-only filesystem", _write_fails(errno.EROFS, "run.json"),
           "read-only"),
@@ -250,7 +286,7 @@ def test_a_fault_ends_in_one_line_and_exit_2(fault: Fault, run: Path, tmp_path: 
 def test_a_failed_first_checkpoint_leaves_a_folder_the_same_command_reuses(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = _write_fails(errno.ENOSPC, "model.safetensors")(tmp_path, tmp_path, monkeypatch)
+    argv = _disk_fills("model.safetensors")(tmp_path, tmp_path, monkeypatch)
     assert main(argv) == 2
     monkeypatch.undo()
     assert main(argv) == 0, capsys.readouterr().err  # no --overwrite needed
