@@ -110,10 +110,14 @@ def _user_files(*names: str) -> Callable[[Path, Path, pytest.MonkeyPatch], list[
     return make
 
 
-def _user_files_kept(run: Path, tmp: Path) -> None:
-    for p in (tmp / "mine").rglob("*"):
-        if p.is_file():
-            assert p.read_text().startswith("my own "), p
+def _user_files_kept(*names: str) -> Callable[[Path, Path], None]:
+    """Each file `_user_files(*names)` wrote is still there, holding what the user wrote."""
+    def check(run: Path, tmp: Path) -> None:
+        for name in names:
+            path = tmp / "mine" / name
+            assert path.is_file(), f"{name} was deleted"
+            assert path.read_text() == f"my own {name}", name
+    return check
 
 
 def _write_fails(err: int, target: str) -> Callable[[Path, Path, pytest.MonkeyPatch], list[str]]:
@@ -183,10 +187,12 @@ CLI_FAULTS = [
     # -- data loss ---------------------------------------------------------------------
     Fault("empty --out", lambda r, t, mp: _train(""), "--out) is empty"),
     Fault("--overwrite over a user's metrics.csv", _user_files("metrics.csv", "notes.txt"),
-          "did not write under names a run writes (metrics.csv)", _user_files_kept),
+          "did not write under names a run writes (metrics.csv)",
+          _user_files_kept("metrics.csv", "notes.txt")),
     Fault("--overwrite over a user's model/config.json and summary.json",
           _user_files("model/config.json", "summary.json"),
-          "(model/config.json, summary.json)", _user_files_kept),
+          "(model/config.json, summary.json)",
+          _user_files_kept("model/config.json", "summary.json")),
     # -- runaway sizes, before anything is built ---------------------------------------
     Fault("--nr-resnet 1e12", lambda r, t, mp: _train(t / "o", "--nr-resnet", HUGE),
           "nr_resnet must be <= 64"),
