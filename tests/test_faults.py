@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,16 +420,13 @@ def test_a_bad_hub_is_one_line(endpoint: str, says: str, tmp_path: Path,
                         endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     try:
-        t0 = time.monotonic()
         assert main(["info", "hf:someone/model"]) == 2
-        took = time.monotonic() - t0
     finally:
         if stop is not None:
             stop()
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert "has no config.json" not in err
-    assert took < 120  # a bound on a hang, not a speed claim
 
 
 # ---- one run per folder ----------------------------------------------------------------
