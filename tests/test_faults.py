@@ -25,6 +25,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from cli_errors import fails
 from tractable.cli import main
 from tractable.data.prepared import IMAGES_FILE, META_FILE
 from tractable.folder_lock import LOCK_NAME, FolderLock
@@ -262,25 +263,16 @@ CLI_FAULTS = [
 
 
 @pytest.mark.parametrize("fault", CLI_FAULTS, ids=[f.id for f in CLI_FAULTS])
-def test_a_fault_ends_in_one_line_and_exit_2(fault: Fault, run: Path, tmp_path: Path,
+def test_a_fault_ends_in_one_line_and_exit_2(fault: Fault, copy: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    import shutil
-
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     argv = fault.make(copy, work, monkeypatch)
     before = snapshot(copy)
     capsys.readouterr()
-    status = main(argv)
-    err = capsys.readouterr().err
-    assert status == 2, err
-    assert err.startswith("tractable: error: ") and "Traceback" not in err, err
-    assert err.count("\n") == 1, err
-    assert fault.says in err, err
+    fails(argv, capsys, fault.says)
     if not argv or argv[0] != "train":
         assert snapshot(copy) == before  # reading never changes a run
     if fault.then is not None:
@@ -298,18 +290,15 @@ def test_a_failed_first_checkpoint_leaves_a_folder_the_same_command_reuses(
     assert load_state(tmp_path / "new" / "state.pt")["step"] == 1
 
 
-def test_info_names_missing_config_fields(run: Path, tmp_path: Path,
+def test_info_names_missing_config_fields(copy: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    import shutil
-
-    shutil.copytree(run, tmp_path / "r")
-    path = tmp_path / "r" / "model" / "config.json"
+    path = copy / "model" / "config.json"
     payload = json.loads(path.read_text())
     del payload["config"]["nr_logistic_mix"]
     path.write_text(json.dumps(payload))
-    assert main(["info", str(tmp_path / "r"), "--json"]) == 0
+    assert main(["info", str(copy), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["missing_config_fields"] == ["nr_logistic_mix"]
-    assert main(["info", str(tmp_path / "r")]) == 0
+    assert main(["info", str(copy)]) == 0
     assert "nr_logistic_mix: MISSING from config.json" in capsys.readouterr().out
 
 
