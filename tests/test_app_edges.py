@@ -77,13 +77,17 @@ def test_a_refused_upload_is_said_once_and_clears_the_image(page, tmp_path, caps
 
 def test_a_new_or_refused_image_clears_the_results_of_the_last_one(page):
     demo, *_ = page
-    cleared = {tuple(getattr(o, "elem_id", None) for o in f.outputs)
-               for f in demo.fns.values()
-               if any(event == "change" for _, event in f.targets)
-               and getattr(f.fn, "__name__", "") == "<lambda>"}
-    assert ("score", "heatmap", "histogram") in cleared
-    assert ("completions-out", None) in cleared
-    assert ("edited", "blended", "blend-strip") in cleared
+    clearers = {tuple(getattr(o, "elem_id", None) for o in f.outputs): f.fn
+                for f in demo.fns.values()
+                if any(event == "change" for _, event in f.targets)
+                and getattr(f.fn, "__name__", "") == "<lambda>"}
+    assert ("score", "heatmap", "histogram") in clearers
+    assert ("completions-out", None) in clearers
+    assert ("edited", "blended", "blend-strip") in clearers
+    for outputs, clear in clearers.items():
+        values = clear()
+        assert len(values) == len(outputs), outputs
+        assert all(v is None or v == "" for v in values), (outputs, values)
 
 
 def test_refused_input_is_one_terminal_line_and_no_traceback(capsys):

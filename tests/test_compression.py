@@ -262,11 +262,16 @@ def test_the_cli_round_trips_image_files_and_a_dataset(models, digits, tmp_path,
 
     data = tmp_path / "data.trz"
     assert main(["compress", str(folder), "--data", "mnist-mini", "--split", "test",
-                 "--limit", "4", "--out", str(data)]) == 0
+                 "--limit", "4", "--seed", "5", "--out", str(data)]) == 0
     assert main(["decompress", str(data), "--out", str(tmp_path / "data")]) == 0
     capsys.readouterr()
     written = sorted((tmp_path / "data").glob("*.png"))
     assert len(written) == 4 and read_header(data.read_bytes()).model_ref == str(folder)
+    subset = load_dataset("mnist-mini", "test", limit=4, seed=5)  # what the CLI compressed
+    for path, image in zip(written, subset.images, strict=True):
+        assert np.array_equal(np.asarray(Image.open(path)), image[0].numpy()), path.name
+    rows = (tmp_path / "data" / "labels.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows] == subset.labels.tolist()
 
 
 def test_bad_files_are_one_line_errors_with_exit_2(models, digits, tmp_path, capsys):

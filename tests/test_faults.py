@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from cli_errors import fails
 from tractable.cli import main
 from tractable.data.prepared import IMAGES_FILE, META_FILE
 from tractable.folder_lock import LOCK_NAME, FolderLock
@@ -110,14 +110,19 @@ def _user_files(*names: str) -> Callable[[Path, Path, pytest.MonkeyPatch], list[
     return make
 
 
-def _user_files_kept(run: Path, tmp: Path) -> None:
-    for p in (tmp / "mine").rglob("*"):
-        if p.is_file():
-            assert p.read_text().startswith("my own "), p
+def _user_files_kept(*names: str) -> Callable[[Path, Path], None]:
+    """Each file `_user_files(*names)` wrote is still there, holding what the user wrote."""
+    def check(run: Path, tmp: Path) -> None:
+        for name in names:
+            path = tmp / "mine" / name
+            assert path.is_file(), f"{name} was deleted"
+            assert path.read_text() == f"my own {name}", name
+    return check
 
 
 def _write_fails(err: int, target: str) -> Callable[[Path, Path, pytest.MonkeyPatch], list[str]]:
-    """A new run whose first write of `target` fails with `err` (full disk, read-only)."""
+    """A new run whose first write of `target` fails with `err` as the file is created
+    (a read-only filesystem)."""
     def make(run: Path, tmp: Path, mp: pytest.MonkeyPatch) -> list[str]:
         import tractable._io as io_module
 
@@ -133,8 +138,43 @@ def _write_fails(err: int, target: str) -> Callable[[Path, Path, pytest.MonkeyPa
     return make
 
 
+def _disk_fills(target: str) -> Callable[[Path, Path, pytest.MonkeyPatch], list[str]]:
+    """A new run whose disk fills while `target` is written: the temporary file exists
+    and holds the data when its `fsync` fails with ENOSPC (where a full disk shows
+    itself once the page cache has taken the bytes)."""
+    def make(run: Path, tmp: Path, mp: pytest.MonkeyPatch) -> list[str]:
+        import tractable._io as io_module
+
+        real_mkstemp, real_fsync = io_module.tempfile.mkstemp, io_module.os.fsync
+
+        def recording(*args: object, **kwargs: object) -> tuple[int, str]:
+            fd, name = real_mkstemp(*args, **kwargs)  # type: ignore[call-overload]
+            if str(kwargs.get("prefix", "")).startswith(f".{target}."):
+                _TEMPS_MADE.append(Path(name))
+            return fd, name  # type: ignore[no-any-return]
+
+        def failing(fd: int) -> None:
+            st = os.fstat(fd)
+            for made in _TEMPS_MADE:
+                if made.exists() and os.path.samestat(st, made.stat()):
+                    assert made.stat().st_size > 0  # the write itself went through
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as fsync does
+            real_fsync(fd)
+
+        _TEMPS_MADE.clear()
+        mp.setattr(io_module.tempfile, "mkstemp", recording)
+        mp.setattr(io_module.os, "fsync", failing)
+        return _train(tmp / "new")
+    return make
+
+
+_TEMPS_MADE: list[Path] = []  # the temporary files `_disk_fills` saw created for its target
+
+
 def _nothing_half_written(run: Path, tmp: Path) -> None:
     """No temporary file and no checkpoint of the failed write are left behind."""
+    assert _TEMPS_MADE, "the fault never reached a temporary file"
+    assert not any(p.exists() for p in _TEMPS_MADE)
     assert not list((tmp / "new").rglob("*.tmp"))
     assert not (tmp / "new" / "state.pt").exists()
 
@@ -147,10 +187,12 @@ CLI_FAULTS = [
     # -- data loss ---------------------------------------------------------------------
     Fault("empty --out", lambda r, t, mp: _train(""), "--out) is empty"),
     Fault("--overwrite over a user's metrics.csv", _user_files("metrics.csv", "notes.txt"),
-          "did not write under names a run writes (metrics.csv)", _user_files_kept),
+          "did not write under names a run writes (metrics.csv)",
+          _user_files_kept("metrics.csv", "notes.txt")),
     Fault("--overwrite over a user's model/config.json and summary.json",
           _user_files("model/config.json", "summary.json"),
-          "(model/config.json, summary.json)", _user_files_kept),
+          "(model/config.json, summary.json)",
+          _user_files_kept("model/config.json", "summary.json")),
     # -- runaway sizes, before anything is built ---------------------------------------
     Fault("--nr-resnet 1e12", lambda r, t, mp: _train(t / "o", "--nr-resnet", HUGE),
           "nr_resnet must be <= 64"),
@@ -213,7 +255,7 @@ CLI_FAULTS = [
     # -- the environment -------------------------------------------------------------
     Fault("--out under a file", lambda r, t, mp: (t / "f").write_text("x") and _train(
         t / "f" / "run"), "is a file, not a folder"),
-    Fault("disk full writing the weights", _write_fails(errno.ENOSPC, "model.safetensors"),
+    Fault("disk full writing the weights", _disk_fills("model.safetensors"),
           "the disk is full", _nothing_half_written),
     Fault("read-only filesystem", _write_fails(errno.EROFS, "run.json"),
           "read-only"),
@@ -221,25 +263,16 @@ CLI_FAULTS = [
 
 
 @pytest.mark.parametrize("fault", CLI_FAULTS, ids=[f.id for f in CLI_FAULTS])
-def test_a_fault_ends_in_one_line_and_exit_2(fault: Fault, run: Path, tmp_path: Path,
+def test_a_fault_ends_in_one_line_and_exit_2(fault: Fault, copy: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    import shutil
-
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     argv = fault.make(copy, work, monkeypatch)
     before = snapshot(copy)
     capsys.readouterr()
-    status = main(argv)
-    err = capsys.readouterr().err
-    assert status == 2, err
-    assert err.startswith("tractable: error: ") and "Traceback" not in err, err
-    assert err.count("\n") == 1, err
-    assert fault.says in err, err
+    fails(argv, capsys, fault.says)
     if not argv or argv[0] != "train":
         assert snapshot(copy) == before  # reading never changes a run
     if fault.then is not None:
@@ -250,25 +283,22 @@ def test_a_fault_ends_in_one_line_and_exit_2(fault: Fault, run: Path, tmp_path: 
 def test_a_failed_first_checkpoint_leaves_a_folder_the_same_command_reuses(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = _write_fails(errno.ENOSPC, "model.safetensors")(tmp_path, tmp_path, monkeypatch)
+    argv = _disk_fills("model.safetensors")(tmp_path, tmp_path, monkeypatch)
     assert main(argv) == 2
     monkeypatch.undo()
     assert main(argv) == 0, capsys.readouterr().err  # no --overwrite needed
     assert load_state(tmp_path / "new" / "state.pt")["step"] == 1
 
 
-def test_info_names_missing_config_fields(run: Path, tmp_path: Path,
+def test_info_names_missing_config_fields(copy: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    import shutil
-
-    shutil.copytree(run, tmp_path / "r")
-    path = tmp_path / "r" / "model" / "config.json"
+    path = copy / "model" / "config.json"
     payload = json.loads(path.read_text())
     del payload["config"]["nr_logistic_mix"]
     path.write_text(json.dumps(payload))
-    assert main(["info", str(tmp_path / "r"), "--json"]) == 0
+    assert main(["info", str(copy), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["missing_config_fields"] == ["nr_logistic_mix"]
-    assert main(["info", str(tmp_path / "r")]) == 0
+    assert main(["info", str(copy)]) == 0
     assert "nr_logistic_mix: MISSING from config.json" in capsys.readouterr().out
 
 
@@ -363,7 +393,7 @@ def _redirect_loop_server() -> tuple[str, Callable[[], None]]:
 @pytest.mark.parametrize("endpoint, says", [
     ("http://127.0.0.1:9", "could not reach the Hub"),  # nothing listens: unreachable
     ("not a url", "is not an http(s):// URL"),
-    ("loop", "could not"),
+    ("loop", "redirects"),  # a server that redirects forever: named, not "unreachable"
 ])
 def test_a_bad_hub_is_one_line(endpoint: str, says: str, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch,
@@ -379,16 +409,13 @@ def test_a_bad_hub_is_one_line(endpoint: str, says: str, tmp_path: Path,
                         endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     try:
-        t0 = time.monotonic()
         assert main(["info", "hf:someone/model"]) == 2
-        took = time.monotonic() - t0
     finally:
         if stop is not None:
             stop()
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert "has no config.json" not in err
-    assert took < 120  # a bound on a hang, not a speed claim
 
 
 # ---- one run per folder ----------------------------------------------------------------

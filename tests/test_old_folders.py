@@ -58,4 +58,8 @@ def test_an_old_run_folder_samples_every_class(old_run: Path) -> None:
     k = model.config.num_classes
     y = torch.arange(k) if k else None
     x = model.sample(k or 2, y=y, generator=torch.Generator().manual_seed(0))
-    assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == tuple(model.config.image_shape)
+    assert x.dtype == torch.uint8 and tuple(x.shape) == (k or 2, *model.config.image_shape)
+    with torch.no_grad():
+        assert torch.isfinite(model.log_prob(x, y)).all()  # in the model's support
+    again = model.sample(k or 2, y=y, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, x)  # the generator alone decides the samples
