@@ -33,7 +33,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from tractable.errors import TractableError
+from tractable.errors import NonFiniteDecodeError, TractableError
+from tractable.sampling.prior import sampling_remedy
 from tractable.sampling.progress import Callback, report
 from tractable.sampling.protocol import SampleableModel
 from tractable.sampling.registry import check_sample_args, register_sampler
@@ -160,7 +161,10 @@ def _draw(model: AutoregressiveFlowSampleable, n: int, y: Tensor | None, tempera
             attention_temperature=attention_temperature, callback=callback))
     if model.trained_with_noise if denoise is None else denoise:
         x_c = model.denoise(x_c, y)
-    return model.continuous_to_uint8(x_c)
+    try:
+        return model.continuous_to_uint8(x_c)
+    except NonFiniteDecodeError as e:
+        raise e.with_remedy(sampling_remedy(temperature)) from None
 
 
 def sample_flow(model: AutoregressiveFlowSampleable, n: int, *, y: Tensor | None = None,
