@@ -41,6 +41,7 @@ from tractable.compression.frequencies import (
 from tractable.compression.identity import model_identity
 from tractable.compression.protocol import CodableModel
 from tractable.errors import CompressedFileError, ConfigError, ShapeError
+from tractable.nn.conditioning import check_label_values
 
 DEFAULT_BATCH = 64
 # Intra-op threads while coding: the per-pixel ops are tiny, so more threads only add
@@ -142,9 +143,9 @@ def _check_labels(model: CodableModel, x: Tensor, y: Tensor | None) -> Tensor | 
             or y.is_floating_point() or y.is_complex()):
         raise ShapeError(f"labels must be {len(x)} class indices, shape [{len(x)}] (class "
                          "weights cannot be coded)")
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
-        raise ShapeError(f"labels must lie in 0..{k - 1}")
-    return y.long().cpu()
+    y = y.long().cpu()
+    check_label_values(y, k)
+    return y
 
 
 def pixels_digest(x: Tensor, y: Tensor | None) -> str:
