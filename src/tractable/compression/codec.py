@@ -231,6 +231,14 @@ def decompress_images(data: bytes, model: Any, name: str = "the file",
     file, one written with another model, or a decode whose pixels fail the checksum.
     """
     header, streams = unpack(data, name)
+    return decompress_unpacked(header, streams, model, name, threads)
+
+
+def decompress_unpacked(header: Header, streams: list[bytes], model: Any,
+                        name: str = "the file", threads: int | None = DEFAULT_THREADS
+                        ) -> tuple[Tensor, Tensor | None]:
+    """`decompress_images` of a file already unpacked (`container.unpack`: its header
+    read before the model is loaded, the file checked and split once)."""
     model = check_codable(model)
     if header.family != model.family or header.model != model_identity(model):
         raise CompressedFileError(
