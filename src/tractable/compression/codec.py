@@ -42,6 +42,7 @@ from tractable.compression.identity import model_identity
 from tractable.compression.protocol import CodableModel
 from tractable.errors import CompressedFileError, ConfigError, ShapeError
 from tractable.nn.conditioning import check_label_values
+from tractable.sampling.cached import walk_cached
 
 DEFAULT_BATCH = 64
 # Intra-op threads while coding: the per-pixel ops are tiny, so more threads only add
@@ -79,10 +80,10 @@ def code_pixels(model: CodableModel, n: int, y: Tensor | None, step: Step,
 
     At each sub-pixel the cached network gives the params, the likelihood the exact
     distribution given the pixel's earlier channels, `frequencies` the integers, and
-    `step` the value (coding `known[:, c, i, j]` when encoding). The network sees each
-    pixel exactly as the cached sampler feeds it (`tractable.sampling.cached`): unset
-    channels hold the input of a zero value until they are known. Returns the likelihood
-    values, long `[n, C, H, W]`.
+    `step` the value (coding `known[:, c, i, j]` when encoding). The walk is the cached
+    sampler's own (`tractable.sampling.cached.walk_cached`): unset channels hold the input
+    of a zero value until they are known. Returns the likelihood values, long
+    `[n, C, H, W]`.
     """
     net = model.cached_network(n, y)
     if net is None:
@@ -90,25 +91,16 @@ def code_pixels(model: CodableModel, n: int, y: Tensor | None, step: Step,
     c, h, w = model.config.image_shape
     device = next(model.parameters()).device
     values = torch.zeros(n, c, h, w, dtype=torch.long, device=device)
-    groups = [[k] for k in range(c)] if model.channel_sequential else [list(range(c))]
 
-    def network_input(row: int, col: int) -> Tensor:
-        return model.scale(model.from_targets(values[:, :, row, col]))
+    def code(row: int, col: int, channel: int | None, params: Tensor) -> None:
+        params = round_params(params)  # [n, P]
+        for k in range(c) if channel is None else [channel]:
+            probs = model.likelihood.channel_probs(params, k, values[:, :k, row, col])
+            given = None if known is None else known[:, k, row, col]
+            values[:, k, row, col] = step(given, frequencies(probs))
 
-    unset = model.scale(model.from_targets(torch.zeros_like(values[:, :, 0, 0])))
-    for row in range(h):
-        net.start_row(row)
-        for col in range(w):
-            for index, group in enumerate(groups):
-                if net.reads_current_pixel:
-                    net.observe(row, col, unset if index == 0 else network_input(row, col))
-                params = round_params(net.params_at(row, col).t())  # [n, P]
-                for channel in group:
-                    probs = model.likelihood.channel_probs(params, channel,
-                                                           values[:, :channel, row, col])
-                    given = None if known is None else known[:, channel, row, col]
-                    values[:, channel, row, col] = step(given, frequencies(probs))
-            net.observe(row, col, network_input(row, col))
+    for _ in walk_cached(model, net, values, code):
+        pass
     return values
 
 
