@@ -102,12 +102,10 @@ def pretrained_models(data: str | None = None, **kwargs: Any) -> list[AppModel]:
         raise ConfigError(NO_MODELS)
     models = []
     for name in names:
-        # the record names the dataset; one not on this machine is said on the page
-        model = load_app_model(pretrained.path_of(name), data=data, name=name, **kwargs)
-        if model.test is None:
-            print(f"{name}: {model.no_test_reason}; serving it without test images",
-                  file=sys.stderr)
-        models.append(model)
+        # the record names the dataset; one not on this machine is said on the page (and
+        # at start-up, by `tractable app`'s preparation)
+        models.append(load_app_model(pretrained.path_of(name), data=data, name=name,
+                                     **kwargs))
     return models
 
 

@@ -1,13 +1,13 @@
 """What the app computes at start-up, kept in the model folder for the next start.
 
-The test-set bits/dim histogram and Glow's attribute vectors take minutes on a loaded CPU,
-and depend only on the weights and the test images used. Each result is a safetensors file
-in the model folder (`app-cache-<what>.safetensors`) whose metadata holds its key: a SHA-256
-over the model's weights (every tensor of its state dict), the images the result was
-computed from, and the cache format. A result whose key differs (new weights after more
-training, other test images) is recomputed and replaces the file. A folder that cannot be
-written (a shipped model inside a read-only site-packages, a read-only mount) is simply not
-cached: reading and writing never fail the app.
+The test-set bits/dim histogram and an invertible model's attribute vectors take minutes on
+a loaded CPU, and depend only on the weights and the test images used. Each result is a
+safetensors file in the model folder (`app-cache-<what>.safetensors`) whose metadata holds
+its key: a SHA-256 over the model's weights (every tensor of its state dict), the images the
+result was computed from, and the cache format. A result whose key differs (new weights
+after more training, other test images) is recomputed and replaces the file. A folder that
+cannot be written (a shipped model inside a read-only site-packages, a read-only mount) is
+simply not cached: reading and writing never fail the app.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     models = main_models(args.paths, data=args.data, weights=args.weights, device=args.device,
                          options=data_options(args), progress=True)
     print(f"tractable app: {len(models)} model(s) loaded; preparing their test-set "
-          "histograms (and Glow attribute vectors) before serving", flush=True, file=sys.stderr)
+          "histograms (and the attribute vectors of invertible models) before serving",
+          flush=True, file=sys.stderr)
     for m in models:
         m.histogram_images = args.histogram_images
         prepare(m)  # computed once, before the page answers its first request
@@ -59,9 +60,9 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def prepare(m: Any) -> None:
-    """The test-set histogram (and Glow's attribute vectors): from the model folder's cache
-    when its weights and test images are unchanged, else computed with a progress bar and
-    kept there; one line says which."""
+    """The test-set histogram (and an invertible model's attribute vectors): from the model
+    folder's cache when its weights and test images are unchanged, else computed with a
+    progress bar and kept there; one line says which (or why there are no test images)."""
     if m.test is None:
         print(f"{m.name}: no test images, no histogram "
               f"({m.no_test_reason or 'no dataset recorded'})", file=sys.stderr)

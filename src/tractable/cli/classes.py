@@ -1,5 +1,5 @@
 """Which classes a command draws: the `--class` argument of `tractable sample` and
-`tractable complete` (and `glow manipulate --attribute`); a class name is matched in any
+`tractable complete` (and `latent manipulate --attribute`); a class name is matched in any
 case, so `--class trouser` finds `Trouser`."""
 
 from __future__ import annotations

@@ -201,15 +201,9 @@ def _check_free(out: Path, files: list[Path], with_labels: bool) -> None:
 
 
 def _write_png(image: Tensor, path: Path) -> None:
-    from PIL import Image
+    from tractable.viz.canvas import save_png, to_pil
 
-    from tractable._io import atomic_write_bytes
-
-    arr = image.permute(1, 2, 0).numpy().astype(np.uint8)
-    img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)  # L or RGB
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    save_png(to_pil(image.permute(1, 2, 0).numpy().astype(np.uint8)), path)
 
 
 def _write_labels(path: Path, files: list[Path], y: Tensor, class_names: list[str]) -> None:

@@ -109,12 +109,8 @@ class ImageSource:
         if is_index is False or (is_index is None and Path(spec).is_file()):
             return read_image(Path(spec), self.shape), Path(spec).name
         index = self._index(spec)
-        label = self.label(spec)
-        names = self.dataset.class_names
+        ds = self.dataset
+        label = int(ds.labels[index]) if ds.has_labels else None
+        names = ds.class_names
         shown = f" (class {names[label]})" if label is not None and label < len(names) else ""
-        return self.dataset.images[index], f"#{index}{shown}"
-
-    @staticmethod
-    def short(spec: str) -> str:
-        """An endpoint's name for a label: a file's name, or the dataset index."""
-        return Path(spec).name if Path(spec).is_file() else f"#{spec}"
+        return ds.images[index], f"#{index}{shown}"

@@ -19,9 +19,8 @@ from tractable.cli.common import (
 )
 from tractable.cli.output import output_path
 from tractable.errors import ShapeError
+from tractable.limits import MAX_IMAGES
 from tractable.sampling import sampler_help, sampler_names
-
-MAX_SAMPLES = 10_000  # images in one `tractable sample` grid
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -59,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_sample(args: argparse.Namespace) -> int:
     from tractable.viz import save_grid
 
-    if not 1 <= args.n <= MAX_SAMPLES:
-        raise ShapeError(f"-n must be between 1 and {MAX_SAMPLES:,} (one grid), got {args.n}; "
+    if not 1 <= args.n <= MAX_IMAGES:
+        raise ShapeError(f"-n must be between 1 and {MAX_IMAGES:,} (one grid), got {args.n}; "
                          "draw more in several runs with different --seed")
     if args.nrow is not None and args.nrow < 1:
         raise ShapeError(f"--nrow must be >= 1, got {args.nrow}")

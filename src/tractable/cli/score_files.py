@@ -28,8 +28,8 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 
 
 def model_background(args: argparse.Namespace, folder: Folder) -> bool | None:
-    """Whether the model's data is light on dark: `--invert` given, else from its dataset's
-    test images when they load here (None when they do not: polarity left as it is)."""
+    """Whether the model's data is light on dark, from its dataset's test images when they
+    load here (None when they do not: polarity left as it is)."""
     from tractable.cli.common import dataset_for
     from tractable.data import load_dataset
 
@@ -56,13 +56,9 @@ def read_files(files: list[Path], shape: tuple[int, int, int], dark: bool | None
                 except Exception as e:  # a crafted image that decodes but will not convert
                     raise DataError(f"the image could not be converted "
                                     f"({type(e).__name__}: {e})") from None
-                if invert is not None:  # asked outright: undo or force the inversion
-                    flipped = any(n.startswith("inverted") for n in notes)
-                    if flipped != invert:
-                        x = 255 - x
-                        notes = [n for n in notes if not n.startswith("inverted")]
-                        if invert:
-                            notes.append("inverted (--invert)")
+                if invert:  # asked outright (`dark` is then None: fit_image never inverts)
+                    x = 255 - x
+                    notes.append("inverted (--invert)")
         except DataError as e:
             raise DataError(f"{path}: {e}") from None
         if notes:
@@ -80,7 +76,8 @@ def score_files(args: argparse.Namespace, model: Any, folder: Folder) -> tuple[l
 
     files = image_files(args.images, SUFFIXES, recursive=True)
     c, h, w = (int(v) for v in model.config.image_shape)
-    dark = None if args.invert is not None else model_background(args, folder)
+    # Polarity is told from greyscale data only (`dataset_background`).
+    dark = model_background(args, folder) if args.invert is None and c == 1 else None
     if dark is None and args.invert is None and c == 1:
         print("note: the model's data is not here to tell its polarity (light on dark or "
               "dark on light): images are taken as they are; --invert inverts them",

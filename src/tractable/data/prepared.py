@@ -180,9 +180,11 @@ def problem_with(folder: Path, key: dict[str, Any] | None = None) -> str | None:
 
 def verify_prepared(folder: Path, block: int = 1 << 24) -> str | None:
     """Re-read the pixels and labels against their stored CRC-32s (None: they match)."""
-    problem = problem_with(folder)
-    if problem is not None:
-        return problem
+    return problem_with(folder) or _checksum_problem(folder, block)
+
+
+def _checksum_problem(folder: Path, block: int = 1 << 24) -> str | None:
+    """Why the files of a copy whose sizes are right do not match their CRC-32s (or None)."""
     meta = read_meta(folder) or {}
     for name, key in ((IMAGES_FILE, "images_crc32"), (LABELS_FILE, "labels_crc32")):
         crc = 0
@@ -343,7 +345,7 @@ def open_prepared(source: PreparedSource, root: Path | None = None, progress: bo
         with _locked(folder, quiet):
             problem = "rebuild requested" if rebuild else problem_with(folder, key)
             if problem is None and _images_bytes(folder) <= VERIFY_ON_OPEN_BYTES:
-                problem = verify_prepared(folder)
+                problem = _checksum_problem(folder)
             if problem is not None:
                 if folder.exists() and not quiet:
                     print(f"{folder}: {problem}; rebuilding", file=sys.stderr, flush=True)

@@ -4,9 +4,10 @@ Grids are built with numpy and written with Pillow: small images are enlarged wi
 nearest-neighbour (a 28×28 digit becomes 112×112) and tiles are separated by light grey
 lines, visible against black backgrounds (MNIST) as well as white ones. Labels (class names
 on rows, α or t on columns, titles) and colour bars are drawn with matplotlib, an optional
-dependency (`pip install 'tractable[plots]'`): without it a grid is written unlabelled. The
-tiles are placed pixel for pixel (no resampling), and labelled pictures are deterministic:
-Agg renderer, a fixed DPI and the DejaVu Sans font matplotlib ships.
+dependency (`pip install 'tractable[plots]'`), or without it with the one Pillow fallback
+(plainer text, the same layout). The tiles are placed pixel for pixel (no resampling), and
+labelled pictures are deterministic: Agg renderer, a fixed DPI and the DejaVu Sans font
+matplotlib ships.
 """
 
 from __future__ import annotations
