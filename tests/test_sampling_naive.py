@@ -119,7 +119,7 @@ class _CountingModel(AutoregressiveModel):
 
     channel_sequential = True
 
-    def __init__(self) -> None:
+    def __init__(self, config: _CounterConfig | None = None) -> None:
         super().__init__(_CounterConfig(image_shape=(3, 2, 3)))
         self.likelihood = _Passthrough()
         self.dummy = nn.Parameter(torch.zeros(()))

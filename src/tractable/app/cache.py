@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from tractable.compression.identity import weights_digest
 from tractable.errors import TractableError
 
 CACHE_FORMAT = 1
@@ -27,13 +28,9 @@ PREFIX = "app-cache-"
 
 
 def weights_hash(model: torch.nn.Module) -> str:
-    """SHA-256 over the names, shapes, dtypes and bytes of every tensor of the state dict."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{list(t.shape)}:{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    """SHA-256 over the names, dtypes, shapes and bytes of every tensor of the state dict
+    (the weights part of a compressed file's model identity)."""
+    return weights_digest(model)
 
 
 def result_key(weights: str, images: Tensor, extra: object = None) -> str:

@@ -157,21 +157,21 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def cmd_decompress(args: argparse.Namespace) -> int:
     from tractable.cli.common import open_model
-    from tractable.compression import decompress_images, read_header
+    from tractable.compression import decompress_unpacked, unpack
 
     if args.threads < 1:
         raise ConfigError("--threads must be >= 1")
-    data = _read(args.file)
-    header = read_header(data, args.file)
+    header, streams = unpack(_read(args.file), args.file)
     ref = args.model or header.model_ref
     if not ref:
         raise ConfigError(f"{args.file} does not say which model wrote it: pass --model")
-    model, _ = open_model(args, ref)
-    x, y = decompress_images(data, model, name=args.file, threads=args.threads)
-    names = header.extra.get("names") or [f"{i:06d}.png" for i in range(len(x))]
+    names = header.extra.get("names") or [f"{i:06d}.png" for i in range(header.count)]
     out = Path(args.out)
     files = [out / (Path(str(n)).stem + ".png") for n in names]
-    _check_free(out, files, with_labels=y is not None)
+    _check_free(out, files, with_labels=header.num_classes > 0)  # before the slow decode
+    model, _ = open_model(args, ref)
+    x, y = decompress_unpacked(header, streams, model, name=args.file, threads=args.threads)
+    _check_free(out, files, with_labels=y is not None)  # nothing appeared meanwhile
     out.mkdir(parents=True, exist_ok=True)
     for image, path in zip(x, files, strict=True):
         _write_png(image, path)

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from tractable.compression.codec import (
     DEFAULT_BATCH,
+    DEFAULT_THREADS,
     check_codable,
     compress_images,
     decompress_images,
+    decompress_unpacked,
     read_header,
 )
-from tractable.compression.container import Header
+from tractable.compression.container import Header, unpack
 
 decompress = decompress_images  # tractable.decompress(data, model) -> (x, y)
 
-__all__ = ["DEFAULT_BATCH", "Header", "check_codable", "compress_images", "decompress",
-           "decompress_images", "read_header"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_THREADS", "Header", "check_codable", "compress_images",
+           "decompress", "decompress_images", "decompress_unpacked", "read_header", "unpack"]

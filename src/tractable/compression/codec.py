@@ -41,6 +41,8 @@ from tractable.compression.frequencies import (
 from tractable.compression.identity import model_identity
 from tractable.compression.protocol import CodableModel
 from tractable.errors import CompressedFileError, ConfigError, ShapeError
+from tractable.nn.conditioning import check_label_values
+from tractable.sampling.cached import walk_cached
 
 DEFAULT_BATCH = 64
 # Intra-op threads while coding: the per-pixel ops are tiny, so more threads only add
@@ -78,10 +80,10 @@ def code_pixels(model: CodableModel, n: int, y: Tensor | None, step: Step,
 
     At each sub-pixel the cached network gives the params, the likelihood the exact
     distribution given the pixel's earlier channels, `frequencies` the integers, and
-    `step` the value (coding `known[:, c, i, j]` when encoding). The network sees each
-    pixel exactly as the cached sampler feeds it (`tractable.sampling.cached`): unset
-    channels hold the input of a zero value until they are known. Returns the likelihood
-    values, long `[n, C, H, W]`.
+    `step` the value (coding `known[:, c, i, j]` when encoding). The walk is the cached
+    sampler's own (`tractable.sampling.cached.walk_cached`): unset channels hold the input
+    of a zero value until they are known. Returns the likelihood values, long
+    `[n, C, H, W]`.
     """
     net = model.cached_network(n, y)
     if net is None:
@@ -89,25 +91,16 @@ def code_pixels(model: CodableModel, n: int, y: Tensor | None, step: Step,
     c, h, w = model.config.image_shape
     device = next(model.parameters()).device
     values = torch.zeros(n, c, h, w, dtype=torch.long, device=device)
-    groups = [[k] for k in range(c)] if model.channel_sequential else [list(range(c))]
 
-    def network_input(row: int, col: int) -> Tensor:
-        return model.scale(model.from_targets(values[:, :, row, col]))
+    def code(row: int, col: int, channel: int | None, params: Tensor) -> None:
+        params = round_params(params)  # [n, P]
+        for k in range(c) if channel is None else [channel]:
+            probs = model.likelihood.channel_probs(params, k, values[:, :k, row, col])
+            given = None if known is None else known[:, k, row, col]
+            values[:, k, row, col] = step(given, frequencies(probs))
 
-    unset = model.scale(model.from_targets(torch.zeros_like(values[:, :, 0, 0])))
-    for row in range(h):
-        net.start_row(row)
-        for col in range(w):
-            for index, group in enumerate(groups):
-                if net.reads_current_pixel:
-                    net.observe(row, col, unset if index == 0 else network_input(row, col))
-                params = round_params(net.params_at(row, col).t())  # [n, P]
-                for channel in group:
-                    probs = model.likelihood.channel_probs(params, channel,
-                                                           values[:, :channel, row, col])
-                    given = None if known is None else known[:, channel, row, col]
-                    values[:, channel, row, col] = step(given, frequencies(probs))
-            net.observe(row, col, network_input(row, col))
+    for _ in walk_cached(model, net, values, code):
+        pass
     return values
 
 
@@ -142,9 +135,9 @@ def _check_labels(model: CodableModel, x: Tensor, y: Tensor | None) -> Tensor | 
             or y.is_floating_point() or y.is_complex()):
         raise ShapeError(f"labels must be {len(x)} class indices, shape [{len(x)}] (class "
                          "weights cannot be coded)")
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
-        raise ShapeError(f"labels must lie in 0..{k - 1}")
-    return y.long().cpu()
+    y = y.long().cpu()
+    check_label_values(y, k)
+    return y
 
 
 def pixels_digest(x: Tensor, y: Tensor | None) -> str:
@@ -230,6 +223,14 @@ def decompress_images(data: bytes, model: Any, name: str = "the file",
     file, one written with another model, or a decode whose pixels fail the checksum.
     """
     header, streams = unpack(data, name)
+    return decompress_unpacked(header, streams, model, name, threads)
+
+
+def decompress_unpacked(header: Header, streams: list[bytes], model: Any,
+                        name: str = "the file", threads: int | None = DEFAULT_THREADS
+                        ) -> tuple[Tensor, Tensor | None]:
+    """`decompress_images` of a file already unpacked (`container.unpack`: its header
+    read before the model is loaded, the file checked and split once)."""
     model = check_codable(model)
     if header.family != model.family or header.model != model_identity(model):
         raise CompressedFileError(

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from tractable.compression import compress_images
+from tractable.compression import DEFAULT_BATCH, DEFAULT_THREADS, compress_images
 from tractable.errors import ShapeError
 from tractable.models.base import TractableModel
 from tractable.sampling import (
@@ -90,8 +90,8 @@ class AutoregressiveModel(TractableModel):
         finally:
             self.train(True)
 
-    def compress(self, x: Tensor, y: Tensor | None = None, batch: int = 64,
-                 threads: int | None = 1) -> bytes:
+    def compress(self, x: Tensor, y: Tensor | None = None, batch: int = DEFAULT_BATCH,
+                 threads: int | None = DEFAULT_THREADS) -> bytes:
         """Code uint8 images `[N, C, H, W]` (and, for a conditional model, their labels)
         losslessly at about this model's bits/dim; `tractable.decompress(data, model)`
         gives them back bit for bit (`tractable.compression`: the cached network walks

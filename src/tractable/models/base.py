@@ -8,9 +8,9 @@ folder with `config.json` (see `tractable.config`) and `model.safetensors`.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +41,9 @@ from tractable.sampling import Callback, sample_with
 
 __all__ = ["RAW_WEIGHTS_NAME", "WEIGHTS_NAME", "WEIGHT_FILES", "TractableModel", "load"]
 
+# True while `_load` builds a model whose memory it has just estimated.
+_MEMORY_CHECKED: ContextVar[bool] = ContextVar("memory_checked", default=False)
+
 
 class TractableModel(nn.Module):
     """Base class: an exact-likelihood image model over `uint8 [B, C, H, W]` images."""
@@ -62,7 +65,7 @@ class TractableModel(nn.Module):
         (estimated on the meta device) before a subclass allocates any."""
         super().__init__()
         config.validate()
-        if torch.get_default_device().type != "meta" and _built_from_config(type(self)):
+        if torch.get_default_device().type != "meta" and not _MEMORY_CHECKED.get():
             check_parameter_memory(type(self), config)  # (not the estimate's own build)
         self.config = config
 
@@ -256,18 +259,13 @@ def _load(cls: type[TractableModel], source: str | os.PathLike[str] | Folder, we
     config = klass.config_class.from_dict(cfg_dict)
     check_parameter_memory(klass, config, model_dir / CONFIG_NAME)
     where, float_type = pick_device(device), pick_dtype(dtype)
-    model = klass(config)
+    checked = _MEMORY_CHECKED.set(True)  # just now, naming the file: not again in __init__
+    try:
+        model = klass(config)
+    finally:
+        _MEMORY_CHECKED.reset(checked)
     model.load_state_dict(_load_weights(model_dir / weights_file(weights)), strict=True)
     return model.to(device=where, dtype=float_type).eval()
-
-
-def _built_from_config(klass: type[TractableModel]) -> bool:
-    """Whether `klass(config)` builds the model (a family; a test's stand-in may differ)."""
-    try:
-        inspect.signature(klass).bind(None)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def parameter_count(klass: type[TractableModel], config: ModelConfig) -> int | None:

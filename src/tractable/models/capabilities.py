@@ -25,6 +25,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from tractable.compression import DEFAULT_BATCH, DEFAULT_THREADS
 from tractable.sampling import Callback
 
 
@@ -64,8 +65,8 @@ class Compressible(Protocol):
     """Lossless coding: `compress(x, y) -> bytes` that `tractable.decompress(data, model)`
     reads back bit for bit, at about the model's bits/dim."""
 
-    def compress(self, x: Tensor, y: Tensor | None = None, batch: int = 64,
-                 threads: int | None = 1) -> bytes: ...
+    def compress(self, x: Tensor, y: Tensor | None = None, batch: int = DEFAULT_BATCH,
+                 threads: int | None = DEFAULT_THREADS) -> bytes: ...
 
 
 def families_with(capability: type) -> list[str]:

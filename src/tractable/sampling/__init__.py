@@ -50,10 +50,8 @@ from tractable.sampling.registry import (
 )
 
 __all__ = [
-    "SAMPLERS", "AutoregressiveSampleable", "CachedNetwork",
+    "AutoregressiveSampleable", "CachedNetwork",
     "Callback", "LatentSampleable", "Prefix", "Progress", "make_prefix", "raster_prefix_length",
     "SampleableModel", "check_sample_args", "get_sampler", "register_sampler",
     "sample_naive", "sample_with", "sampler_help", "sampler_names", "samplers_for",
 ]
-
-SAMPLERS = tuple(sampler_names())  # the built-in samplers' names

@@ -19,6 +19,8 @@ params (< 1e-4) in float32, which may rarely flip a sampled value.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import torch
 from torch import Tensor
 
@@ -78,6 +80,44 @@ def sample_cached_with_params(
     return images.clone(), params.clone()
 
 
+# (row, col, channel or None for the whole pixel, params [n, P]) -> sets those values
+Fill = Callable[[int, int, int | None, Tensor], None]
+
+
+def walk_cached(model: AutoregressiveSampleable, net: CachedNetwork, values: Tensor,
+                fill: Fill, first: int = 0) -> Iterator[tuple[int, int, Tensor]]:
+    """The one raster walk of a cached network over likelihood values `[n, C, H, W]`.
+
+    At every channel step of every pixel from the `first` on, `net` observes the pixel as
+    the naive forward pass sees it (channels not yet set hold the input of a zero value)
+    and `fill(row, col, channel, params)` sets the step's values (`channel` None: every
+    channel at once); the `first` pixels are known and only observed. The sampler draws
+    in `fill`, the compression coder codes there (`tractable.compression.codec`). Yields
+    `(row, col, params of the pixel's last step)` once the pixel is observed whole."""
+    c, h, w = values.shape[1:]
+    steps: list[int | None] = list(range(c)) if model.channel_sequential else [None]
+
+    def network_input(row: int, col: int) -> Tensor:  # [n, C], as the naive forward sees it
+        return model.scale(model.from_targets(values[:, :, row, col]))
+
+    unset = model.scale(model.from_targets(torch.zeros_like(values[:, :, 0, 0])))
+    for row in range(h):
+        net.start_row(row)
+        for col in range(w):
+            known = row * w + col < first
+            if known:  # a prefix pixel: all its channels are visible at once, nothing set
+                if net.reads_current_pixel:
+                    net.observe(row, col, network_input(row, col))
+                params = net.params_at(row, col).t()
+            for step, channel in enumerate([] if known else steps):
+                if net.reads_current_pixel:
+                    net.observe(row, col, unset if step == 0 else network_input(row, col))
+                params = net.params_at(row, col).t()  # [n, P]
+                fill(row, col, channel, params)
+            net.observe(row, col, network_input(row, col))
+            yield row, col, params
+
+
 @torch.inference_mode()
 def run_cached(
     model: AutoregressiveSampleable,
@@ -89,7 +129,8 @@ def run_cached(
     keep_params: bool = False,
     prefix: Prefix | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """The sampling loop: the naive sampler's, with `net` in place of full forward passes.
+    """The sampling loop: the naive sampler's, with `net` in place of full forward passes
+    (`walk_cached`, drawing each step's values from its params).
 
     With a `prefix`, its pixels are fed through `net` as known values (their activations
     are computed once, as for sampled pixels, but nothing is drawn for them) and drawing
@@ -101,36 +142,22 @@ def run_cached(
     c, h, w = model.config.image_shape
     device = next(model.parameters()).device
     values = start_values((c, h, w), n, prefix, device)
-    first = prefix.pixels if prefix is not None else 0
-    channel_steps: list[int | None] = list(range(c)) if model.channel_sequential else [None]
     kept: Tensor | None = None
 
-    def network_input(row: int, col: int) -> Tensor:  # [n, C], as the naive forward sees it
-        return model.scale(model.from_targets(values[:, :, row, col]))
+    def draw(row: int, col: int, channel: int | None, params: Tensor) -> None:
+        drawn = model.likelihood.sample(params[:, :, None, None], temperature,
+                                        generator)[:, :, 0, 0]
+        if channel is None:
+            values[:, :, row, col] = drawn
+        else:
+            values[:, channel, row, col] = drawn[:, channel]
 
-    unset = model.scale(model.from_targets(torch.zeros_like(values[:, :, 0, 0])))
-    for row in range(h):
-        net.start_row(row)
-        for col in range(w):
-            known = row * w + col < first
-            if known:  # a prefix pixel: all its channels are visible at once, nothing drawn
-                if net.reads_current_pixel:
-                    net.observe(row, col, network_input(row, col))
-                params = net.params_at(row, col).t()
-            for step, channel in enumerate([] if known else channel_steps):
-                if net.reads_current_pixel:
-                    net.observe(row, col, unset if step == 0 else network_input(row, col))
-                params = net.params_at(row, col).t()  # [n, P]
-                draw = model.likelihood.sample(params[:, :, None, None], temperature,
-                                               generator)[:, :, 0, 0]
-                if channel is None:
-                    values[:, :, row, col] = draw
-                else:
-                    values[:, channel, row, col] = draw[:, channel]
-            net.observe(row, col, network_input(row, col))
-            if keep_params:
-                if kept is None:
-                    kept = params.new_zeros(n, params.shape[1], h, w)
-                kept[:, :, row, col] = params
-        report(callback, row + 1, h)
+    first = prefix.pixels if prefix is not None else 0
+    for row, col, params in walk_cached(model, net, values, draw, first):
+        if keep_params:
+            if kept is None:
+                kept = params.new_zeros(n, params.shape[1], h, w)
+            kept[:, :, row, col] = params
+        if col == w - 1:
+            report(callback, row + 1, h)
     return model.from_targets(values), kept

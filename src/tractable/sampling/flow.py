@@ -9,7 +9,8 @@ undoes the blocks last to first, each in one of two ways that give the same resu
 * naive (`flow-naive`): the block's full pass is recomputed for every patch (the
   reference; N full passes per block).
 
-Options of `sample_flow` (the two registered samplers use their defaults):
+Options of `sample_flow`, which both registered samplers take as keywords (their defaults
+when drawn by name):
 
 * temperature T: the prior's latent is z ~ N(0, T²·I) (T = 0: z = 0);
 * `denoise`: the score-based denoising step of §2.5, x ← x + σ²·∇ log p(x) (Tweedie),
@@ -33,10 +34,11 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from tractable.errors import TractableError
+from tractable.errors import NonFiniteDecodeError, TractableError
+from tractable.sampling.prior import sampling_remedy
 from tractable.sampling.progress import Callback, report
 from tractable.sampling.protocol import SampleableModel
-from tractable.sampling.registry import check_sample_args, register_sampler
+from tractable.sampling.registry import register_sampler
 
 Params = tuple[Tensor, Tensor]
 
@@ -160,7 +162,10 @@ def _draw(model: AutoregressiveFlowSampleable, n: int, y: Tensor | None, tempera
             attention_temperature=attention_temperature, callback=callback))
     if model.trained_with_noise if denoise is None else denoise:
         x_c = model.denoise(x_c, y)
-    return model.continuous_to_uint8(x_c)
+    try:
+        return model.continuous_to_uint8(x_c)
+    except NonFiniteDecodeError as e:
+        raise e.with_remedy(sampling_remedy(temperature)) from None
 
 
 def sample_flow(model: AutoregressiveFlowSampleable, n: int, *, y: Tensor | None = None,
@@ -168,19 +173,12 @@ def sample_flow(model: AutoregressiveFlowSampleable, n: int, *, y: Tensor | None
                 callback: Callback | None = None, cached: bool = True,
                 denoise: bool | None = None, guidance: float = 0.0,
                 attention_temperature: float | None = None) -> Tensor:
-    """Draw `n` images `uint8 [n, C, H, W]` with the options of the module docstring
-    (the registered samplers are this with its defaults, cached or not)."""
-    if not isinstance(model, AutoregressiveFlowSampleable):
-        raise TractableError(f"{type(model).__name__} is not an autoregressive flow")
-    y, temperature = check_sample_args(model, n, y, temperature, generator,
-                                       allow_zero_temperature=True)
-    was_training = model.training
-    model.train(False)
-    try:
-        return _draw(model, n, y, temperature, generator, cached, denoise, guidance,
-                     attention_temperature, callback)
-    finally:
-        model.train(was_training)
+    """Draw `n` images `uint8 [n, C, H, W]` with the options of the module docstring:
+    the registered sampler `flow-cached` (or `flow-naive`) given those options."""
+    draw = sample_flow_cached if cached else sample_flow_naive
+    return draw(model, n, y=y, temperature=temperature, generator=generator,
+                callback=callback, denoise=denoise, guidance=guidance,
+                attention_temperature=attention_temperature)
 
 
 @register_sampler("flow-cached", needs=AutoregressiveFlowSampleable, zero_temperature=True,
@@ -189,8 +187,11 @@ def sample_flow(model: AutoregressiveFlowSampleable, n: int, *, y: Tensor | None
 def sample_flow_cached(model: AutoregressiveFlowSampleable, n: int, *,
                        y: Tensor | None = None, temperature: float = 1.0,
                        generator: torch.Generator | None = None,
-                       callback: Callback | None = None) -> Tensor:
-    return _draw(model, n, y, temperature, generator, True, None, 0.0, None, callback)
+                       callback: Callback | None = None, denoise: bool | None = None,
+                       guidance: float = 0.0, attention_temperature: float | None = None
+                       ) -> Tensor:
+    return _draw(model, n, y, temperature, generator, True, denoise, guidance,
+                 attention_temperature, callback)
 
 
 @register_sampler("flow-naive", needs=AutoregressiveFlowSampleable, zero_temperature=True,
@@ -199,5 +200,8 @@ def sample_flow_cached(model: AutoregressiveFlowSampleable, n: int, *,
 def sample_flow_naive(model: AutoregressiveFlowSampleable, n: int, *,
                       y: Tensor | None = None, temperature: float = 1.0,
                       generator: torch.Generator | None = None,
-                      callback: Callback | None = None) -> Tensor:
-    return _draw(model, n, y, temperature, generator, False, None, 0.0, None, callback)
+                      callback: Callback | None = None, denoise: bool | None = None,
+                      guidance: float = 0.0, attention_temperature: float | None = None
+                      ) -> Tensor:
+    return _draw(model, n, y, temperature, generator, False, denoise, guidance,
+                 attention_temperature, callback)

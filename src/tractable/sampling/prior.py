@@ -16,6 +16,12 @@ from tractable.sampling.protocol import LatentSampleable
 from tractable.sampling.registry import register_sampler
 
 
+def sampling_remedy(temperature: float) -> str:
+    """What to do when sampled latents decode to NaN or inf (`NonFiniteDecodeError`)."""
+    return (f"when sampling, lower the temperature (it was {temperature:g}) or use a model "
+            "trained longer or at a lower learning rate")
+
+
 @register_sampler("prior", needs=LatentSampleable, zero_temperature=True,
                   help="latents drawn from the prior (std × temperature), decoded (flows)")
 @torch.no_grad()
@@ -32,8 +38,6 @@ def sample_prior(
     try:
         images = model.decode(model.prior_latents(n, y, temperature, generator), y)
     except NonFiniteDecodeError as e:
-        raise e.with_remedy(f"when sampling, lower the temperature (it was {temperature:g}) "
-                            "or use a model trained longer or at a lower learning "
-                            "rate") from None
+        raise e.with_remedy(sampling_remedy(temperature)) from None
     report(callback, 1, 1, "decode")
     return images

@@ -1,8 +1,9 @@
 """How a draw reports its progress: one callback argument for every sampler.
 
 `model.sample(..., callback=fn)` calls `fn(Progress(step, total, unit))` as the sampler
-advances: after each image row for the autoregressive samplers (`unit="row"`), once after
-the decode for a flow's prior sampler (`unit="decode"`). The command line's progress bar
+advances: after each image row for the autoregressive samplers (`unit="row"`), after each
+inverted block for the autoregressive flow samplers (`unit="block"`), once after the decode
+for a flow's prior sampler (`unit="decode"`). The command line's progress bar
 and the app's progress indicator are such callbacks (k-diffusion's sampler `callback`).
 """
 

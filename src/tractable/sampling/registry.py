@@ -10,11 +10,12 @@ None, receives a `Progress(step, total, unit)` as the draw advances
 surface it draws through (`tractable.sampling.protocol`); a model that lacks it is refused
 with a clear error. A sampler registered with `takes_prefix=True` also takes `prefix=`,
 known leading pixels to keep (image completion, `tractable.sampling.prefix`); asking
-another sampler for one is an error. Registration wraps the function so that a call by name
-(`sample_with`) or directly (`sample_naive(model, ...)`) both go through `check_sample_args`
-and run the model in eval mode (dropout off), restoring its mode afterwards. A new sampler
-(a CUDA-graph one, say) is one decorated function; the command line's `--sampler` choices
-and help come from `sampler_names()` / `sampler_help()`.
+another sampler for one is an error. Other keyword options a sampler declares (TarFlow's
+guidance, say) pass through unchanged. Registration wraps the function so that a call by
+name (`sample_with`) or directly (`sample_naive(model, ...)`) both go through
+`check_sample_args` and run the model in eval mode (dropout off), restoring its mode
+afterwards. A new sampler (a CUDA-graph one, say) is one decorated function; the command
+line's `--sampler` choices and help come from `sampler_names()` / `sampler_help()`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -59,7 +61,8 @@ def register_sampler(name: str, *, needs: type, help: str, zero_temperature: boo
         @functools.wraps(fn)
         def checked(model: SampleableModel, n: int, *, y: Tensor | None = None,
                     temperature: float = 1.0, generator: torch.Generator | None = None,
-                    callback: Callback | None = None, prefix: Prefix | None = None) -> Tensor:
+                    callback: Callback | None = None, prefix: Prefix | None = None,
+                    **options: Any) -> Tensor:
             if not isinstance(model, needs):
                 raise TractableError(
                     f"the {name!r} sampler draws from models with the {needs.__name__} "
@@ -72,7 +75,7 @@ def register_sampler(name: str, *, needs: type, help: str, zero_temperature: boo
             model.train(False)
             try:
                 return fn(model, n, y=y, temperature=temperature, generator=generator,
-                          callback=callback, **extra)
+                          callback=callback, **extra, **options)
             finally:
                 model.train(was_training)
 

@@ -2,7 +2,9 @@
 
 actnorm (§3.1) · invconv (§3.2) · coupling (§3.3) · step (Figure 2a) · multiscale (Figure 2b:
 squeeze, split with learned prior) · prior (top prior, class conditioning) · quantize
-(n_bits, dequantization) · model (`Glow`) · latents (interpolation, attribute vectors).
+(n_bits, dequantization) · model (`Glow`). `latents` only re-exports
+`tractable.models.latents` (interpolation, attribute vectors for every `Invertible` model),
+kept for imports written against 0.1.0.
 """
 
 from tractable.models.glow.config import GlowConfig

@@ -53,17 +53,17 @@ from typing import Any, ClassVar, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from tractable.config import TrainingDefaults
-from tractable.errors import NonFiniteDecodeError, NumericalError, ShapeError
+from tractable.errors import NumericalError, ShapeError
 from tractable.models.base import TractableModel
+from tractable.models.flows import MOVED_LATENTS_REMEDY, check_finite, in_float64
 from tractable.models.glow.actnorm import ActNorm
 from tractable.models.glow.config import GlowConfig
 from tractable.models.glow.multiscale import Level, squeeze2d, unsqueeze2d
 from tractable.models.glow.prior import TopPrior, gaussian_log_prob
-from tractable.models.glow.quantize import to_continuous, to_uint8
+from tractable.models.glow.quantize import continuous_input, to_continuous, to_uint8
 from tractable.models.glow.step import FlowStep
 from tractable.models.registry import register_model
 from tractable.nn.conditioning import class_weights
@@ -166,26 +166,10 @@ class Glow(TractableModel):
         raw, _, logdet, _ = self._forward(x_c)
         return raw, logdet
 
-    def _to_continuous_input(self, x: Tensor, dtype: torch.dtype) -> Tensor:
-        if x.dtype == torch.uint8:
-            self.check_images(x)
-            return to_continuous(x, self.config.n_bits, dtype, noise=False)
-        if not x.is_floating_point() or tuple(x.shape[1:]) != tuple(self.config.image_shape):
-            raise ShapeError(
-                f"encode takes uint8 images or continuous float images x_c in [-0.5, 0.5) of "
-                f"shape [B, {', '.join(map(str, self.config.image_shape))}], got {x.dtype} "
-                f"{list(x.shape)}"
-            )
-        return x.to(dtype)
-
     def _in_float64(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(*args)` with every floating parameter and buffer seen in float64 (a per-call
-        cast; the module's own tensors are untouched). See "Exact round trips" above."""
-        if self._ref().dtype == torch.float64:
-            return fn(*args)
-        tensors = {f"model.{k}": v.double() if v.is_floating_point() else v
-                   for k, v in [*self.named_parameters(), *self.named_buffers()]}
-        return functional_call(_Call(self, fn), tensors, args)
+        """`fn(*args)` with the weights seen in float64 (`flows.in_float64`; see "Exact
+        round trips" above)."""
+        return in_float64(self, self._ref(), fn, *args)
 
     def encode(self, x: Tensor, y: Tensor | None = None, check: bool = True) -> list[Tensor]:
         """Images -> one latent per level (split levels standardized, raw top last), float64.
@@ -197,7 +181,7 @@ class Glow(TractableModel):
         exactly (see "Exact round trips"). `y` is optional even for a class-conditional
         model, and checked but unused when given: the flow does not see the class.
         """
-        x_c = self._to_continuous_input(x, torch.float64)
+        x_c = continuous_input(self, x, self.config.n_bits, torch.float64)
         if y is not None:
             self._labels(y, x_c.shape[0])
         latents: list[Tensor] = self._in_float64(lambda v: self._forward(v)[1], x_c)
@@ -383,29 +367,14 @@ class Glow(TractableModel):
                                 grad_clip=50.0, batch_size=64)
 
 
-class _Call(nn.Module):
-    """Holds `model` as a submodule so `functional_call` can swap its tensors for `fn`."""
-
-    def __init__(self, model: nn.Module, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.model = model
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
 def _check_finite(x_c: Tensor, bounded: bool) -> None:
     """Raise `NonFiniteDecodeError` with the count of images holding a NaN or ±inf.
 
     The remedy named is for latents a user moved (edits, blends); the prior sampler
     replaces it with its own (the temperature)."""
-    bad = ~torch.isfinite(x_c).flatten(1).all(1)
-    if bool(bad.any()):
-        remedy = ("move the latents less far from encoded images: a smaller attribute "
-                  "strength |alpha|, or a blend of more alike images")
-        if not bounded:
-            remedy += (", or use a model trained with a bounded inverse (coupling_scale_floor "
-                       "> 0 and split_max_log_std set, the defaults for new models; this one "
-                       "lacks them, as models saved before they existed)")
-        raise NonFiniteDecodeError(int(bad.sum()), len(x_c), remedy)
+    remedy = MOVED_LATENTS_REMEDY
+    if not bounded:
+        remedy += (", or use a model trained with a bounded inverse (coupling_scale_floor > 0 "
+                   "and split_max_log_std set, the defaults for new models; this one lacks "
+                   "them, as models saved before they existed)")
+    check_finite(x_c, remedy)

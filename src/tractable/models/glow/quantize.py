@@ -13,8 +13,15 @@ objective (Theis et al. 2016, "A note on the evaluation of generative models").
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
+
+from tractable.errors import ShapeError
+
+if TYPE_CHECKING:
+    from tractable.models.base import TractableModel
 
 
 def reduce_bits(x: Tensor, n_bits: int) -> Tensor:
@@ -48,3 +55,19 @@ def to_uint8(x_c: Tensor, n_bits: int) -> Tensor:
     x_c = x_c if x_c.dtype == torch.float64 else x_c.float()  # float64 decodes stay float64
     xq = torch.floor((x_c + 0.5) * n_bins).clamp(0, n_bins - 1)
     return (xq * 2 ** (8 - n_bits)).to(torch.uint8)
+
+
+def continuous_input(model: TractableModel, x: Tensor, n_bits: int,
+                     dtype: torch.dtype) -> Tensor:
+    """What a flow's `encode` takes, as x_c in `dtype`: uint8 images (checked) at their
+    bins' centres (deterministic), or a float tensor of the model's image shape taken as
+    x_c itself (e.g. dequantized images)."""
+    if x.dtype == torch.uint8:
+        model.check_images(x)
+        return to_continuous(x, n_bits, dtype, noise=False)
+    shape = tuple(model.config.image_shape)
+    if not x.is_floating_point() or tuple(x.shape[1:]) != shape:
+        raise ShapeError(
+            f"encode takes uint8 images or continuous float images x_c in [-0.5, 0.5) of "
+            f"shape [B, {', '.join(map(str, shape))}], got {x.dtype} {list(x.shape)}")
+    return x.to(dtype)

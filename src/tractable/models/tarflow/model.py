@@ -26,15 +26,15 @@ Latents and round trips
 in a list like Glow's; `decode` inverts it (`tractable.sampling.flow.invert_flow`). The
 flow sees the class: `y` selects the blocks' class embedding, and without `y` a
 class-conditional model uses its "no class" embedding (what label dropout trained). Both
-run in float64 whatever the model's dtype (a float64 copy of the weights per call), and
-`encode` of uint8 images checks that its latents decode back to the same images.
+run in float64 whatever the model's dtype (a float64 view of the weights per call,
+`models.flows.in_float64`), and `encode` of uint8 images checks that its latents decode
+back to the same images.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, cast
 
 import torch
@@ -42,8 +42,9 @@ from torch import Tensor, nn
 
 from tractable.config import TrainingDefaults
 from tractable.errors import NumericalError, ShapeError
+from tractable.models import flows
 from tractable.models.base import TractableModel
-from tractable.models.glow.quantize import to_continuous, to_uint8
+from tractable.models.glow.quantize import continuous_input, to_continuous, to_uint8
 from tractable.models.registry import register_model
 from tractable.models.tarflow.block import BlockStepper, FlowBlock, bounded
 from tractable.models.tarflow.config import TarFlowConfig
@@ -127,7 +128,8 @@ class TarFlow(TractableModel):
         return seq.flip(1) if t % 2 else seq
 
     def from_block_order(self, t: int, seq: Tensor) -> Tensor:
-        return seq.flip(1) if t % 2 else seq
+        """The inverse of `to_block_order`: a reversal undoes itself."""
+        return self.to_block_order(t, seq)
 
     def bound_log_scale(self, alpha: Tensor) -> Tensor:
         return bounded(alpha, self.config.log_scale_bound)
@@ -151,8 +153,11 @@ class TarFlow(TractableModel):
         """The flow's input sequence -> images x_c on the [-0.5, 0.5) scale."""
         return unpatchify(seq, self.config.patch_size, self.config.image_shape) / 2.0
 
-    def continuous_to_uint8(self, x_c: Tensor) -> Tensor:
-        _check_finite(x_c)
+    def continuous_to_uint8(self, x_c: Tensor, check_finite: bool = True) -> Tensor:
+        """x_c -> uint8 images (the bins holding x_c); `NonFiniteDecodeError` for an image
+        holding NaN or inf, unless `check_finite=False` (those sub-pixels become 0)."""
+        if check_finite:
+            flows.check_finite(x_c)
         return to_uint8(x_c, N_BITS)
 
     # ---- likelihood ------------------------------------------------------------------
@@ -236,33 +241,29 @@ class TarFlow(TractableModel):
         return self._blocks()[t].stepper(batch, cond, attention_temperature)
 
     # ---- latents (the Glow interface) ------------------------------------------------
-    def _float64(self) -> TarFlow:
-        return self if self._ref().dtype == torch.float64 else copy.deepcopy(self).double()
-
-    def _to_continuous_input(self, x: Tensor) -> Tensor:
-        if x.dtype == torch.uint8:
-            self.check_images(x)
-            return to_continuous(x, N_BITS, torch.float64, noise=False)
-        if not x.is_floating_point() or tuple(x.shape[1:]) != tuple(self.config.image_shape):
-            raise ShapeError(
-                f"encode takes uint8 images or continuous float images x_c in [-0.5, 0.5) of "
-                f"shape [B, {', '.join(map(str, self.config.image_shape))}], got {x.dtype} "
-                f"{list(x.shape)}")
-        return x.to(torch.float64)
+    def _in_float64(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` with the weights seen in float64 (`flows.in_float64`)."""
+        return flows.in_float64(self, self._ref(), fn, *args)
 
     def encode(self, x: Tensor, y: Tensor | None = None, check: bool = True) -> list[Tensor]:
         """Images -> `[z]`, z `[B, C, H, W]` float64: the latent sequence laid out as the image.
 
         uint8 images sit at their bins' centres (deterministic); a float tensor is taken as
-        x_c. With `check` (uint8 input), the latents are decoded again and `NumericalError`
-        names any image that would not come back exactly."""
-        x_c = self._to_continuous_input(x)
+        x_c. With `check` (uint8 input), the latents are decoded again (with the same
+        float64 view of the weights) and `NumericalError` names any image that would not
+        come back exactly."""
+        x_c = continuous_input(self, x, N_BITS, torch.float64)
         y_w = self._labels(y, x_c.shape[0], optional=True)
+        check = check and x.dtype == torch.uint8
+
+        def encode_and_decode() -> tuple[list[Tensor], Tensor | None]:
+            z, _ = self.flow(self._to_sequence(x_c), y_w)
+            latents = [unpatchify(z, self.config.patch_size, self.config.image_shape)]
+            return latents, self.decode(latents, y, check_finite=False) if check else None
+
         with torch.no_grad():
-            z, _ = self._float64().flow(self._to_sequence(x_c), y_w)
-        latents = [unpatchify(z, self.config.patch_size, self.config.image_shape)]
-        if check and x.dtype == torch.uint8:
-            back = self.decode(latents, y, check_finite=False)
+            latents, back = self._in_float64(encode_and_decode)
+        if back is not None:
             bad = (back != x).flatten(1).any(1).nonzero().flatten().tolist()
             if bad:
                 raise NumericalError(
@@ -285,18 +286,19 @@ class TarFlow(TractableModel):
         """Exact inverse of `encode` on the continuous scale: latents -> x_c (float64 for
         float64 latents, else the model's dtype)."""
         z = self._check_latents(latents)
-        model = self._float64() if z.dtype == torch.float64 else self
-        seq = patchify(z.to(model._ref().dtype), self.config.patch_size)
+
+        def inverse() -> Tensor:
+            seq = patchify(z.to(self._ref().dtype), self.config.patch_size)
+            return self.sequence_to_continuous(invert_flow(self, seq, y))
+
         with torch.no_grad():
-            return model.sequence_to_continuous(invert_flow(model, seq, y))
+            return cast(Tensor, self._in_float64(inverse) if z.dtype == torch.float64
+                        else inverse())
 
     def decode(self, latents: Sequence[Tensor], y: Tensor | None = None,
                check_finite: bool = True) -> Tensor:
         """Latents -> uint8 images (the bin containing `decode_continuous(latents)`)."""
-        x_c = self.decode_continuous(latents, y)
-        if check_finite:
-            _check_finite(x_c)
-        return to_uint8(x_c, N_BITS)
+        return self.continuous_to_uint8(self.decode_continuous(latents, y), check_finite)
 
     def prior_latents(self, n: int, y: Tensor | None, temperature: float,
                       generator: torch.Generator | None) -> list[Tensor]:
@@ -312,10 +314,3 @@ class TarFlow(TractableModel):
         a warm-up, gradient clipping and Polyak averaging."""
         return TrainingDefaults(optimizer="adam", lr=5e-4, betas=(0.9, 0.95), warmup_steps=200,
                                 ema_decay=0.999, grad_clip=1.0, batch_size=16)
-
-
-def _check_finite(x_c: Tensor) -> None:
-    bad = ~torch.isfinite(x_c).flatten(1).all(1)
-    if bool(bad.any()):
-        raise NumericalError(f"{int(bad.sum())} of {len(x_c)} images came out of the flow's "
-                             "inverse as NaN or inf")
