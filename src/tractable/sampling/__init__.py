@@ -55,3 +55,11 @@ __all__ = [
     "SampleableModel", "check_sample_args", "get_sampler", "register_sampler",
     "sample_naive", "sample_with", "sampler_help", "sampler_names", "samplers_for",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`SAMPLERS`, the registered samplers' names as they are now (kept for scripts written
+    against 0.1.0, which exported it; `sampler_names()` is the same list)."""
+    if name == "SAMPLERS":
+        return tuple(sampler_names())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
